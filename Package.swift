@@ -1,0 +1,61 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Understudy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "understudy", targets: ["understudy"]),
+        .library(name: "InferenceAPI", targets: ["InferenceAPI"]),
+        .library(name: "FakeVLLM", targets: ["FakeVLLM"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "FleetManager", targets: ["FleetManager"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    ],
+    targets: [
+        // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text.
+        .target(
+            name: "InferenceAPI",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // The emulated vLLM server: engine core, timing model, HTTP driver.
+        .target(
+            name: "FakeVLLM",
+            dependencies: [
+                "InferenceAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        // The inference gateway and endpoint picker (issue 3).
+        .target(name: "Gateway", dependencies: ["InferenceAPI"]),
+        // Fleet, lifecycle, chaos, bench and sim (issues 4 and 5).
+        .target(name: "FleetManager", dependencies: ["InferenceAPI", "FakeVLLM", "Gateway"]),
+        .executableTarget(
+            name: "understudy",
+            dependencies: [
+                "FakeVLLM", "Gateway", "FleetManager",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        .testTarget(
+            name: "FakeVLLMTests",
+            dependencies: [
+                "FakeVLLM", "InferenceAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,126 @@
+/// The KV block pool with prefix caching, as vLLM V1's `BlockPool`: reference-counted blocks,
+/// a free queue in LRU order that still holds cached blocks until they are reused, and a map
+/// from chained block hash to the block holding those tokens.
+///
+/// Block 0 is reserved as vLLM's null block, so an idle pool reports usage `1/numBlocks`.
+struct BlockPool {
+    typealias BlockID = Int32
+
+    let numBlocks: Int
+    private var refCount: [Int32]
+    private var hashOfBlock: [UInt64?]
+    private var blockForHash: [UInt64: BlockID] = [:]
+    // Doubly linked free queue over block ids; index `numBlocks` is the sentinel.
+    private var next: [BlockID]
+    private var previous: [BlockID]
+    private(set) var numFree: Int
+
+    init(numBlocks: Int) {
+        precondition(numBlocks >= 2, "a KV cache needs at least two blocks")
+        self.numBlocks = numBlocks
+        refCount = Array(repeating: 0, count: numBlocks)
+        hashOfBlock = Array(repeating: nil, count: numBlocks)
+        let sentinel = BlockID(numBlocks)
+        next = Array(repeating: sentinel, count: numBlocks + 1)
+        previous = Array(repeating: sentinel, count: numBlocks + 1)
+        numFree = 0
+        for block in 1..<numBlocks { pushBack(BlockID(block)) }
+        refCount[0] = 1  // the null block is never free
+    }
+
+    /// Fraction of blocks held by requests, as `vllm:kv_cache_usage_perc`.
+    var usage: Double { 1.0 - Double(numFree) / Double(numBlocks) }
+
+    /// The cached block holding exactly these tokens, if any.
+    func cachedBlock(for hash: UInt64) -> BlockID? { blockForHash[hash] }
+
+    func isFree(_ block: BlockID) -> Bool { refCount[Int(block)] == 0 }
+
+    /// Takes a reference on a cached block, removing it from the free queue if it was there.
+    mutating func touch(_ block: BlockID) {
+        if refCount[Int(block)] == 0 { unlink(block) }
+        refCount[Int(block)] += 1
+    }
+
+    /// Takes `count` blocks from the head of the free queue, evicting their cached contents.
+    mutating func allocate(_ count: Int, into table: inout [BlockID]) {
+        precondition(count <= numFree)
+        for _ in 0..<count {
+            let block = next[numBlocks]
+            unlink(block)
+            if let hash = hashOfBlock[Int(block)] {
+                if blockForHash[hash] == block { blockForHash[hash] = nil }
+                hashOfBlock[Int(block)] = nil
+            }
+            refCount[Int(block)] = 1
+            table.append(block)
+        }
+    }
+
+    /// Drops one reference per block; blocks reaching zero join the tail of the free queue.
+    /// Callers pass tables in reverse so a request's last blocks are evicted first, as vLLM does.
+    mutating func release<C: Collection<BlockID>>(_ blocks: C) {
+        for block in blocks {
+            refCount[Int(block)] -= 1
+            if refCount[Int(block)] == 0 { pushBack(block) }
+        }
+    }
+
+    /// Records that `block` holds the full block of tokens with this hash.
+    mutating func register(_ block: BlockID, hash: UInt64) {
+        guard hashOfBlock[Int(block)] == nil, blockForHash[hash] == nil else { return }
+        hashOfBlock[Int(block)] = hash
+        blockForHash[hash] = block
+    }
+
+    /// Forgets every cached hash (POST /reset_prefix_cache).
+    mutating func resetPrefixCache() {
+        blockForHash.removeAll()
+        for index in hashOfBlock.indices { hashOfBlock[index] = nil }
+    }
+
+    private mutating func pushBack(_ block: BlockID) {
+        let sentinel = BlockID(numBlocks)
+        let last = previous[Int(sentinel)]
+        next[Int(last)] = block
+        previous[Int(block)] = last
+        next[Int(block)] = sentinel
+        previous[Int(sentinel)] = block
+        numFree += 1
+    }
+
+    private mutating func unlink(_ block: BlockID) {
+        let before = previous[Int(block)]
+        let after = next[Int(block)]
+        next[Int(before)] = after
+        previous[Int(after)] = before
+        numFree -= 1
+    }
+}
+
+/// The chained hash of one full block: its parent block's hash, its tokens, and the adapter
+/// (a LoRA changes the KV values, so the same tokens under another adapter must not match).
+struct BlockHasher {
+    private var state: UInt64
+
+    init(parent: UInt64) { state = parent ^ 0x9E37_79B9_7F4A_7C15 }
+
+    mutating func combine(_ token: Int) { state = mix(state ^ UInt64(bitPattern: Int64(token))) }
+
+    func finalize(adapter: String?) -> UInt64 {
+        var hash = state
+        if let adapter {
+            for byte in adapter.utf8 { hash = mix(hash ^ UInt64(byte)) }
+        }
+        return mix(hash)
+    }
+}
+
+/// A 64-bit finaliser (splitmix64's), good enough to make block-hash collisions negligible.
+@inline(__always)
+func mix(_ value: UInt64) -> UInt64 {
+    var z = value &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}

@@ -1,0 +1,90 @@
+/// Everything `understudy serve` is told, named after `vllm serve`'s flags. Unset values take
+/// vLLM's defaults for the profiled device.
+public struct ServerConfiguration: Sendable {
+    public var model: String = "meta-llama/Meta-Llama-3-8B"
+    public var servedModelNames: [String] = []
+    public var host: String = "0.0.0.0"
+    public var port: Int = 8000
+    public var maxModelLen: Int?
+    public var maxNumSeqs: Int?
+    public var maxNumBatchedTokens: Int?
+    public var blockSize: Int = 16
+    public var gpuMemoryUtilization: Double = 0.9
+    public var tensorParallelSize: Int = 1
+    public var enablePrefixCaching: Bool = true
+    public var enableLoRA: Bool = false
+    public var maxLoras: Int = 1
+    public var maxCPULoras: Int?
+    public var maxLoRARank: Int = 16
+    public var loraModules: [LoRAModule] = []
+    public var apiKey: String?
+    public var seed: UInt64 = 0
+    public var enablePromptTokensDetails: Bool = false
+    public var enableServerLoadTracking: Bool = false
+    /// Set by the environment variable VLLM_ALLOW_RUNTIME_LORA_UPDATING, as in vLLM.
+    public var allowRuntimeLoRAUpdating: Bool = false
+    // Ours.
+    public var accelerator: String = "h100-sxm"
+    public var modelProfile: String?
+    public var timeScale: Double = 1
+    public var startupDelay: Double = 0
+    public var showHiddenMetricsForVersion: String?
+    /// Largest request body accepted, bytes.
+    public var maxBodyBytes: Int = 16 * 1024 * 1024
+
+    public init() {}
+
+    /// The name clients use and metrics carry: the first served name, else the model.
+    public var primaryModelName: String { servedModelNames.first ?? model }
+}
+
+/// One `--lora-modules` entry: `name=path`, or the JSON form with `base_model_name`.
+public struct LoRAModule: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var baseModelName: String?
+
+    public init(name: String, path: String, baseModelName: String? = nil) {
+        self.name = name
+        self.path = path
+        self.baseModelName = baseModelName
+    }
+}
+
+/// The resolved pieces a server or a prediction runs with.
+public struct EngineSetup: Sendable {
+    public var accelerator: AcceleratorProfile
+    public var model: ModelProfile
+    public var costModel: CostModel
+    public var engineConfig: EngineConfig
+
+    /// Resolves profiles and fills vLLM's defaults. Throws with a clear message when a profile
+    /// is unknown or the model does not fit on the device.
+    public init(_ configuration: ServerConfiguration, profiles: ProfileStore) throws {
+        accelerator = try profiles.accelerator(configuration.accelerator)
+        if let name = configuration.modelProfile {
+            model = try profiles.model(name)
+        } else if let found = try profiles.model(matching: configuration.model) {
+            model = found
+        } else {
+            throw ProfileError("no model profile matches --model \(configuration.model); name one with --model-profile (known: \(try profiles.modelNames().joined(separator: ", ")))")
+        }
+        costModel = CostModel(accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize)
+        let maxModelLen = configuration.maxModelLen ?? model.maxModelLen
+        let maxNumSeqs = configuration.maxNumSeqs ?? accelerator.defaultMaxNumSeqs
+        let maxNumBatchedTokens = configuration.maxNumBatchedTokens ?? accelerator.defaultMaxNumBatchedTokens
+        let loraReserve = configuration.enableLoRA ? configuration.maxLoras * model.loraAdapterBytes(rank: configuration.maxLoRARank) : 0
+        let blocks = costModel.kvBlocks(
+            gpuMemoryUtilization: configuration.gpuMemoryUtilization, blockSize: configuration.blockSize,
+            loraReserveBytes: loraReserve)
+        guard blocks >= 2 else {
+            throw ProfileError("\(model.name) at TP \(configuration.tensorParallelSize) leaves no memory for the KV cache on \(accelerator.name); raise --tensor-parallel-size or --gpu-memory-utilization")
+        }
+        engineConfig = EngineConfig(
+            maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: maxModelLen,
+            blockSize: configuration.blockSize, numGPUBlocks: blocks,
+            enablePrefixCaching: configuration.enablePrefixCaching,
+            maxLoras: configuration.enableLoRA ? configuration.maxLoras : 0,
+            maxCPULoras: configuration.enableLoRA ? (configuration.maxCPULoras ?? configuration.maxLoras) : 0)
+    }
+}

@@ -1,0 +1,108 @@
+/// What one step runs, summarised for the cost model.
+public struct BatchShape: Sendable, Equatable {
+    /// Prompt tokens computed this step (whole prompts or chunks).
+    public var prefillTokens = 0
+    /// Σ p·(c + p/2) over prefill chunks of p new tokens after c computed ones: the causal
+    /// attention work of the chunks.
+    public var prefillAttentionWork = 0.0
+    /// Sequences decoding one token each.
+    public var decodeSequences = 0
+    /// Σ context length over decoding sequences (KV read by decode attention).
+    public var decodeContextTokens = 0
+    /// Sequences sampling a token this step (through the LM head).
+    public var sampledSequences = 0
+    /// Bytes of the distinct adapters in the batch (zero without LoRA).
+    public var adapterBytes = 0
+    /// Time spent loading adapters into GPU slots before this step can run.
+    public var adapterLoadSeconds = 0.0
+
+    public init() {}
+
+    public var tokens: Int { prefillTokens + decodeSequences }
+}
+
+/// Step time for one accelerator × model × tensor-parallel degree, as timing/MODEL.md §3:
+/// `t0 + sqrt(T_mem² + T_comp²) + T_head + T_kv + T_prefill_attn + T_allreduce`.
+public struct CostModel: Sendable {
+    public let accelerator: AcceleratorProfile
+    public let model: ModelProfile
+    public let tensorParallel: Int
+
+    // Per-GPU constants, computed once.
+    private let layerWeightSeconds: Double   // T_mem for all layers
+    private let layerFlopSeconds: Double     // T_comp per token for all layers
+    private let headWeightSeconds: Double
+    private let headFlopSeconds: Double      // per sampled sequence
+    private let kvSecondsPerToken: Double
+    private let attentionSecondsPerWork: Double
+    private let allReduceFixedSeconds: Double
+    private let allReduceSecondsPerToken: Double
+    private let adapterSecondsPerByte: Double
+    /// Extra fraction of linear-layer time while adapters are in the batch (MODEL.md §6, α).
+    public static let loraLinearOverhead = 0.05
+
+    public init(accelerator: AcceleratorProfile, model: ModelProfile, tensorParallel: Int = 1) {
+        self.accelerator = accelerator
+        self.model = model
+        self.tensorParallel = tensorParallel
+        let tp = Double(tensorParallel)
+        let bandwidth = accelerator.memoryBandwidthTBps * 1e12
+        let flops = accelerator.bf16TFLOPs * 1e12
+        let eff = accelerator.efficiency
+        let bytes = Double(model.dtypeBytes)
+        let linearParams = Double(model.layers) * model.linearParamsPerLayer / tp
+        layerWeightSeconds = linearParams * bytes / (eff.memory * bandwidth)
+        layerFlopSeconds = 2 * linearParams / (eff.compute * flops)
+        let headParams = Double(model.vocab) * Double(model.hidden) / tp
+        headWeightSeconds = headParams * bytes / (eff.memory * bandwidth)
+        headFlopSeconds = 2 * headParams / (eff.compute * flops)
+        kvSecondsPerToken = model.kvBytesPerToken / tp / (eff.kvRead * bandwidth)
+        attentionSecondsPerWork = Double(model.layers) * 4 * Double(model.heads * model.headDim) / tp / (eff.attention * flops)
+        if tensorParallel > 1 {
+            allReduceFixedSeconds = 2 * Double(model.layers) * accelerator.allReduceLatencyUs * 1e-6
+            allReduceSecondsPerToken = 2 * Double(model.layers) * Double(model.hidden) * 2 / (accelerator.allReduceBandwidthGBps * 1e9)
+        } else {
+            allReduceFixedSeconds = 0
+            allReduceSecondsPerToken = 0
+        }
+        adapterSecondsPerByte = 1 / (eff.memory * bandwidth)
+    }
+
+    /// Seconds one engine step takes on this device.
+    public func stepSeconds(_ batch: BatchShape) -> Double {
+        guard !accelerator.isInstant, batch.tokens > 0 else { return 0 }
+        let n = Double(batch.tokens)
+        var linear = (layerWeightSeconds * layerWeightSeconds + square(layerFlopSeconds * n)).squareRoot()
+        if batch.adapterBytes > 0 {
+            linear = linear * (1 + Self.loraLinearOverhead) + Double(batch.adapterBytes) / Double(tensorParallel) * adapterSecondsPerByte
+        }
+        let sampled = Double(batch.sampledSequences)
+        let head = sampled > 0 ? (headWeightSeconds * headWeightSeconds + square(headFlopSeconds * sampled)).squareRoot() : 0
+        let kv = Double(batch.decodeContextTokens) * kvSecondsPerToken
+        let prefillAttention = batch.prefillAttentionWork * attentionSecondsPerWork
+        let allReduce = allReduceFixedSeconds + allReduceSecondsPerToken * n
+        return accelerator.stepOverheadMs * 1e-3 + linear + head + kv + prefillAttention + allReduce + batch.adapterLoadSeconds
+    }
+
+    /// Seconds to bring an adapter of `bytes` from host memory into a GPU slot:
+    /// `c_load + bytes / host_to_device_bw` (MODEL.md §6).
+    public func adapterLoadSeconds(bytes: Int) -> Double {
+        guard !accelerator.isInstant else { return 0 }
+        return accelerator.loraLoadOverheadMs * 1e-3 + Double(bytes) / (accelerator.hostToDeviceGBps * 1e9)
+    }
+
+    /// KV blocks per GPU as vLLM sizes them:
+    /// `(util × device memory − weights − reserves − LoRA slots) / (block_size × kv bytes per token)`.
+    public func kvBlocks(gpuMemoryUtilization: Double, blockSize: Int, loraReserveBytes: Int = 0) -> Int {
+        let tp = Double(tensorParallel)
+        let gib = 1024.0 * 1024 * 1024
+        let budget = gpuMemoryUtilization * accelerator.memoryMiB * 1024 * 1024
+        let weights = model.parameterCount * Double(model.dtypeBytes) / tp
+        var reserve = accelerator.memoryReserveGiB * gib + Double(loraReserveBytes) / tp
+        if tensorParallel > 1 { reserve += accelerator.tensorParallelReserveGiB * gib }
+        let bytesPerBlock = Double(blockSize) * model.kvBytesPerToken / tp
+        return max(0, Int(((budget - weights - reserve) / bytesPerBlock).rounded(.down)))
+    }
+
+    @inline(__always) private func square(_ x: Double) -> Double { x * x }
+}

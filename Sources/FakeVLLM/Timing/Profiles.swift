@@ -1,0 +1,172 @@
+import Foundation
+import Yams
+
+/// An accelerator's peaks and the efficiencies the engine reaches on it, read from
+/// `profiles/accelerators/NAME.yaml`. Every number there cites its source.
+public struct AcceleratorProfile: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String
+    /// With `instant`, every step takes no time (for tests and proxy benchmarks); the memory
+    /// numbers still size the KV cache.
+    public var instant: Bool?
+    /// Device memory as the driver reports it, in MiB (what vLLM multiplies by utilisation).
+    public var memoryMiB: Double
+    public var memoryBandwidthTBps: Double
+    public var bf16TFLOPs: Double
+    public var efficiency: Efficiency
+    public var stepOverheadMs: Double
+    public var allReduceLatencyUs: Double
+    public var allReduceBandwidthGBps: Double
+    public var hostToDeviceGBps: Double
+    public var loraLoadOverheadMs: Double
+    /// Memory vLLM's profiling run leaves for activations and the like, per GPU.
+    public var memoryReserveGiB: Double
+    /// Extra non-torch memory per GPU (NCCL, custom all-reduce) when tensor parallel.
+    public var tensorParallelReserveGiB: Double
+    /// vLLM's `max_num_seqs` / `max_num_batched_tokens` defaults for this device class.
+    public var defaultMaxNumSeqs: Int
+    public var defaultMaxNumBatchedTokens: Int
+
+    public struct Efficiency: Codable, Sendable, Equatable {
+        /// Fraction of peak HBM bandwidth reached streaming weights (η_m).
+        public var memory: Double
+        /// Fraction of dense peak reached by large GEMMs (η_c).
+        public var compute: Double
+        /// Fraction of peak bandwidth reached reading the KV cache in decode attention (η_kv).
+        public var kvRead: Double
+        /// Fraction of dense peak reached by prefill attention (η_a).
+        public var attention: Double
+    }
+
+    public var isInstant: Bool { instant ?? false }
+}
+
+/// A model's architecture, read from `profiles/models/NAME.yaml`.
+public struct ModelProfile: Codable, Sendable, Equatable {
+    public var name: String
+    /// The Hugging Face id `--model` usually names; also the served name by default.
+    public var huggingFaceID: String
+    /// Other `--model` values that mean this architecture.
+    public var aliases: [String]?
+    public var layers: Int
+    public var hidden: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var intermediate: Int
+    public var vocab: Int
+    public var maxModelLen: Int
+    public var dtypeBytes: Int
+    /// How long answers run when only EOS ends them: a log-normal over output tokens.
+    public var outputLength: OutputLength
+
+    public struct OutputLength: Codable, Sendable, Equatable {
+        public var median: Double
+        public var sigma: Double
+    }
+
+    /// Linear-layer parameters of one transformer layer (QKV, O, gate, up, down).
+    public var linearParamsPerLayer: Double {
+        let h = Double(hidden), headDim = Double(headDim)
+        let qkv = h * Double(heads + 2 * kvHeads) * headDim
+        let output = Double(heads) * headDim * h
+        let mlp = 3 * h * Double(intermediate)
+        return qkv + output + mlp
+    }
+
+    /// KV cache bytes per token over all layers, before tensor-parallel sharding.
+    public var kvBytesPerToken: Double {
+        2 * Double(layers) * Double(kvHeads) * Double(headDim) * Double(dtypeBytes)
+    }
+
+    /// All weights: layers, embeddings and an untied LM head.
+    public var parameterCount: Double {
+        Double(layers) * linearParamsPerLayer + 2 * Double(vocab) * Double(hidden)
+    }
+
+    /// Bytes of one LoRA adapter of `rank` over all seven projections, in the weight dtype:
+    /// r · Σ(d_in + d_out) · layers · bytes (timing/MODEL.md §6).
+    public func loraAdapterBytes(rank: Int) -> Int {
+        let h = hidden, q = heads * headDim, kv = kvHeads * headDim, i = intermediate
+        let perRank = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h)
+        return rank * perRank * layers * dtypeBytes
+    }
+}
+
+/// Where profiles live and how to find them by name.
+public struct ProfileStore: Sendable {
+    public let root: URL
+
+    public init(root: URL) { self.root = root }
+
+    /// Finds `profiles/`: `$UNDERSTUDY_PROFILES`, then the working directory and its parents,
+    /// then the executable's directory and its parents (so `swift run` and a built binary in
+    /// `.build/release` both find the checkout's profiles).
+    public static func locate() throws -> ProfileStore {
+        if let explicit = ProcessInfo.processInfo.environment["UNDERSTUDY_PROFILES"] {
+            return ProfileStore(root: URL(fileURLWithPath: explicit))
+        }
+        var starts = [URL(fileURLWithPath: FileManager.default.currentDirectoryPath)]
+        starts.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+        for start in starts {
+            var directory = start.standardizedFileURL
+            for _ in 0..<8 {
+                let candidate = directory.appendingPathComponent("profiles")
+                if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("accelerators").path) {
+                    return ProfileStore(root: candidate)
+                }
+                directory.deleteLastPathComponent()
+            }
+        }
+        throw ProfileError("cannot find the profiles/ directory; run from the checkout or set UNDERSTUDY_PROFILES")
+    }
+
+    public func acceleratorNames() throws -> [String] { try names(in: "accelerators") }
+    public func modelNames() throws -> [String] { try names(in: "models") }
+
+    public func accelerator(_ name: String) throws -> AcceleratorProfile {
+        try load(AcceleratorProfile.self, kind: "accelerators", name: name)
+    }
+
+    public func model(_ name: String) throws -> ModelProfile {
+        try load(ModelProfile.self, kind: "models", name: name)
+    }
+
+    /// The model profile for a `--model` value: a profile name, its Hugging Face id or an alias.
+    public func model(matching modelID: String) throws -> ModelProfile? {
+        let wanted = modelID.lowercased()
+        for name in try modelNames() {
+            let profile = try model(name)
+            let keys = [profile.name, profile.huggingFaceID] + (profile.aliases ?? [])
+            if keys.contains(where: { $0.lowercased() == wanted }) { return profile }
+        }
+        return nil
+    }
+
+    private func names(in kind: String) throws -> [String] {
+        let directory = root.appendingPathComponent(kind)
+        return try FileManager.default.contentsOfDirectory(atPath: directory.path)
+            .filter { $0.hasSuffix(".yaml") }
+            .map { String($0.dropLast(5)) }
+            .sorted()
+    }
+
+    private func load<T: Decodable>(_ type: T.Type, kind: String, name: String) throws -> T {
+        let file = root.appendingPathComponent(kind).appendingPathComponent(name + ".yaml")
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else {
+            let known = (try? names(in: kind))?.joined(separator: ", ") ?? "none"
+            throw ProfileError("no \(kind.dropLast()) profile '\(name)' (known: \(known))")
+        }
+        do {
+            return try YAMLDecoder().decode(T.self, from: text)
+        } catch {
+            throw ProfileError("\(file.path): \(error)")
+        }
+    }
+}
+
+/// A profile that cannot be found or read.
+public struct ProfileError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

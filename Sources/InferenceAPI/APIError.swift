@@ -1,0 +1,70 @@
+import NIOCore
+
+/// An error that renders itself as OpenAI's (and vLLM's) error envelope:
+/// `{"error":{"message":…,"type":…,"param":…,"code":<status>}}`.
+public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The HTTP status, also written as `code`.
+    public var status: Int
+    /// vLLM's error class name: `BadRequestError`, `NotFoundError`, …
+    public var type: String
+    public var message: String
+    public var param: String?
+
+    public init(status: Int, type: String, message: String, param: String? = nil) {
+        self.status = status
+        self.type = type
+        self.message = message
+        self.param = param
+    }
+
+    public var description: String { "\(status) \(type): \(message)" }
+
+    /// 400, the status of every request vLLM rejects as invalid.
+    public static func badRequest(_ message: String, param: String? = nil) -> APIError {
+        APIError(status: 400, type: "BadRequestError", message: message, param: param)
+    }
+
+    /// 404 with `NotFoundError`, as for an unknown model or adapter.
+    public static func notFound(_ message: String, param: String? = nil) -> APIError {
+        APIError(status: 404, type: "NotFoundError", message: message, param: param)
+    }
+
+    /// The envelope as JSON bytes.
+    public func body(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 96 + message.utf8.count)
+        write(to: &buffer)
+        return buffer
+    }
+
+    /// Appends the envelope to `buffer` (also used inside an SSE `data:` line).
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"error\":{\"message\":")
+        buffer.writeJSONString(message)
+        buffer.writeStaticString(",\"type\":")
+        buffer.writeJSONString(type)
+        buffer.writeStaticString(",\"param\":")
+        buffer.writeJSONString(orNull: param)
+        buffer.writeStaticString(",\"code\":")
+        buffer.writeJSONInteger(status)
+        buffer.writeStaticString("}}")
+    }
+}
+
+/// Server-sent events framing as vLLM writes it: `data: <json>\n\n`, ending with `data: [DONE]`.
+public enum SSE {
+    public static let contentType = "text/event-stream; charset=utf-8"
+
+    /// Starts a `data:` line; write the JSON payload next, then `endEvent`.
+    public static func beginEvent(_ buffer: inout ByteBuffer) {
+        buffer.writeStaticString("data: ")
+    }
+
+    public static func endEvent(_ buffer: inout ByteBuffer) {
+        buffer.writeStaticString("\n\n")
+    }
+
+    /// The terminating event.
+    public static func writeDone(_ buffer: inout ByteBuffer) {
+        buffer.writeStaticString("data: [DONE]\n\n")
+    }
+}

@@ -1,0 +1,226 @@
+import NIOCore
+
+/// Prometheus text exposition format 0.0.4: writing (for /metrics) and parsing (for scrapers
+/// and tests).
+public enum Prometheus {
+    /// The `Content-Type` of the text format.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// A metric family's type, as written on its `# TYPE` line.
+    public enum MetricType: String, Sendable {
+        case counter, gauge, histogram, untyped
+    }
+
+    /// Formats a sample value as Python's `repr(float)` does, which is what vLLM's
+    /// prometheus_client writes (`3.0`, `0.0421`, `+Inf`).
+    public static func format(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value == .infinity { return "+Inf" }
+        if value == -.infinity { return "-Inf" }
+        return String(value)
+    }
+}
+
+/// A cumulative histogram with fixed upper bounds, as prometheus_client keeps one.
+public struct PrometheusHistogram: Sendable, Equatable {
+    /// Finite upper bounds, ascending; `+Inf` is implicit.
+    public let upperBounds: [Double]
+    /// Per-bucket (non-cumulative) counts; the last slot is the `+Inf` overflow.
+    public private(set) var bucketCounts: [UInt64]
+    public private(set) var sum: Double = 0
+    public private(set) var count: UInt64 = 0
+
+    public init(upperBounds: [Double]) {
+        self.upperBounds = upperBounds
+        self.bucketCounts = Array(repeating: 0, count: upperBounds.count + 1)
+    }
+
+    public mutating func observe(_ value: Double) {
+        var slot = upperBounds.count
+        // Bucket sets are short (≤ 22); a linear scan beats a binary search here.
+        for (index, bound) in upperBounds.enumerated() where value <= bound {
+            slot = index
+            break
+        }
+        bucketCounts[slot] += 1
+        sum += value
+        count += 1
+    }
+}
+
+/// Appends exposition text to a buffer: one `family` call, then its samples.
+public struct PrometheusWriter {
+    public var buffer: ByteBuffer
+
+    public init(buffer: ByteBuffer = ByteBuffer()) { self.buffer = buffer }
+
+    /// Writes the `# HELP` and `# TYPE` lines of a family.
+    public mutating func family(_ name: String, help: String, type: Prometheus.MetricType) {
+        buffer.writeStaticString("# HELP ")
+        buffer.writeString(name)
+        buffer.writeStaticString(" ")
+        buffer.writeString(Self.escapeHelp(help))
+        buffer.writeStaticString("\n# TYPE ")
+        buffer.writeString(name)
+        buffer.writeStaticString(" ")
+        buffer.writeString(type.rawValue)
+        buffer.writeStaticString("\n")
+    }
+
+    /// Writes one sample line. Labels are written in the order given.
+    public mutating func sample(_ name: String, labels: [(String, String)], value: Double) {
+        buffer.writeString(name)
+        writeLabels(labels)
+        buffer.writeStaticString(" ")
+        buffer.writeString(Prometheus.format(value))
+        buffer.writeStaticString("\n")
+    }
+
+    /// Writes a histogram's `_bucket`, `_count` and `_sum` lines.
+    public mutating func histogram(_ name: String, labels: [(String, String)], _ histogram: PrometheusHistogram) {
+        var cumulative: UInt64 = 0
+        let bucketName = name + "_bucket"
+        for (index, count) in histogram.bucketCounts.enumerated() {
+            cumulative += count
+            let bound = index < histogram.upperBounds.count ? Prometheus.format(histogram.upperBounds[index]) : "+Inf"
+            sample(bucketName, labels: labels + [("le", bound)], value: Double(cumulative))
+        }
+        sample(name + "_count", labels: labels, value: Double(histogram.count))
+        sample(name + "_sum", labels: labels, value: histogram.sum)
+    }
+
+    private mutating func writeLabels(_ labels: [(String, String)]) {
+        guard !labels.isEmpty else { return }
+        buffer.writeStaticString("{")
+        for (index, (key, value)) in labels.enumerated() {
+            if index > 0 { buffer.writeStaticString(",") }
+            buffer.writeString(key)
+            buffer.writeStaticString("=\"")
+            buffer.writeString(Self.escapeLabelValue(value))
+            buffer.writeStaticString("\"")
+        }
+        buffer.writeStaticString("}")
+    }
+
+    static func escapeLabelValue(_ value: String) -> String {
+        guard value.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == 0x0A }) else {
+            return value
+        }
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\"": escaped += "\\\""
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+
+    static func escapeHelp(_ help: String) -> String {
+        var escaped = ""
+        for character in help {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+}
+
+/// One parsed sample line.
+public struct PrometheusSample: Sendable, Equatable {
+    public var name: String
+    public var labels: [String: String]
+    public var value: Double
+
+    public init(name: String, labels: [String: String], value: Double) {
+        self.name = name
+        self.labels = labels
+        self.value = value
+    }
+}
+
+/// Why a line of exposition text could not be read.
+public struct PrometheusParseError: Error, Sendable, CustomStringConvertible {
+    public var line: Int
+    public var reason: String
+    public var description: String { "line \(line): \(reason)" }
+}
+
+extension Prometheus {
+    /// Parses exposition text into samples, skipping comments; timestamps are ignored.
+    public static func parse(_ text: String) throws(PrometheusParseError) -> [PrometheusSample] {
+        var samples: [PrometheusSample] = []
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            let line = rawLine.drop(while: { $0 == " " || $0 == "\t" })
+            if line.isEmpty || line.first == "#" { continue }
+            samples.append(try parseSample(Substring(line), lineNumber: lineNumber))
+        }
+        return samples
+    }
+
+    private static func parseSample(_ line: Substring, lineNumber: Int) throws(PrometheusParseError) -> PrometheusSample {
+        let utf8 = Array(line.utf8)
+        var index = 0
+        func fail(_ reason: String) -> PrometheusParseError { PrometheusParseError(line: lineNumber, reason: reason) }
+        while index < utf8.count, utf8[index] != UInt8(ascii: "{"), utf8[index] != UInt8(ascii: " ") { index += 1 }
+        let name = String(decoding: utf8[0..<index], as: UTF8.self)
+        guard !name.isEmpty else { throw fail("missing metric name") }
+        var labels: [String: String] = [:]
+        if index < utf8.count, utf8[index] == UInt8(ascii: "{") {
+            index += 1
+            while true {
+                while index < utf8.count, utf8[index] == UInt8(ascii: " ") || utf8[index] == UInt8(ascii: ",") { index += 1 }
+                guard index < utf8.count else { throw fail("unterminated label set") }
+                if utf8[index] == UInt8(ascii: "}") { index += 1; break }
+                let keyStart = index
+                while index < utf8.count, utf8[index] != UInt8(ascii: "=") { index += 1 }
+                guard index + 1 < utf8.count, utf8[index + 1] == UInt8(ascii: "\"") else { throw fail("expected =\" in label") }
+                let key = String(decoding: utf8[keyStart..<index], as: UTF8.self).trimmingSpaces()
+                index += 2
+                var value: [UInt8] = []
+                while true {
+                    guard index < utf8.count else { throw fail("unterminated label value") }
+                    let byte = utf8[index]
+                    index += 1
+                    if byte == UInt8(ascii: "\"") { break }
+                    if byte == UInt8(ascii: "\\"), index < utf8.count {
+                        let escaped = utf8[index]
+                        index += 1
+                        value.append(escaped == UInt8(ascii: "n") ? 0x0A : escaped)
+                    } else {
+                        value.append(byte)
+                    }
+                }
+                labels[key] = String(decoding: value, as: UTF8.self)
+            }
+        }
+        let rest = String(decoding: utf8[index...], as: UTF8.self).split(separator: " ")
+        guard let valueText = rest.first else { throw fail("missing value") }
+        let value: Double
+        switch valueText {
+        case "+Inf", "Inf": value = .infinity
+        case "-Inf": value = -.infinity
+        case "NaN": value = .nan
+        default:
+            guard let parsed = Double(valueText) else { throw fail("invalid value \(valueText)") }
+            value = parsed
+        }
+        return PrometheusSample(name: name, labels: labels, value: value)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var view = Substring(self)
+        while view.first == " " { view.removeFirst() }
+        while view.last == " " { view.removeLast() }
+        return String(view)
+    }
+}

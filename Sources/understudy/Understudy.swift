@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// The one executable: parses arguments and hands off to the libraries.
+@main
+struct Understudy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "understudy",
+        abstract: "The Kubernetes inference-gateway stack on a laptop, with no GPU.",
+        subcommands: [Serve.self, Profiles.self])
+}

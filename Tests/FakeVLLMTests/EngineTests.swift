@@ -1,0 +1,166 @@
+@testable import FakeVLLM
+import Testing
+
+/// A small engine on an H100-shaped cost model, built without reading profile files.
+func makeEngine(
+    maxNumSeqs: Int = 8, maxNumBatchedTokens: Int = 256, blocks: Int = 200, prefixCaching: Bool = true,
+    maxLoras: Int = 0
+) -> Engine {
+    let accelerator = AcceleratorProfile(
+        name: "test", description: "test", instant: nil, memoryMiB: 81559, memoryBandwidthTBps: 3.35, bf16TFLOPs: 989.4,
+        efficiency: .init(memory: 0.7, compute: 0.65, kvRead: 0.78, attention: 0.5), stepOverheadMs: 2,
+        allReduceLatencyUs: 15, allReduceBandwidthGBps: 450, hostToDeviceGBps: 45, loraLoadOverheadMs: 10,
+        memoryReserveGiB: 1.5, tensorParallelReserveGiB: 14, defaultMaxNumSeqs: 1024, defaultMaxNumBatchedTokens: 8192)
+    let model = ModelProfile(
+        name: "llama-3-8b", huggingFaceID: "meta-llama/Meta-Llama-3-8B", aliases: nil, layers: 32, hidden: 4096,
+        heads: 32, kvHeads: 8, headDim: 128, intermediate: 14336, vocab: 128256, maxModelLen: 8192, dtypeBytes: 2,
+        outputLength: .init(median: 100, sigma: 1))
+    let config = EngineConfig(
+        maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: 8192, numGPUBlocks: blocks,
+        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxLoras)
+    return Engine(config: config, costModel: CostModel(accelerator: accelerator, model: model))
+}
+
+func request(_ id: RequestID, prompt: [Int], output: Int, lora: String? = nil, at time: Double = 0) -> EngineRequest {
+    EngineRequest(
+        id: id, promptTokens: prompt, plannedOutput: Array(repeating: 42, count: output), finishReason: .length,
+        lora: lora.map { LoRAAdapter(name: $0, bytes: 84_000_000) }, arrival: time, maxTokensParam: output)
+}
+
+/// Steps until idle; returns the finished requests in order.
+@discardableResult
+func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000) -> [FinishedRequest] {
+    var now = start
+    var finished: [FinishedRequest] = []
+    for _ in 0..<limit {
+        guard let outcome = engine.step(now: now) else { break }
+        now = outcome.end
+        finished += outcome.progress.compactMap(\.finished)
+    }
+    return finished
+}
+
+@Suite struct EngineTests {
+    @Test func batchesContinuouslyAndQueuesPastMaxNumSeqs() throws {
+        var engine = makeEngine(maxNumSeqs: 4)
+        for id in 0..<6 { engine.add(request(RequestID(id), prompt: Array(id * 100..<id * 100 + 20), output: 5)) }
+        let firstStep = engine.step(now: 0)
+        let first = try #require(firstStep)
+        #expect(engine.numRunning == 4)
+        #expect(engine.numWaiting == 2)
+        #expect(first.progress.count == 4)  // every admitted prompt fit and produced its first token
+        #expect(first.duration > 0.002)
+        let finished = drain(&engine, from: first.end)
+        #expect(finished.count == 6)
+        #expect(finished.allSatisfy { $0.generatedTokens == 5 && $0.reason == .length })
+        #expect(!engine.hasWork)
+        #expect(abs(engine.kvCacheUsage - 1.0 / 200) < 1e-12)  // only vLLM's null block stays taken
+    }
+
+    @Test func chunksLongPromptsWithinTheTokenBudget() throws {
+        var engine = makeEngine(maxNumBatchedTokens: 64)
+        engine.add(request(1, prompt: Array(0..<150), output: 2))
+        var steps = 0
+        var firstTokenStep: Int?
+        var now = 0.0
+        while let outcome = engine.step(now: now) {
+            steps += 1
+            #expect(outcome.scheduledTokens <= 64)
+            if firstTokenStep == nil, !outcome.progress.isEmpty { firstTokenStep = steps }
+            now = outcome.end
+        }
+        #expect(firstTokenStep == 3)  // 64 + 64 + 22 prompt tokens
+        #expect(steps == 4)
+    }
+
+    @Test func sharedPrefixHitsTheCacheAfterTheFirstRequestFinishes() throws {
+        var engine = makeEngine()
+        let prefix = Array(0..<64)
+        engine.add(request(1, prompt: prefix + [1000, 1001], output: 3))
+        drain(&engine)
+        engine.add(request(2, prompt: prefix + [2000], output: 3))
+        let outcomeStep = engine.step(now: 10)
+        let outcome = try #require(outcomeStep)
+        #expect(outcome.prefixCacheHits == 64)
+        #expect(outcome.prefixCacheQueries == 65)
+        #expect(outcome.scheduledTokens == 1)
+        #expect(outcome.progress.first?.cachedPromptTokens == 64)
+    }
+
+    @Test func noHitsWithPrefixCachingOff() throws {
+        var engine = makeEngine(prefixCaching: false)
+        engine.add(request(1, prompt: Array(0..<64), output: 1))
+        drain(&engine)
+        engine.add(request(2, prompt: Array(0..<64), output: 1))
+        let outcomeStep = engine.step(now: 1)
+        let outcome = try #require(outcomeStep)
+        #expect(outcome.prefixCacheHits == 0)
+        #expect(outcome.scheduledTokens == 64)
+    }
+
+    @Test func preemptsTheNewestRequestWhenBlocksRunOut() {
+        // 9 usable blocks of 16 tokens; two requests that each grow to 5 blocks cannot both fit.
+        var engine = makeEngine(blocks: 10)
+        engine.add(request(1, prompt: Array(0..<32), output: 40))
+        engine.add(request(2, prompt: Array(100..<132), output: 40))
+        var now = 0.0
+        var preemptions = 0
+        var finished: [FinishedRequest] = []
+        while let outcome = engine.step(now: now) {
+            preemptions += outcome.preemptions
+            finished += outcome.progress.compactMap(\.finished)
+            now = outcome.end
+        }
+        #expect(preemptions >= 1)
+        #expect(finished.map(\.id) == [1, 2])
+        #expect(finished.allSatisfy { $0.generatedTokens == 40 })
+    }
+
+    @Test func kvUsageGrowsWithContext() throws {
+        var engine = makeEngine(blocks: 1000)
+        engine.add(request(1, prompt: Array(0..<16), output: 200))
+        _ = engine.step(now: 0)
+        let early = engine.kvCacheUsage
+        var now = 1.0
+        for _ in 0..<100 { now = engine.step(now: now)!.end }
+        #expect(engine.kvCacheUsage > early)
+    }
+
+    @Test func adaptersBeyondMaxLorasWait() throws {
+        var engine = makeEngine(maxLoras: 1)
+        engine.add(request(1, prompt: Array(0..<16), output: 10, lora: "a"))
+        engine.add(request(2, prompt: Array(100..<116), output: 10, lora: "b"))
+        engine.add(request(3, prompt: Array(200..<216), output: 10))
+        let firstStep = engine.step(now: 0)
+        let first = try #require(firstStep)
+        #expect(engine.runningAdapters == ["a"])
+        #expect(engine.waitingAdapters == ["b"])
+        #expect(Set(first.progress.map(\.id)) == [1, 3])  // the base-model request goes ahead
+        // Loading "a" into its GPU slot costs at least the fixed load overhead.
+        #expect(first.duration > 0.010)
+        let finished = drain(&engine, from: first.end)
+        #expect(finished.last?.id == 2)
+    }
+
+    @Test func abortFreesBlocksAtOnce() throws {
+        var engine = makeEngine(blocks: 100)
+        engine.add(request(1, prompt: Array(0..<160), output: 100))
+        _ = engine.step(now: 0)
+        #expect(engine.kvCacheUsage > 0.1)
+        let aborted = engine.abort(1, now: 0.5)
+        let finished = try #require(aborted)
+        #expect(finished.reason == .abort)
+        #expect(abs(engine.kvCacheUsage - 0.01) < 1e-12)
+        let after = engine.step(now: 1)
+        #expect(after == nil)
+    }
+
+    @Test func predictionMatchesTheLatencyTestShape() {
+        // vLLM's nightly latency test: batch 8, input 32, output 128 — one prefill step then
+        // 127 decode steps, about 8.4 ms each on an H100 for Llama-3-8B (timing/MODEL.md §4.2).
+        let engine = makeEngine(maxNumSeqs: 256, maxNumBatchedTokens: 8192, blocks: 1000)
+        let prediction = Prediction.run(engineConfig: engine.config, costModel: engine.costModel, batch: 8, input: 32, output: 128)
+        #expect(abs(prediction.interTokenLatency - 0.00844) < 0.0005)
+        #expect(abs(prediction.endToEndLatency - (prediction.timeToFirstToken + 127 * prediction.interTokenLatency)) < 1e-6)
+    }
+}
