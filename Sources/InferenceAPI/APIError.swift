@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// An error that renders itself as OpenAI's (and vLLM's) error envelope:
@@ -27,6 +28,32 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 404 with `NotFoundError`, as for an unknown model or adapter.
     public static func notFound(_ message: String, param: String? = nil) -> APIError {
         APIError(status: 404, type: "NotFoundError", message: message, param: param)
+    }
+
+    /// A request-schema failure as vLLM 0.11's FastAPI handler reports it: 400, type
+    /// "Bad Request", and the message the Python repr of pydantic's error list, e.g.
+    /// `[{'type': 'int_parsing', 'loc': ('body', 'max_tokens'), 'msg': '…', 'input': 'abc'}]`.
+    public static func validation(kind: String, location: [String], message: String, input: JSONValue?) -> APIError {
+        let loc = "(" + location.map { "'\($0)'" }.joined(separator: ", ") + (location.count == 1 ? ",)" : ")")
+        let text = "[{'type': '\(kind)', 'loc': \(loc), 'msg': '\(message)', 'input': \(pythonRepr(input))}]"
+        return APIError(status: 400, type: "Bad Request", message: text, param: nil)
+    }
+
+    /// Python's `repr` of a decoded JSON value, as it appears inside pydantic messages.
+    public static func pythonRepr(_ value: JSONValue?) -> String {
+        switch value {
+        case nil, .null?: return "None"
+        case .bool(let flag)?: return flag ? "True" : "False"
+        case .integer(let number)?: return String(number)
+        case .double(let number)?: return String(number)
+        case .string(let text)?:
+            let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
+                .replacingOccurrences(of: "\n", with: "\\n")
+            return "'" + escaped + "'"
+        case .array(let items)?: return "[" + items.map { pythonRepr($0) }.joined(separator: ", ") + "]"
+        case .object(let fields)?:
+            return "{" + fields.keys.sorted().map { "'\($0)': " + pythonRepr(fields[$0]) }.joined(separator: ", ") + "}"
+        }
     }
 
     /// The envelope as JSON bytes.

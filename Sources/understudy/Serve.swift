@@ -1,6 +1,102 @@
 import ArgumentParser
+import FakeVLLM
+import Foundation
+import InferenceAPI
 
+/// `understudy serve`: one emulated vLLM server, flags named and defaulted as `vllm serve`'s.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve an emulated vLLM OpenAI-compatible API.")
-    func run() async throws {}
+
+    @Option(help: "Model name or path, as vLLM's --model; picks the model profile.") var model = "meta-llama/Meta-Llama-3-8B"
+    @Option(parsing: .upToNextOption, help: "Names clients use for the model (default: --model).") var servedModelName: [String] = []
+    @Option(help: "Host to bind.") var host = "0.0.0.0"
+    @Option(help: "Port to bind (0 picks a free one).") var port = 8000
+    @Option(help: "Context length (default: the model's).") var maxModelLen: Int?
+    @Option(help: "Most sequences in a batch (default: vLLM's for the device).") var maxNumSeqs: Int?
+    @Option(help: "Token budget per step (default: vLLM's for the device).") var maxNumBatchedTokens: Int?
+    @Option(help: "Tokens per KV block.") var blockSize = 16
+    @Option(help: "Fraction of device memory vLLM may use.") var gpuMemoryUtilization = 0.9
+    @Option(help: "Tensor-parallel degree.") var tensorParallelSize = 1
+    @Flag(inversion: .prefixedNo, help: "Prefix caching.") var enablePrefixCaching = true
+    @Flag(help: "Serve LoRA adapters.") var enableLora = false
+    @Option(help: "Distinct adapters per batch (GPU slots).") var maxLoras = 1
+    @Option(help: "Adapters cached in host memory (default: --max-loras).") var maxCpuLoras: Int?
+    @Option(help: "Largest adapter rank; sizes adapters and their reserved memory.") var maxLoraRank = 16
+    @Option(parsing: .upToNextOption, help: "Adapters as name=path or JSON {\"name\",\"path\",\"base_model_name\"}; no file is read.")
+    var loraModules: [String] = []
+    @Option(help: "Require this bearer key on /v1 routes (also VLLM_API_KEY).") var apiKey: String?
+    @Option(help: "Random seed for outputs.") var seed: UInt64 = 0
+    @Flag(help: "Report usage.prompt_tokens_details.cached_tokens.") var enablePromptTokensDetails = false
+    @Flag(help: "Count in-flight requests on /load.") var enableServerLoadTracking = false
+    @Option(help: "Accelerator profile (profiles/accelerators).") var accelerator = "h100-sxm"
+    @Option(help: "Model profile, when --model names no known model.") var modelProfile: String?
+    @Option(help: "Emulated time runs this many times faster than real time.") var timeScale = 1.0
+    @Option(help: "Seconds of emulated model loading before /health turns 200.") var startupDelay = 0.0
+    @Option(help: "Also expose metrics deprecated after this vLLM version (e.g. 0.11).") var showHiddenMetricsForVersion: String?
+
+    func validate() throws {
+        guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
+        guard [1, 8, 16, 32, 64, 128, 256, 320, 512].contains(maxLoraRank) else {
+            throw ValidationError("--max-lora-rank must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (vLLM's choices)")
+        }
+    }
+
+    func run() async throws {
+        var configuration = ServerConfiguration()
+        configuration.model = model
+        configuration.servedModelNames = servedModelName
+        configuration.host = host
+        configuration.port = port
+        configuration.maxModelLen = maxModelLen
+        configuration.maxNumSeqs = maxNumSeqs
+        configuration.maxNumBatchedTokens = maxNumBatchedTokens
+        configuration.blockSize = blockSize
+        configuration.gpuMemoryUtilization = gpuMemoryUtilization
+        configuration.tensorParallelSize = tensorParallelSize
+        configuration.enablePrefixCaching = enablePrefixCaching
+        configuration.enableLoRA = enableLora
+        configuration.maxLoras = maxLoras
+        configuration.maxCPULoras = maxCpuLoras
+        configuration.maxLoRARank = maxLoraRank
+        configuration.loraModules = try loraModules.map(Self.parseLoRAModule)
+        let environment = ProcessInfo.processInfo.environment
+        configuration.apiKey = apiKey ?? environment["VLLM_API_KEY"]
+        configuration.seed = seed
+        configuration.enablePromptTokensDetails = enablePromptTokensDetails
+        configuration.enableServerLoadTracking = enableServerLoadTracking
+        let runtimeLoRA = environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"]?.trimmingCharacters(in: .whitespaces).lowercased()
+        configuration.allowRuntimeLoRAUpdating = runtimeLoRA == "1" || runtimeLoRA == "true"
+        configuration.accelerator = accelerator
+        configuration.modelProfile = modelProfile
+        configuration.timeScale = timeScale
+        configuration.startupDelay = startupDelay
+        configuration.showHiddenMetricsForVersion = showHiddenMetricsForVersion
+
+        let server = try await VLLMServer.start(configuration, profiles: ProfileStore.locate())
+        let setup = server.setup
+        print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")
+        print("  KV cache: \(setup.engineConfig.numGPUBlocks) blocks of \(blockSize) tokens; max_num_seqs \(setup.engineConfig.maxNumSeqs), max_num_batched_tokens \(setup.engineConfig.maxNumBatchedTokens), max_model_len \(setup.engineConfig.maxModelLen)")
+        if configuration.allowRuntimeLoRAUpdating {
+            print("  WARNING: LoRA dynamic loading & unloading is enabled in the API server. This should ONLY be used for local development!")
+        }
+        print("  listening on http://\(host):\(server.port)")
+        FileHandle.standardOutput.synchronizeFile()
+        try await server.waitUntilClosed()
+    }
+
+    static func parseLoRAModule(_ text: String) throws -> LoRAModule {
+        if text.hasPrefix("{") {
+            guard let json = try? JSONValue.parse(text), case .string(let name)? = json["name"], case .string(let path)? = json["path"] else {
+                throw ValidationError("--lora-modules JSON needs \"name\" and \"path\": \(text)")
+            }
+            var baseModel: String?
+            if case .string(let base)? = json["base_model_name"] { baseModel = base }
+            return LoRAModule(name: name, path: path, baseModelName: baseModel)
+        }
+        let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ValidationError("--lora-modules expects name=path or JSON, got \(text)")
+        }
+        return LoRAModule(name: parts[0], path: parts[1])
+    }
 }

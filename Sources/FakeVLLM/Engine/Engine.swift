@@ -200,7 +200,7 @@ public struct Engine: Sendable {
             outcome.generatedTokens += 1
             var progress = RequestProgress(
                 id: id, newTokens: tokenIndex..<(tokenIndex + 1), cachedPromptTokens: state.cachedPromptTokens ?? 0,
-                previousTokenTime: previous, finished: nil)
+                arrival: state.request.arrival, previousTokenTime: previous, finished: nil)
             if state.numOutputTokens == state.request.plannedOutput.count {
                 progress.finished = state.finished(reason: state.request.finishReason, at: end)
             } else if state.numTokens >= config.maxModelLen {

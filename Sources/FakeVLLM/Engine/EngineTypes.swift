@@ -107,6 +107,8 @@ public struct RequestProgress: Sendable, Equatable {
     public var newTokens: Range<Int>
     /// Prompt tokens found in the prefix cache when the request was first scheduled.
     public var cachedPromptTokens: Int
+    /// When the API server received the request (time to first token starts here).
+    public var arrival: Double
     /// Time of the previous token, for inter-token latency; nil for the first token.
     public var previousTokenTime: Double?
     public var finished: FinishedRequest?

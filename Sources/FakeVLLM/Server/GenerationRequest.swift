@@ -1,0 +1,232 @@
+import InferenceAPI
+
+/// A validated /v1/completions or /v1/chat/completions body: only the fields that change what
+/// the emulator does or returns. Anything else a client sends is accepted and ignored, as
+/// vLLM ignores unknown fields.
+struct GenerationRequest {
+    enum Kind { case completion, chat }
+
+    enum Prompt {
+        case text(String)
+        case tokens([Int])
+    }
+
+    var kind: Kind
+    var model: String?
+    /// One entry per prompt (a completions batch); chat has exactly one.
+    var prompts: [Prompt]
+    var maxTokens: Int?
+    var n = 1
+    var stream = false
+    var includeUsage = false
+    var continuousUsageStats = false
+    var stop: [String] = []
+    var stopTokenIDs: [Int] = []
+    var ignoreEOS = false
+    var minTokens = 0
+    var seed: Int?
+    var echo = false
+
+    /// Reads and validates a body; throws vLLM-style 400 errors naming the field.
+    init(_ body: JSONValue, kind: Kind) throws(APIError) {
+        guard case .object = body else {
+            throw APIError.validation(kind: "model_attributes_type", location: ["body"], message: "Input should be a valid dictionary or object to extract fields from", input: body)
+        }
+        let reader = FieldReader(body: body)
+        self.kind = kind
+        model = try reader.string("model")
+        switch kind {
+        case .completion:
+            prompts = try Self.completionPrompts(body["prompt"])
+        case .chat:
+            prompts = [.text(try Self.chatPrompt(body["messages"]))]
+        }
+        let maxTokensField = kind == .chat && body["max_completion_tokens"] != nil ? "max_completion_tokens" : "max_tokens"
+        maxTokens = try reader.integer(maxTokensField)
+        if let maxTokens, maxTokens < 1 {
+            throw APIError.badRequest("max_tokens must be at least 1, got \(maxTokens).")
+        }
+        n = try reader.integer("n") ?? 1
+        guard n >= 1 else { throw APIError.badRequest("n must be at least 1, got \(n).") }
+        stream = try reader.bool("stream") ?? false
+        if let options = body["stream_options"], options != .null {
+            guard case .object = options else {
+                throw APIError.validation(kind: "model_type", location: ["body", "stream_options"], message: "Input should be a valid dictionary or instance of StreamOptions", input: options)
+            }
+            guard stream else {
+                throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Stream options can only be defined when `stream=True`.", input: body)
+            }
+            let optionReader = FieldReader(body: options, path: ["stream_options"])
+            includeUsage = try optionReader.bool("include_usage") ?? false
+            continuousUsageStats = try optionReader.bool("continuous_usage_stats") ?? false
+        }
+        switch body["stop"] {
+        case nil, .null?: break
+        case .string(let text)?: stop = [text]
+        case .array(let items)?:
+            stop = try items.map { item throws(APIError) in
+                guard case .string(let text) = item else { throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: item) }
+                guard !text.isEmpty else { throw APIError.badRequest("stop cannot contain an empty string.") }
+                return text
+            }
+        default: throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: body["stop"])
+        }
+        stopTokenIDs = try reader.integerList("stop_token_ids") ?? []
+        ignoreEOS = try reader.bool("ignore_eos") ?? false
+        minTokens = try reader.integer("min_tokens") ?? 0
+        guard minTokens >= 0 else { throw APIError.badRequest("min_tokens must be greater than or equal to 0, got \(minTokens).") }
+        if let maxTokens, minTokens > maxTokens {
+            throw APIError.badRequest("min_tokens must be less than or equal to max_tokens=\(maxTokens), got \(minTokens).")
+        }
+        seed = try reader.integer("seed")
+        echo = try reader.bool("echo") ?? false
+        if let temperature = try reader.number("temperature"), temperature < 0 {
+            throw APIError.badRequest("temperature must be non-negative, got \(temperature).")
+        }
+        if let topP = try reader.number("top_p"), !(topP > 0 && topP <= 1) {
+            throw APIError.badRequest("top_p must be in (0, 1], got \(topP).")
+        }
+        if let topK = try reader.integer("top_k"), topK < -1 {
+            throw APIError.badRequest("top_k must be 0 (disable), or at least 1, got \(topK).")
+        }
+    }
+
+    private static func completionPrompts(_ value: JSONValue?) throws(APIError) -> [Prompt] {
+        switch value {
+        case nil, .null?:
+            throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Either prompt or prompt_embeds must be provided and non-empty.", input: nil)
+        case .string(let text)?:
+            return [.text(text)]
+        case .array(let items)?:
+            guard let first = items.first else {
+                throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Either prompt or prompt_embeds must be provided and non-empty.", input: nil)
+            }
+            switch first {
+            case .string:
+                return try items.map { item throws(APIError) in
+                    guard case .string(let text) = item else { throw invalidPrompt() }
+                    return .text(text)
+                }
+            case .integer:
+                return [.tokens(try tokenList(items))]
+            case .array:
+                return try items.map { item throws(APIError) in
+                    guard case .array(let tokens) = item, !tokens.isEmpty else { throw invalidPrompt() }
+                    return .tokens(try tokenList(tokens))
+                }
+            default:
+                throw invalidPrompt()
+            }
+        default:
+            throw invalidPrompt()
+        }
+    }
+
+    private static func tokenList(_ items: [JSONValue]) throws(APIError) -> [Int] {
+        try items.map { item throws(APIError) in
+            guard case .integer(let id) = item, id >= 0 else { throw invalidPrompt() }
+            return id
+        }
+    }
+
+    private static func invalidPrompt() -> APIError {
+        APIError.validation(kind: "string_type", location: ["body", "prompt"], message: "Input should be a valid string, a list of strings, a list of token ids or a list of token-id lists", input: nil)
+    }
+
+    /// Renders messages with a simple role-tagged template ("role: content" lines, then the
+    /// assistant's turn); a real chat template adds a handful of special tokens per message.
+    private static func chatPrompt(_ value: JSONValue?) throws(APIError) -> String {
+        guard case .array(let messages)? = value else {
+            throw APIError.validation(kind: value == nil ? "missing" : "list_type", location: ["body", "messages"], message: value == nil ? "Field required" : "Input should be a valid list", input: value)
+        }
+        var text = ""
+        for (index, message) in messages.enumerated() {
+            guard case .string(let role)? = message["role"] else {
+                throw APIError.validation(kind: "missing", location: ["body", "messages", String(index), "role"], message: "Field required", input: message)
+            }
+            text += role + ": "
+            switch message["content"] {
+            case .string(let content)?: text += content
+            case .array(let parts)?:
+                for part in parts {
+                    if case .string(let content)? = part["text"] { text += content }
+                }
+            case nil, .null?: break
+            default: throw APIError.validation(kind: "string_type", location: ["body", "messages", String(index), "content"], message: "Input should be a valid string", input: message["content"])
+            }
+            text += "\n"
+        }
+        return text + "assistant: "
+    }
+}
+
+/// Typed access to optional fields. A wrong type is a pydantic-style 400 naming the field.
+struct FieldReader {
+    let body: JSONValue
+    var path: [String] = []
+
+    func fail(_ key: String, _ kind: String, _ message: String) -> APIError {
+        APIError.validation(kind: kind, location: ["body"] + path + [key], message: message, input: body[key])
+    }
+
+    func string(_ key: String) throws(APIError) -> String? {
+        switch body[key] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw fail(key, "string_type", "Input should be a valid string")
+        }
+    }
+
+    func integer(_ key: String) throws(APIError) -> Int? {
+        switch body[key] {
+        case nil, .null?: return nil
+        case .integer(let value)?: return value
+        case .double(let value)? where value.rounded() == value && abs(value) < 1e15: return Int(value)
+        case .double?: throw fail(key, "int_from_float", "Input should be a valid integer, got a number with a fractional part")
+        case .string(let text)?:
+            // pydantic's lax mode accepts integer strings.
+            if let value = Int(text) { return value }
+            throw fail(key, "int_parsing", "Input should be a valid integer, unable to parse string as an integer")
+        default: throw fail(key, "int_type", "Input should be a valid integer")
+        }
+    }
+
+    func number(_ key: String) throws(APIError) -> Double? {
+        switch body[key] {
+        case nil, .null?: return nil
+        case .integer(let value)?: return Double(value)
+        case .double(let value)?: return value
+        case .string(let text)?:
+            if let value = Double(text) { return value }
+            throw fail(key, "float_parsing", "Input should be a valid number, unable to parse string as a number")
+        default: throw fail(key, "float_type", "Input should be a valid number")
+        }
+    }
+
+    func bool(_ key: String) throws(APIError) -> Bool? {
+        switch body[key] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        case .integer(let value)? where value == 0 || value == 1: return value == 1
+        case .string(let text)?:
+            switch text.lowercased() {
+            case "true", "1", "yes", "on", "t", "y": return true
+            case "false", "0", "no", "off", "f", "n": return false
+            default: throw fail(key, "bool_parsing", "Input should be a valid boolean, unable to interpret input")
+            }
+        default: throw fail(key, "bool_type", "Input should be a valid boolean")
+        }
+    }
+
+    func integerList(_ key: String) throws(APIError) -> [Int]? {
+        switch body[key] {
+        case nil, .null?: return nil
+        case .array(let items)?:
+            return try items.map { item throws(APIError) in
+                guard case .integer(let value) = item else { throw fail(key, "int_type", "Input should be a valid integer") }
+                return value
+            }
+        default: throw fail(key, "list_type", "Input should be a valid list")
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import InferenceAPI
+import NIOCore
+import NIOHTTP1
+
+/// One /v1/completions or /v1/chat/completions request in flight: its `n` choices per prompt,
+/// each an engine sequence. It writes the SSE chunks as tokens arrive, or the whole JSON body
+/// once every choice has finished, in vLLM's shapes.
+final class GenerationResponder: SequenceSink {
+    struct Choice {
+        var plan: OutputPlan
+        var sequenceID: RequestID
+        var promptIndex: Int
+        var emitted = 0
+        var finished: FinishReason?
+        var cachedTokens = 0
+    }
+
+    private let request: GenerationRequest
+    private let writer: ResponseWriter
+    private let driver: EngineDriver
+    private let id: String
+    private let created: Int
+    private let modelName: String
+    private let promptTokenCounts: [Int]
+    private let includeCachedTokens: Bool
+    private var choices: [Choice] = []
+    private var indexOfSequence: [RequestID: Int] = [:]
+    private var remaining = 0
+    private var headSent = false
+    private var done = false
+
+    init(request: GenerationRequest, writer: ResponseWriter, driver: EngineDriver, id: String, created: Int,
+         modelName: String, promptTokenCounts: [Int], includeCachedTokens: Bool) {
+        self.request = request
+        self.writer = writer
+        self.driver = driver
+        self.id = id
+        self.created = created
+        self.modelName = modelName
+        self.promptTokenCounts = promptTokenCounts
+        self.includeCachedTokens = includeCachedTokens
+    }
+
+    func add(_ choice: Choice) {
+        indexOfSequence[choice.sequenceID] = choices.count
+        choices.append(choice)
+        remaining += 1
+    }
+
+    /// Starts the stream's head at once, so a client sees 200 before the first token, as vLLM.
+    func start() {
+        guard request.stream else { return }
+        writer.writeHead(status: .ok, contentType: SSE.contentType, contentLength: nil)
+        headSent = true
+    }
+
+    /// The client went away: abort every unfinished sequence.
+    func cancel() {
+        guard !done else { return }
+        done = true
+        for choice in choices where choice.finished == nil { driver.abort(choice.sequenceID) }
+        driver.serverLoad -= 1
+    }
+
+    func receive(_ progress: RequestProgress) {
+        guard !done, let index = indexOfSequence[progress.id] else { return }
+        choices[index].cachedTokens = progress.cachedPromptTokens
+        if let finished = progress.finished {
+            choices[index].finished = finished.reason == .abort ? .abort : choices[index].plan.finishReason
+            remaining -= 1
+        }
+        if request.stream {
+            writeChunk(for: index, newTokens: progress.newTokens)
+        }
+        choices[index].emitted = progress.newTokens.upperBound
+        if remaining == 0 { finish() }
+    }
+
+    private func finish() {
+        done = true
+        driver.serverLoad -= 1
+        if request.stream {
+            var buffer = writer.allocator.buffer(capacity: 512)
+            if request.includeUsage {
+                SSE.beginEvent(&buffer)
+                writeEnvelopeStart(&buffer, chunk: true)
+                buffer.writeStaticString("\"choices\":[],\"usage\":")
+                writeUsage(&buffer, completionTokens: choices.reduce(0) { $0 + $1.emitted }, omitNullDetails: true)
+                buffer.writeStaticString("}")
+                SSE.endEvent(&buffer)
+            }
+            SSE.writeDone(&buffer)
+            writer.writeBodyAndEnd(buffer)
+        } else {
+            var buffer = writer.allocator.buffer(capacity: 512 + choices.reduce(0) { $0 + $1.plan.text.count + 160 })
+            writeEnvelopeStart(&buffer, chunk: false)
+            buffer.writeStaticString("\"choices\":[")
+            for (index, choice) in choices.enumerated() {
+                if index > 0 { buffer.writeStaticString(",") }
+                writeFinalChoice(&buffer, index: index, choice: choice)
+            }
+            buffer.writeStaticString("],\"service_tier\":null,\"system_fingerprint\":null,\"usage\":")
+            writeUsage(&buffer, completionTokens: choices.reduce(0) { $0 + $1.emitted })
+            if request.kind == .chat { buffer.writeStaticString(",\"prompt_logprobs\":null,\"prompt_token_ids\":null") }
+            buffer.writeStaticString(",\"kv_transfer_params\":null}")
+            writer.writeHead(status: .ok, contentType: "application/json", contentLength: buffer.readableBytes)
+            writer.writeBodyAndEnd(buffer)
+        }
+    }
+
+    // MARK: JSON
+
+    private func writeEnvelopeStart(_ buffer: inout ByteBuffer, chunk: Bool) {
+        buffer.writeStaticString("{\"id\":")
+        buffer.writeJSONString(id)
+        switch (request.kind, chunk) {
+        case (.completion, _): buffer.writeStaticString(",\"object\":\"text_completion\",\"created\":")
+        case (.chat, false): buffer.writeStaticString(",\"object\":\"chat.completion\",\"created\":")
+        case (.chat, true): buffer.writeStaticString(",\"object\":\"chat.completion.chunk\",\"created\":")
+        }
+        buffer.writeJSONInteger(created)
+        buffer.writeStaticString(",\"model\":")
+        buffer.writeJSONString(modelName)
+        buffer.writeStaticString(",")
+    }
+
+    private func writeChunk(for index: Int, newTokens: Range<Int>) {
+        let choice = choices[index]
+        var buffer = writer.allocator.buffer(capacity: 320)
+        if request.kind == .chat, choice.emitted == 0, !newTokens.isEmpty {
+            // vLLM's first chat chunk carries the role and empty content.
+            SSE.beginEvent(&buffer)
+            writeEnvelopeStart(&buffer, chunk: true)
+            buffer.writeStaticString("\"choices\":[{\"index\":")
+            buffer.writeJSONInteger(index)
+            buffer.writeStaticString(",\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]")
+            writeChunkUsage(&buffer, completionTokens: 0, index: index)
+            buffer.writeStaticString(",\"prompt_token_ids\":null}")
+            SSE.endEvent(&buffer)
+        }
+        let plan = choice.plan
+        let startByte = choice.emitted > 0 ? plan.textEnds[choice.emitted - 1] : 0
+        let endByte = newTokens.isEmpty ? startByte : plan.textEnds[newTokens.upperBound - 1]
+        guard !newTokens.isEmpty || choice.finished != nil else { return }
+        SSE.beginEvent(&buffer)
+        writeEnvelopeStart(&buffer, chunk: true)
+        buffer.writeStaticString("\"choices\":[{\"index\":")
+        buffer.writeJSONInteger(index)
+        if request.kind == .chat {
+            buffer.writeStaticString(",\"delta\":{\"content\":")
+            buffer.writeJSONString(String(decoding: plan.text[startByte..<endByte], as: UTF8.self))
+            buffer.writeStaticString("}")
+        } else {
+            buffer.writeStaticString(",\"text\":")
+            buffer.writeJSONString(String(decoding: plan.text[startByte..<endByte], as: UTF8.self))
+        }
+        buffer.writeStaticString(",\"logprobs\":null,\"finish_reason\":")
+        buffer.writeJSONString(orNull: choice.finished?.rawValue)
+        if request.kind == .completion || choice.finished != nil {
+            // Completions chunks carry every field; chat ones only what was set (stop_reason at the end).
+            buffer.writeStaticString(",\"stop_reason\":")
+            if choice.finished != nil, let stop = plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
+        }
+        if request.kind == .completion {
+            buffer.writeStaticString(",\"prompt_token_ids\":null,\"token_ids\":null}]")
+        } else {
+            buffer.writeStaticString(",\"token_ids\":null}]")
+        }
+        writeChunkUsage(&buffer, completionTokens: newTokens.upperBound, index: index)
+        buffer.writeStaticString("}")
+        SSE.endEvent(&buffer)
+        writer.writeBody(buffer)
+    }
+
+    /// `usage` on a stream chunk: null with include_usage, running counts with continuous stats.
+    private func writeChunkUsage(_ buffer: inout ByteBuffer, completionTokens: Int, index: Int) {
+        if request.includeUsage && request.continuousUsageStats {
+            buffer.writeStaticString(",\"usage\":")
+            let prompt = promptTokenCounts[choices[index].promptIndex]
+            writeUsageObject(&buffer, prompt: prompt, completion: completionTokens, cached: nil)
+        } else if request.kind == .completion {
+            buffer.writeStaticString(",\"usage\":null")
+        }
+    }
+
+    private func writeFinalChoice(_ buffer: inout ByteBuffer, index: Int, choice: Choice) {
+        let text = String(decoding: choice.plan.text[0..<(choice.emitted > 0 ? choice.plan.textEnds[choice.emitted - 1] : 0)], as: UTF8.self)
+        buffer.writeStaticString("{\"index\":")
+        buffer.writeJSONInteger(index)
+        if request.kind == .chat {
+            buffer.writeStaticString(",\"message\":{\"role\":\"assistant\",\"content\":")
+            buffer.writeJSONString(text)
+            buffer.writeStaticString(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null,\"tool_calls\":[],\"reasoning_content\":null}")
+        } else {
+            buffer.writeStaticString(",\"text\":")
+            if request.echo, case .text(let prompt) = request.prompts[choice.promptIndex] {
+                buffer.writeJSONString(prompt + text)
+            } else {
+                buffer.writeJSONString(text)
+            }
+        }
+        buffer.writeStaticString(",\"logprobs\":null,\"finish_reason\":")
+        buffer.writeJSONString(orNull: choice.finished?.rawValue)
+        buffer.writeStaticString(",\"stop_reason\":")
+        if let stop = choice.plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
+        if request.kind == .completion {
+            buffer.writeStaticString(",\"token_ids\":null,\"prompt_logprobs\":null,\"prompt_token_ids\":null}")
+        } else {
+            buffer.writeStaticString(",\"token_ids\":null}")
+        }
+    }
+
+    private func writeUsage(_ buffer: inout ByteBuffer, completionTokens: Int, omitNullDetails: Bool = false) {
+        let prompt = promptTokenCounts.reduce(0, +)
+        // Cached tokens of the first choice of each prompt, as vLLM reports the parent's count.
+        var cached = 0
+        var seenPrompts = Set<Int>()
+        for choice in choices where seenPrompts.insert(choice.promptIndex).inserted { cached += choice.cachedTokens }
+        // vLLM sets the details only when enabled and something was cached.
+        writeUsageObject(&buffer, prompt: prompt, completion: completionTokens, cached: includeCachedTokens && cached > 0 ? cached : nil,
+                         omitNullDetails: omitNullDetails)
+    }
+
+    private func writeUsageObject(_ buffer: inout ByteBuffer, prompt: Int, completion: Int, cached: Int?, omitNullDetails: Bool = false) {
+        buffer.writeStaticString("{\"prompt_tokens\":")
+        buffer.writeJSONInteger(prompt)
+        buffer.writeStaticString(",\"total_tokens\":")
+        buffer.writeJSONInteger(prompt + completion)
+        buffer.writeStaticString(",\"completion_tokens\":")
+        buffer.writeJSONInteger(completion)
+        if let cached {
+            buffer.writeStaticString(",\"prompt_tokens_details\":{\"cached_tokens\":")
+            buffer.writeJSONInteger(cached)
+            buffer.writeStaticString("}}")
+        } else if omitNullDetails {
+            buffer.writeStaticString("}")
+        } else {
+            buffer.writeStaticString(",\"prompt_tokens_details\":null}")
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import InferenceAPI
+import NIOCore
+import NIOHTTP1
+
+/// Writes one HTTP response on a connection. Confined to the connection's event loop.
+final class ResponseWriter {
+    private let context: ChannelHandlerContext
+    private let keepAlive: Bool
+    private let onEnd: () -> Void
+    var allocator: ByteBufferAllocator { context.channel.allocator }
+
+    init(context: ChannelHandlerContext, keepAlive: Bool, onEnd: @escaping () -> Void) {
+        self.context = context
+        self.keepAlive = keepAlive
+        self.onEnd = onEnd
+    }
+
+    func writeHead(status: HTTPResponseStatus, contentType: String, contentLength: Int?, extraHeaders: [(String, String)] = []) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: contentType)
+        if let contentLength { headers.add(name: "content-length", value: String(contentLength)) }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+    }
+
+    /// One chunk of a streamed body, flushed at once (one flush per engine step per stream).
+    func writeBody(_ buffer: ByteBuffer) {
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+    }
+
+    func writeBodyAndEnd(_ buffer: ByteBuffer) {
+        if buffer.readableBytes > 0 {
+            context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+        }
+        let keepAlive = self.keepAlive
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
+            if !keepAlive { channel.close(promise: nil) }
+        }
+        onEnd()
+    }
+
+    /// A complete response with a body.
+    func respond(status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(String, String)] = []) {
+        writeHead(status: status, contentType: contentType, contentLength: body.readableBytes, extraHeaders: extraHeaders)
+        writeBodyAndEnd(body)
+    }
+
+    func respond(_ error: APIError) {
+        respond(status: HTTPResponseStatus(statusCode: error.status), contentType: "application/json", body: error.body(allocator: allocator))
+    }
+}
+
+/// What a route needs to know about the request it serves.
+struct IncomingRequest {
+    var method: HTTPMethod
+    var path: String
+    var headers: HTTPHeaders
+    var body: ByteBuffer
+}
+
+/// The HTTP/1.1 connection handler: collects a request (refusing bodies over the limit with
+/// 413), hands it to the router, and aborts the request in flight when the client goes away.
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: Router
+    private var head: HTTPRequestHead?
+    private var body: ByteBuffer?
+    private var refusing = false
+    private var inFlight: GenerationResponder?
+
+    init(router: Router) { self.router = router }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let requestHead):
+            head = requestHead
+            refusing = false
+            body = nil
+            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > router.maxBodyBytes {
+                refuseTooLarge(context: context, size: length)
+            }
+        case .body(var chunk):
+            guard !refusing else { return }
+            if body == nil {
+                body = chunk
+            } else {
+                body!.writeBuffer(&chunk)
+            }
+            if body!.readableBytes > router.maxBodyBytes { refuseTooLarge(context: context, size: body!.readableBytes) }
+        case .end:
+            guard !refusing, let requestHead = head else { return }
+            let request = IncomingRequest(
+                method: requestHead.method, path: requestHead.uri, headers: requestHead.headers,
+                body: body ?? context.channel.allocator.buffer(capacity: 0))
+            head = nil
+            body = nil
+            let writer = ResponseWriter(context: context, keepAlive: requestHead.isKeepAlive) { [weak self] in
+                self?.inFlight = nil
+            }
+            inFlight = router.route(request, writer: writer)
+        }
+    }
+
+    private func refuseTooLarge(context: ChannelHandlerContext, size: Int) {
+        refusing = true
+        body = nil
+        let writer = ResponseWriter(context: context, keepAlive: false) {}
+        writer.respond(APIError(
+            status: 413, type: "RequestEntityTooLarge",
+            message: "Request body of \(size) bytes exceeds the limit of \(router.maxBodyBytes) bytes.", param: nil))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inFlight?.cancel()
+        inFlight = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A malformed request or a reset: this connection ends, the server goes on.
+        inFlight?.cancel()
+        inFlight = nil
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import InferenceAPI
+
+/// What one sequence will say, decided when it arrives: deterministic for a seed, its length
+/// drawn from the model's output-length distribution (or exactly max_tokens with ignore_eos),
+/// cut at a stop string or stop token as vLLM's detokenizer would.
+struct OutputPlan {
+    var tokens: [Int]
+    /// UTF-8 of the whole output text (stop string excluded).
+    var text: [UInt8]
+    /// `textEnds[i]`: bytes of `text` visible once token i has been emitted. Streams send the
+    /// difference between consecutive ends, so every delta is a prefix-consistent slice.
+    var textEnds: [Int]
+    var finishReason: FinishReason
+    /// vLLM's `stop_reason`: the matched stop string or token id; nil for EOS or length.
+    var stopReason: JSONValue?
+
+    struct Limits {
+        var maxTokens: Int
+        var minTokens: Int
+        var ignoreEOS: Bool
+        var stop: [String]
+        var stopTokenIDs: [Int]
+    }
+
+    init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
+        var length = limits.maxTokens
+        var reason = FinishReason.length
+        if !limits.ignoreEOS {
+            let drawn = Self.logNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma, &generator)
+            let eosAt = max(1, max(limits.minTokens, Int(drawn.rounded())))
+            if eosAt < limits.maxTokens {
+                length = eosAt
+                reason = .stop
+            }
+        }
+        tokens = []
+        tokens.reserveCapacity(length)
+        text = []
+        textEnds = []
+        textEnds.reserveCapacity(length)
+        stopReason = nil
+        let words = tokenizer.spacedWordIDs
+        for index in 0..<length {
+            let roll = generator.next()
+            let id: Int
+            if index > 0, roll % 13 == 0 {
+                id = tokenizer.punctuationIDs[Int((roll >> 8) % UInt64(tokenizer.punctuationIDs.count))]
+            } else {
+                id = words[Int((roll >> 16) % UInt64(words.count))]
+            }
+            tokens.append(id)
+            text.append(contentsOf: tokenizer.bytes(of: id))
+            textEnds.append(text.count)
+            if index + 1 >= limits.minTokens {
+                if limits.stopTokenIDs.contains(id) {
+                    reason = .stop
+                    stopReason = .integer(id)
+                    break
+                }
+                if let cut = Self.stopMatch(limits.stop, in: text, newBytes: tokenizer.bytes(of: id).count) {
+                    reason = .stop
+                    stopReason = .string(cut.stop)
+                    text.removeSubrange(cut.at...)
+                    textEnds = textEnds.map { min($0, cut.at) }
+                    break
+                }
+            }
+        }
+        finishReason = reason
+    }
+
+    /// The earliest stop string ending within the bytes just added.
+    private static func stopMatch(_ stops: [String], in text: [UInt8], newBytes: Int) -> (stop: String, at: Int)? {
+        var best: (stop: String, at: Int)?
+        for stop in stops where !stop.isEmpty {
+            let needle = Array(stop.utf8)
+            let searchFrom = max(0, text.count - newBytes - needle.count + 1)
+            guard text.count >= needle.count else { continue }
+            var start = searchFrom
+            while start + needle.count <= text.count {
+                if text[start..<(start + needle.count)].elementsEqual(needle) {
+                    if best == nil || start < best!.at { best = (stop, start) }
+                    break
+                }
+                start += 1
+            }
+        }
+        return best
+    }
+
+    private static func logNormal(median: Double, sigma: Double, _ generator: inout SplitMix64) -> Double {
+        // Box–Muller from two uniforms in (0, 1].
+        let u1 = Double(generator.next() >> 11 | 1) / Double(1 << 53)
+        let u2 = Double(generator.next() >> 11) / Double(1 << 53)
+        let normal = (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
+        return median * Foundation.exp(sigma * normal)
+    }
+}
+
+/// A small, fast, seedable generator (splitmix64), so outputs repeat exactly for a seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return mix(state)
+    }
+}

@@ -1,0 +1,330 @@
+import Foundation
+import InferenceAPI
+import NIOCore
+import NIOHTTP1
+
+/// vLLM 0.11.0's OpenAI-compatible routes over the engine driver. Everything runs on the
+/// engine's event loop (connections are accepted onto it), so no state here is shared
+/// across threads.
+final class Router: @unchecked Sendable {
+    /// The vLLM release whose wire behaviour this server reproduces.
+    static let vllmVersion = "0.11.0"
+
+    let configuration: ServerConfiguration
+    let setup: EngineSetup
+    let driver: EngineDriver
+    let tokenizer = Tokenizer.shared
+    var maxBodyBytes: Int { configuration.maxBodyBytes }
+    /// Adapters by name, in load order: path, base model, rank bytes.
+    private var adapters: [(name: String, path: String, parent: String, adapter: LoRAAdapter)] = []
+    private var generator: SplitMix64
+    private var ready: Bool
+
+    init(configuration: ServerConfiguration, setup: EngineSetup, driver: EngineDriver) {
+        self.configuration = configuration
+        self.setup = setup
+        self.driver = driver
+        self.generator = SplitMix64(seed: configuration.seed)
+        self.ready = configuration.startupDelay <= 0
+        let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
+        for module in configuration.loraModules {
+            adapters.append((module.name, module.path, module.baseModelName ?? configuration.primaryModelName, LoRAAdapter(name: module.name, bytes: bytes)))
+            driver.cacheAdapter(module.name)
+        }
+    }
+
+    /// Ends the emulated model load: from now on /health is 200 and requests are served.
+    func markReady() { ready = true }
+
+    /// Serves one request; returns the responder when the response outlives this call.
+    func route(_ request: IncomingRequest, writer: ResponseWriter) -> GenerationResponder? {
+        let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+        if let key = configuration.apiKey, path.hasPrefix("/v1"), request.method != .OPTIONS {
+            let given = request.headers.first(name: "authorization") ?? ""
+            let parts = given.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer", parts[1] == key else {
+                writer.respond(status: .unauthorized, contentType: "application/json", body: ByteBuffer(string: #"{"error":"Unauthorized"}"#))
+                return nil
+            }
+        }
+        switch (request.method, path) {
+        case (.GET, "/health"), (.GET, "/ping"), (.POST, "/ping"):
+            writer.writeHead(status: ready ? .ok : .serviceUnavailable, contentType: "application/json", contentLength: 0)
+            writer.writeBodyAndEnd(ByteBuffer())
+        case (.GET, "/metrics"):
+            writer.respond(status: .ok, contentType: Prometheus.contentType, body: driver.metrics.render())
+        case (.GET, "/version"):
+            respondJSON(writer, #"{"version":"\#(Self.vllmVersion)"}"#)
+        case (.GET, "/load"):
+            respondJSON(writer, #"{"server_load":\#(configuration.enableServerLoadTracking ? driver.serverLoad : 0)}"#)
+        case _ where !ready:
+            writer.respond(APIError(status: 503, type: "ServiceUnavailableError", message: "The model is still loading.", param: nil))
+        case (.GET, "/v1/models"):
+            writer.respond(status: .ok, contentType: "application/json", body: modelList())
+        case (.POST, "/v1/completions"):
+            return generate(request, kind: .completion, writer: writer)
+        case (.POST, "/v1/chat/completions"):
+            return generate(request, kind: .chat, writer: writer)
+        case (.POST, "/tokenize"):
+            respond(writer) { () throws(APIError) in try tokenize(request.body) }
+        case (.POST, "/detokenize"):
+            respond(writer) { () throws(APIError) in try detokenize(request.body) }
+        case (.POST, "/v1/load_lora_adapter") where configuration.allowRuntimeLoRAUpdating:
+            loadAdapter(request.body, writer: writer)
+        case (.POST, "/v1/unload_lora_adapter") where configuration.allowRuntimeLoRAUpdating:
+            unloadAdapter(request.body, writer: writer)
+        case (_, "/health"), (_, "/metrics"), (_, "/version"), (_, "/load"), (_, "/v1/models"), (_, "/v1/completions"),
+             (_, "/v1/chat/completions"), (_, "/tokenize"), (_, "/detokenize"):
+            respondJSON(writer, #"{"detail":"Method Not Allowed"}"#, status: .methodNotAllowed)
+        default:
+            respondJSON(writer, #"{"detail":"Not Found"}"#, status: .notFound)
+        }
+        return nil
+    }
+
+    // MARK: Generation
+
+    private func generate(_ incoming: IncomingRequest, kind: GenerationRequest.Kind, writer: ResponseWriter) -> GenerationResponder? {
+        let request: GenerationRequest
+        let lora: LoRAAdapter?
+        var prompts: [[Int]] = []
+        var maxTokensPerPrompt: [Int] = []
+        do throws(APIError) {
+            request = try GenerationRequest(try parseBody(incoming.body), kind: kind)
+            lora = try resolveModel(request.model)
+            if lora != nil, setup.engineConfig.maxLoras == 0 {
+                throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
+            }
+            let maxModelLen = setup.engineConfig.maxModelLen
+            for prompt in request.prompts {
+                let tokens: [Int]
+                switch prompt {
+                case .text(let text): tokens = tokenizer.encode(text, addSpecialTokens: true)
+                case .tokens(let ids): tokens = ids
+                }
+                let maxTokens = try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind, maxModelLen: maxModelLen)
+                if let bad = tokens.first(where: { $0 >= setup.model.vocab }) {
+                    throw APIError.badRequest("Token id \(bad) is out of vocabulary")
+                }
+                prompts.append(tokens)
+                maxTokensPerPrompt.append(maxTokens)
+            }
+        } catch {
+            writer.respond(error)
+            return nil
+        }
+
+        let now = driver.now
+        let requestID = incoming.headers.first(name: "x-request-id") ?? randomHex()
+        let responder = GenerationResponder(
+            request: request, writer: writer, driver: driver,
+            id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
+            created: Int(Date().timeIntervalSince1970), modelName: request.model ?? configuration.primaryModelName,
+            promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
+        driver.metrics.recordParameters(n: request.n, maxTokens: request.maxTokens)
+        driver.serverLoad += 1
+        var sequences: [EngineRequest] = []
+        for (promptIndex, tokens) in prompts.enumerated() {
+            for _ in 0..<request.n {
+                // A request seed makes its output repeat exactly; without one, the server's
+                // --seed and arrival order decide.
+                var sequenceGenerator = SplitMix64(seed: request.seed.map { UInt64(bitPattern: Int64($0)) &+ UInt64(sequences.count) } ?? generator.next())
+                let plan = OutputPlan(
+                    limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
+                                  stop: request.stop, stopTokenIDs: request.stopTokenIDs),
+                    lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer)
+                let sequence = EngineRequest(
+                    id: driver.makeRequestID(), promptTokens: tokens, plannedOutput: plan.tokens, finishReason: plan.finishReason,
+                    lora: lora, arrival: now, maxTokensParam: maxTokensPerPrompt[promptIndex])
+                responder.add(.init(plan: plan, sequenceID: sequence.id, promptIndex: promptIndex))
+                sequences.append(sequence)
+            }
+        }
+        responder.start()
+        for sequence in sequences { driver.submit(sequence, sink: responder) }
+        return responder
+    }
+
+    /// vLLM 0.11.0's context-length checks and its `max_tokens` default (completions 16, chat
+    /// the rest of the context). Returns the effective max_tokens.
+    private func checkLength(promptTokens: Int, maxTokens: Int?, kind: GenerationRequest.Kind, maxModelLen: Int) throws(APIError) -> Int {
+        switch kind {
+        case .completion:
+            let requested = maxTokens ?? 16
+            if promptTokens + requested > maxModelLen {
+                throw APIError.badRequest("This model's maximum context length is \(maxModelLen - requested) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages.")
+            }
+            return requested
+        case .chat:
+            if promptTokens >= maxModelLen {
+                throw APIError.badRequest("This model's maximum context length is \(maxModelLen) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages. None")
+            }
+            guard let requested = maxTokens else { return maxModelLen - promptTokens }
+            if promptTokens + requested > maxModelLen {
+                throw APIError.badRequest("'max_tokens' or 'max_completion_tokens' is too large: \(requested). This model's maximum context length is \(maxModelLen) tokens and your request has \(promptTokens) input tokens (\(requested) > \(maxModelLen) - \(promptTokens)). None")
+            }
+            return requested
+        }
+    }
+
+    /// The adapter a `model` names, nil for the base model; 404 for anything else.
+    private func resolveModel(_ model: String?) throws(APIError) -> LoRAAdapter? {
+        guard let model, !model.isEmpty else { return nil }
+        if model == configuration.model || configuration.servedModelNames.contains(model) { return nil }
+        if let entry = adapters.first(where: { $0.name == model }) { return entry.adapter }
+        throw APIError.notFound("The model `\(model)` does not exist.")
+    }
+
+    private func parseBody(_ body: ByteBuffer) throws(APIError) -> JSONValue {
+        guard body.readableBytes > 0 else {
+            throw APIError.validation(kind: "missing", location: ["body"], message: "Field required", input: nil)
+        }
+        do {
+            return try JSONValue.parse(body)
+        } catch {
+            throw APIError(
+                status: 400, type: "Bad Request",
+                message: "[{'type': 'json_invalid', 'loc': ('body', \(error.offset)), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': '\(error.reason)'}}]")
+        }
+    }
+
+    // MARK: Other endpoints
+
+    private func modelList() -> ByteBuffer {
+        let created = Int(Date().timeIntervalSince1970)
+        var buffer = ByteBuffer()
+        buffer.writeStaticString(#"{"object":"list","data":["#)
+        var cards: [(id: String, root: String, parent: String?, maxModelLen: Int?)] = []
+        for name in configuration.servedModelNames.isEmpty ? [configuration.model] : configuration.servedModelNames {
+            cards.append((name, configuration.model, nil, setup.engineConfig.maxModelLen))
+        }
+        for entry in adapters { cards.append((entry.name, entry.path, entry.parent, nil)) }
+        for (index, card) in cards.enumerated() {
+            if index > 0 { buffer.writeStaticString(",") }
+            buffer.writeStaticString(#"{"id":"#)
+            buffer.writeJSONString(card.id)
+            buffer.writeStaticString(#","object":"model","created":"#)
+            buffer.writeJSONInteger(created)
+            buffer.writeStaticString(#","owned_by":"vllm","root":"#)
+            buffer.writeJSONString(card.root)
+            buffer.writeStaticString(#","parent":"#)
+            buffer.writeJSONString(orNull: card.parent)
+            buffer.writeStaticString(#","max_model_len":"#)
+            if let length = card.maxModelLen { buffer.writeJSONInteger(length) } else { buffer.writeStaticString("null") }
+            buffer.writeStaticString(#","permission":[{"id":"modelperm-"#)
+            buffer.writeString(randomHex())
+            buffer.writeStaticString(#"","object":"model_permission","created":"#)
+            buffer.writeJSONInteger(created)
+            buffer.writeStaticString(#","allow_create_engine":false,"allow_sampling":true,"allow_logprobs":true,"allow_search_indices":false,"allow_view":true,"allow_fine_tuning":false,"organization":"*","group":null,"is_blocking":false}]}"#)
+        }
+        buffer.writeStaticString("]}")
+        return buffer
+    }
+
+    private func tokenize(_ body: ByteBuffer) throws(APIError) -> ByteBuffer {
+        let json = try parseBody(body)
+        let reader = FieldReader(body: json)
+        _ = try resolveModel(try reader.string("model"))
+        let tokens: [Int]
+        if let prompt = try reader.string("prompt") {
+            tokens = tokenizer.encode(prompt, addSpecialTokens: try reader.bool("add_special_tokens") ?? true)
+        } else if json["messages"] != nil {
+            let chat = try GenerationRequest(.object(["messages": json["messages"]!]), kind: .chat)
+            guard case .text(let text) = chat.prompts[0] else { return ByteBuffer() }
+            tokens = tokenizer.encode(text, addSpecialTokens: try reader.bool("add_special_tokens") ?? false)
+        } else {
+            throw APIError.validation(kind: "missing", location: ["body", "prompt"], message: "Field required", input: json)
+        }
+        var buffer = ByteBuffer()
+        buffer.writeStaticString(#"{"count":"#)
+        buffer.writeJSONInteger(tokens.count)
+        buffer.writeStaticString(#","max_model_len":"#)
+        buffer.writeJSONInteger(setup.engineConfig.maxModelLen)
+        buffer.writeStaticString(#","tokens":["#)
+        buffer.writeString(tokens.map(String.init).joined(separator: ","))
+        buffer.writeStaticString(#"],"token_strs":"#)
+        if try reader.bool("return_token_strs") ?? false {
+            buffer.writeJSON(.array(tokens.map { .string(tokenizer.tokenString($0)) }))
+        } else {
+            buffer.writeStaticString("null")
+        }
+        buffer.writeStaticString("}")
+        return buffer
+    }
+
+    private func detokenize(_ body: ByteBuffer) throws(APIError) -> ByteBuffer {
+        let json = try parseBody(body)
+        let reader = FieldReader(body: json)
+        _ = try resolveModel(try reader.string("model"))
+        guard let tokens = try reader.integerList("tokens") else {
+            throw APIError.validation(kind: "missing", location: ["body", "tokens"], message: "Field required", input: json)
+        }
+        var buffer = ByteBuffer()
+        buffer.writeStaticString(#"{"prompt":"#)
+        buffer.writeJSONString(tokenizer.decode(tokens))
+        buffer.writeStaticString("}")
+        return buffer
+    }
+
+    private func loadAdapter(_ body: ByteBuffer, writer: ResponseWriter) {
+        do throws(APIError) {
+            let reader = FieldReader(body: try parseBody(body))
+            let name = try reader.string("lora_name") ?? ""
+            let path = try reader.string("lora_path") ?? ""
+            guard !name.isEmpty, !path.isEmpty else {
+                throw APIError(status: 400, type: "InvalidUserInput", message: "Both 'lora_name' and 'lora_path' must be provided.")
+            }
+            guard !adapters.contains(where: { $0.name == name }) else {
+                throw APIError(status: 400, type: "InvalidUserInput", message: "The lora adapter '\(name)' has already been loaded.")
+            }
+            guard setup.engineConfig.maxLoras > 0 else {
+                throw APIError.badRequest("Call to add_lora method failed: LoRA is not enabled. Use --enable-lora to enable LoRA.")
+            }
+            let adapter = LoRAAdapter(name: name, bytes: setup.model.loraAdapterBytes(rank: configuration.maxLoRARank))
+            adapters.append((name, path, configuration.primaryModelName, adapter))
+            driver.cacheAdapter(name)
+            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: "Success: LoRA adapter '\(name)' added successfully."))
+        } catch {
+            writer.respond(error)
+        }
+    }
+
+    private func unloadAdapter(_ body: ByteBuffer, writer: ResponseWriter) {
+        do throws(APIError) {
+            let reader = FieldReader(body: try parseBody(body))
+            let name = try reader.string("lora_name") ?? ""
+            guard !name.isEmpty else {
+                throw APIError(status: 400, type: "InvalidUserInput", message: "'lora_name' needs to be provided to unload a LoRA adapter.")
+            }
+            guard let index = adapters.firstIndex(where: { $0.name == name }) else {
+                throw APIError(status: 404, type: "NotFoundError", message: "The lora adapter '\(name)' cannot be found.")
+            }
+            adapters.remove(at: index)
+            driver.removeAdapter(name)
+            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: "Success: LoRA adapter '\(name)' removed successfully."))
+        } catch {
+            writer.respond(error)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func respond(_ writer: ResponseWriter, _ body: () throws(APIError) -> ByteBuffer) {
+        do throws(APIError) {
+            writer.respond(status: .ok, contentType: "application/json", body: try body())
+        } catch {
+            writer.respond(error)
+        }
+    }
+
+    private func respondJSON(_ writer: ResponseWriter, _ text: String, status: HTTPResponseStatus = .ok) {
+        writer.respond(status: status, contentType: "application/json", body: ByteBuffer(string: text))
+    }
+
+    /// 32 lowercase hex digits, as `uuid4().hex`.
+    private func randomHex() -> String {
+        let high = generator.next(), low = generator.next()
+        let text = String(high, radix: 16) + String(low, radix: 16)
+        return String(repeating: "0", count: 32 - text.count) + text
+    }
+}

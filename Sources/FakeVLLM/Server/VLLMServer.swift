@@ -1,0 +1,69 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// An emulated vLLM server: the engine, its metrics and the OpenAI-compatible HTTP API, bound
+/// to one port. Connections are accepted onto the engine's event loop, so a request never
+/// crosses threads on its way to the engine.
+public final class VLLMServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let setup: EngineSetup
+    /// The bound port (useful with port 0).
+    public let port: Int
+    private let channel: Channel
+    private let router: Router
+
+    private init(configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router) {
+        self.configuration = configuration
+        self.setup = setup
+        self.port = port
+        self.channel = channel
+        self.router = router
+    }
+
+    /// Resolves profiles, builds the engine and binds. With `--startup-delay`, /health is 503
+    /// and requests are refused until the emulated model load has finished.
+    public static func start(
+        _ configuration: ServerConfiguration, profiles: ProfileStore, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> VLLMServer {
+        let setup = try EngineSetup(configuration, profiles: profiles)
+        let loop = group.next()
+        let metrics = EngineMetrics(
+            modelName: configuration.primaryModelName, config: setup.engineConfig,
+            gpuMemoryUtilization: configuration.gpuMemoryUtilization,
+            showHiddenMetrics: configuration.showHiddenMetricsForVersion != nil)
+        let router = try await loop.submit {
+            let driver = EngineDriver(
+                loop: loop, engine: Engine(config: setup.engineConfig, costModel: setup.costModel), metrics: metrics,
+                timeScale: configuration.timeScale)
+            return Router(configuration: configuration, setup: setup, driver: driver)
+        }.get()
+        let channel = try await ServerBootstrap(group: group, childGroup: loop)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(router: router))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        if configuration.startupDelay > 0 {
+            loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.markReady() }
+        }
+        return VLLMServer(configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel, router: router)
+    }
+
+    /// Stops accepting connections.
+    public func stop() async throws {
+        try await channel.close()
+    }
+
+    /// Waits until the listening socket closes.
+    public func waitUntilClosed() async throws {
+        try await channel.closeFuture.get()
+    }
+}
