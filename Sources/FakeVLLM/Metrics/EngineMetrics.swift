@@ -104,6 +104,7 @@ public final class EngineMetrics {
             ("engine", engineLabel),
         ]
         for reason in FinishReason.allCases { success[reason] = 0 }
+        if maxLoras != nil { loraSeries.append(("", "", Date().timeIntervalSince1970)) }
     }
 
     // MARK: Updates

@@ -27,6 +27,7 @@ final class EngineDriver: @unchecked Sendable {
         self.engine = engine
         self.metrics = metrics
         self.timeScale = timeScale
+        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
     }
 
     /// Emulated seconds since the server started.

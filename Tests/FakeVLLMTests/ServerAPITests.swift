@@ -1,0 +1,168 @@
+import AsyncHTTPClient
+import FakeVLLM
+import Foundation
+import InferenceAPI
+import NIOCore
+import Testing
+
+@Suite struct ServerAPITests {
+    @Test func completionHasVLLMsShapeAndUsage() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let response = try await live.request("/v1/completions", body: #"{"model":"meta-llama/Meta-Llama-3-8B","prompt":"Say hello","max_tokens":7,"ignore_eos":true}"#)
+        #expect(response.status == 200)
+        let json = try #require(response.json)
+        #expect(json["object"] == .string("text_completion"))
+        #expect(json["id"]?.string?.hasPrefix("cmpl-") == true)
+        let choice = try #require(json["choices"]?.array?.first)
+        #expect(choice["finish_reason"] == .string("length"))
+        #expect(json["usage"]?["completion_tokens"] == .integer(7))
+        #expect(json["usage"]?["prompt_tokens"]?.int == Tokenizer.shared.encode("Say hello", addSpecialTokens: true).count)
+        // The text is the detokenized output: re-tokenizing it gives the same number of tokens.
+        let text = try #require(choice["text"]?.string)
+        #expect(Tokenizer.shared.encode(text).count == 7)
+    }
+
+    @Test func sameSeedSameOutput() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let body = #"{"prompt":"Once upon a time","max_tokens":40,"seed":7}"#
+        let first = try await live.request("/v1/completions", body: body).json?["choices"]?.array?.first?["text"]
+        let second = try await live.request("/v1/completions", body: body).json?["choices"]?.array?.first?["text"]
+        #expect(first != nil)
+        #expect(first == second)
+    }
+
+    @Test func streamSendsOneChunkPerTokenThenUsageAndDone() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let response = try await live.request("/v1/chat/completions", body: #"{"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"ignore_eos":true,"stream":true,"stream_options":{"include_usage":true}}"#)
+        #expect(response.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true)
+        let events = response.body.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+        #expect(events.last == "data: [DONE]")
+        let payloads = events.dropLast().map { try? JSONValue.parse(String($0.dropFirst("data: ".count))) }
+        #expect(payloads.count == 6)  // role, 4 tokens, usage
+        #expect(payloads.first??["choices"]?.array?.first?["delta"]?["role"] == .string("assistant"))
+        #expect(payloads[4]?["choices"]?.array?.first?["finish_reason"] == .string("length"))
+        #expect(payloads.last??["usage"]?["completion_tokens"] == .integer(4))
+    }
+
+    @Test func stopStringEndsTheOutputBeforeIt() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        // Generated text is words separated by spaces, so " " matches at the first word's start.
+        let json = try #require(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":50,"stop":[" "],"ignore_eos":true}"#).json)
+        let choice = try #require(json["choices"]?.array?.first)
+        #expect(choice["finish_reason"] == .string("stop"))
+        #expect(choice["stop_reason"] == .string(" "))
+        #expect(choice["text"] == .string(""))
+    }
+
+    @Test func nChoicesAndTokenPrompts() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let json = try #require(try await live.request("/v1/completions", body: #"{"prompt":[[1,2,3],[4,5]],"n":2,"max_tokens":3,"ignore_eos":true}"#).json)
+        #expect(json["choices"]?.array?.count == 4)
+        #expect(json["usage"]?["prompt_tokens"] == .integer(5))
+        #expect(json["usage"]?["completion_tokens"] == .integer(12))
+    }
+
+    @Test func badInputGetsVLLMsErrors() async throws {
+        let live = try await LiveServer.start { $0.maxModelLen = 64 }
+        defer { Task { try? await live.stop() } }
+        let unknown = try await live.request("/v1/completions", body: #"{"model":"nope","prompt":"x"}"#)
+        #expect(unknown.status == 404)
+        #expect(unknown.json?["error"]?["message"] == .string("The model `nope` does not exist."))
+        #expect(unknown.json?["error"]?["type"] == .string("NotFoundError"))
+
+        let long = try await live.request("/v1/completions", body: #"{"prompt":[\#(Array(repeating: "1", count: 60).joined(separator: ","))],"max_tokens":10}"#)
+        #expect(long.status == 400)
+        #expect(long.json?["error"]?["message"] == .string("This model's maximum context length is 54 tokens. However, your request has 60 input tokens. Please reduce the length of the input messages."))
+
+        let malformed = try await live.request("/v1/completions", body: #"{"prompt": "x","#)
+        #expect(malformed.status == 400)
+        #expect(malformed.json?["error"]?["message"]?.string?.contains("json_invalid") == true)
+
+        let wrongType = try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":"many"}"#)
+        #expect(wrongType.status == 400)
+        #expect(wrongType.json?["error"]?["message"]?.string?.contains("('body', 'max_tokens')") == true)
+
+        let outOfRange = try await live.request("/v1/completions", body: #"{"prompt":"x","n":0}"#)
+        #expect(outOfRange.json?["error"]?["message"] == .string("n must be at least 1, got 0."))
+
+        let temperature = try await live.request("/v1/chat/completions", body: #"{"messages":[{"role":"user","content":"x"}],"temperature":-1}"#)
+        #expect(temperature.json?["error"]?["message"] == .string("temperature must be non-negative, got -1.0."))
+
+        // None of it disturbed the server.
+        #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2}"#).status == 200)
+    }
+
+    @Test func oversizedBodyGets413() async throws {
+        let live = try await LiveServer.start { $0.maxBodyBytes = 1024 }
+        defer { Task { try? await live.stop() } }
+        let response = try await live.request("/v1/completions", body: #"{"prompt":"\#(String(repeating: "a", count: 4096))"}"#)
+        #expect(response.status == 413)
+        #expect(response.json?["error"]?["code"] == .integer(413))
+    }
+
+    @Test func apiKeyGuardsV1Only() async throws {
+        let live = try await LiveServer.start { $0.apiKey = "sekrit" }
+        defer { Task { try? await live.stop() } }
+        let denied = try await live.get("/v1/models")
+        #expect(denied.status == 401)
+        #expect(denied.body == #"{"error":"Unauthorized"}"#)
+        #expect(try await live.get("/v1/models", headers: [("authorization", "Bearer sekrit")]).status == 200)
+        #expect(try await live.get("/health").status == 200)
+        #expect(try await live.get("/metrics").status == 200)
+    }
+
+    @Test func tokenizeAndDetokenizeRoundTrip() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let tokenized = try #require(try await live.request("/tokenize", body: #"{"prompt":"the model serves","add_special_tokens":false}"#).json)
+        let tokens = try #require(tokenized["tokens"]?.array)
+        #expect(tokenized["count"]?.int == tokens.count)
+        let body = #"{"tokens":[\#(tokens.compactMap(\.int).map(String.init).joined(separator: ","))]}"#
+        #expect(try await live.request("/detokenize", body: body).json?["prompt"] == .string("the model serves"))
+    }
+
+    @Test func runtimeLoRAUpdatesFollowVLLM() async throws {
+        let live = try await LiveServer.start {
+            $0.enableLoRA = true
+            $0.maxLoras = 2
+            $0.allowRuntimeLoRAUpdating = true
+            $0.loraModules = [LoRAModule(name: "sql", path: "/adapters/sql")]
+        }
+        defer { Task { try? await live.stop() } }
+        let load = try await live.request("/v1/load_lora_adapter", body: #"{"lora_name":"chat","lora_path":"/adapters/chat"}"#)
+        #expect(load.status == 200)
+        #expect(load.body == "Success: LoRA adapter 'chat' added successfully.")
+        let again = try await live.request("/v1/load_lora_adapter", body: #"{"lora_name":"chat","lora_path":"/adapters/chat"}"#)
+        #expect(again.status == 400)
+        #expect(again.json?["error"]?["type"] == .string("InvalidUserInput"))
+        let models = try #require(try await live.get("/v1/models").json?["data"]?.array)
+        let card = try #require(models.first { $0["id"] == .string("chat") })
+        #expect(card["root"] == .string("/adapters/chat"))
+        #expect(card["parent"] == .string("meta-llama/Meta-Llama-3-8B"))
+        #expect(try await live.request("/v1/completions", body: #"{"model":"chat","prompt":"x","max_tokens":2}"#).status == 200)
+        #expect(try await live.request("/v1/unload_lora_adapter", body: #"{"lora_name":"chat"}"#).body == "Success: LoRA adapter 'chat' removed successfully.")
+        let gone = try await live.request("/v1/unload_lora_adapter", body: #"{"lora_name":"chat"}"#)
+        #expect(gone.status == 404)
+        #expect(try await live.request("/v1/completions", body: #"{"model":"chat","prompt":"x"}"#).status == 404)
+    }
+
+    @Test func runtimeLoRARoutesAbsentWithoutTheVariable() async throws {
+        let live = try await LiveServer.start { $0.enableLoRA = true }
+        defer { Task { try? await live.stop() } }
+        let response = try await live.request("/v1/load_lora_adapter", body: #"{"lora_name":"a","lora_path":"/a"}"#)
+        #expect(response.status == 404)
+        #expect(response.body == #"{"detail":"Not Found"}"#)
+    }
+
+    @Test func startupDelayKeepsHealthAt503() async throws {
+        let live = try await LiveServer.start { $0.startupDelay = 30 }
+        defer { Task { try? await live.stop() } }
+        #expect(try await live.get("/health").status == 503)
+        #expect(try await live.request("/v1/completions", body: #"{"prompt":"x"}"#).status == 503)
+    }
+}

@@ -1,0 +1,52 @@
+"""Drives an Understudy server with the official OpenAI Python SDK; exits non-zero on failure.
+
+Usage: python3 openai_sdk_check.py BASE_URL   (e.g. http://127.0.0.1:8000/v1)
+"""
+import sys
+
+import openai
+
+base = sys.argv[1]
+client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+model = client.models.list().data[0].id
+assert model == "meta-llama/Meta-Llama-3-8B", model
+
+completion = client.completions.create(model=model, prompt="Hello", max_tokens=5, extra_body={"ignore_eos": True})
+assert completion.choices[0].finish_reason == "length", completion
+assert completion.usage.completion_tokens == 5, completion.usage
+
+chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=6)
+assert chat.choices[0].message.role == "assistant", chat
+assert chat.usage.completion_tokens <= 6, chat.usage
+
+text = "".join(
+    chunk.choices[0].text
+    for chunk in client.completions.create(model=model, prompt="Hello", max_tokens=8, stream=True, extra_body={"ignore_eos": True})
+    if chunk.choices
+)
+assert len(text) > 0, text
+
+chunks = list(
+    client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+    )
+)
+assert chunks[0].choices[0].delta.role == "assistant", chunks[0]
+assert chunks[-1].usage.completion_tokens == 4, chunks[-1]
+content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+assert len(content) > 0
+
+try:
+    client.completions.create(model="no-such-model", prompt="x", max_tokens=1)
+    raise SystemExit("expected NotFoundError")
+except openai.NotFoundError as error:
+    assert "does not exist" in str(error), error
+
+try:
+    client.completions.create(model=model, prompt="word " * 400, max_tokens=10)
+    raise SystemExit("expected BadRequestError")
+except openai.BadRequestError as error:
+    assert "maximum context length" in str(error), error
+
+print("all OpenAI SDK checks passed")
