@@ -70,9 +70,9 @@ final class Router: @unchecked Sendable {
         case (.POST, "/detokenize"):
             respond(writer) { () throws(APIError) in try detokenize(request.body) }
         case (.POST, "/v1/load_lora_adapter") where configuration.allowRuntimeLoRAUpdating:
-            loadAdapter(request.body, writer: writer)
+            respondText(writer) { () throws(APIError) in try loadAdapter(request.body) }
         case (.POST, "/v1/unload_lora_adapter") where configuration.allowRuntimeLoRAUpdating:
-            unloadAdapter(request.body, writer: writer)
+            respondText(writer) { () throws(APIError) in try unloadAdapter(request.body) }
         case (_, "/health"), (_, "/metrics"), (_, "/version"), (_, "/load"), (_, "/v1/models"), (_, "/v1/completions"),
              (_, "/v1/chat/completions"), (_, "/tokenize"), (_, "/detokenize"):
             respondJSON(writer, #"{"detail":"Method Not Allowed"}"#, status: .methodNotAllowed)
@@ -266,45 +266,37 @@ final class Router: @unchecked Sendable {
         return buffer
     }
 
-    private func loadAdapter(_ body: ByteBuffer, writer: ResponseWriter) {
-        do throws(APIError) {
-            let reader = FieldReader(body: try parseBody(body))
-            let name = try reader.string("lora_name") ?? ""
-            let path = try reader.string("lora_path") ?? ""
-            guard !name.isEmpty, !path.isEmpty else {
-                throw APIError(status: 400, type: "InvalidUserInput", message: "Both 'lora_name' and 'lora_path' must be provided.")
-            }
-            guard !adapters.contains(where: { $0.name == name }) else {
-                throw APIError(status: 400, type: "InvalidUserInput", message: "The lora adapter '\(name)' has already been loaded.")
-            }
-            guard setup.engineConfig.maxLoras > 0 else {
-                throw APIError.badRequest("Call to add_lora method failed: LoRA is not enabled. Use --enable-lora to enable LoRA.")
-            }
-            let adapter = LoRAAdapter(name: name, bytes: setup.model.loraAdapterBytes(rank: configuration.maxLoRARank))
-            adapters.append((name, path, configuration.primaryModelName, adapter))
-            driver.cacheAdapter(name)
-            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: "Success: LoRA adapter '\(name)' added successfully."))
-        } catch {
-            writer.respond(error)
+    private func loadAdapter(_ body: ByteBuffer) throws(APIError) -> String {
+        let reader = FieldReader(body: try parseBody(body))
+        let name = try reader.string("lora_name") ?? ""
+        let path = try reader.string("lora_path") ?? ""
+        guard !name.isEmpty, !path.isEmpty else {
+            throw APIError(status: 400, type: "InvalidUserInput", message: "Both 'lora_name' and 'lora_path' must be provided.")
         }
+        guard !adapters.contains(where: { $0.name == name }) else {
+            throw APIError(status: 400, type: "InvalidUserInput", message: "The lora adapter '\(name)' has already been loaded.")
+        }
+        guard setup.engineConfig.maxLoras > 0 else {
+            throw APIError.badRequest("Call to add_lora method failed: LoRA is not enabled. Use --enable-lora to enable LoRA.")
+        }
+        let adapter = LoRAAdapter(name: name, bytes: setup.model.loraAdapterBytes(rank: configuration.maxLoRARank))
+        adapters.append((name, path, configuration.primaryModelName, adapter))
+        driver.cacheAdapter(name)
+        return "Success: LoRA adapter '\(name)' added successfully."
     }
 
-    private func unloadAdapter(_ body: ByteBuffer, writer: ResponseWriter) {
-        do throws(APIError) {
-            let reader = FieldReader(body: try parseBody(body))
-            let name = try reader.string("lora_name") ?? ""
-            guard !name.isEmpty else {
-                throw APIError(status: 400, type: "InvalidUserInput", message: "'lora_name' needs to be provided to unload a LoRA adapter.")
-            }
-            guard let index = adapters.firstIndex(where: { $0.name == name }) else {
-                throw APIError(status: 404, type: "NotFoundError", message: "The lora adapter '\(name)' cannot be found.")
-            }
-            adapters.remove(at: index)
-            driver.removeAdapter(name)
-            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: "Success: LoRA adapter '\(name)' removed successfully."))
-        } catch {
-            writer.respond(error)
+    private func unloadAdapter(_ body: ByteBuffer) throws(APIError) -> String {
+        let reader = FieldReader(body: try parseBody(body))
+        let name = try reader.string("lora_name") ?? ""
+        guard !name.isEmpty else {
+            throw APIError(status: 400, type: "InvalidUserInput", message: "'lora_name' needs to be provided to unload a LoRA adapter.")
         }
+        guard let index = adapters.firstIndex(where: { $0.name == name }) else {
+            throw APIError(status: 404, type: "NotFoundError", message: "The lora adapter '\(name)' cannot be found.")
+        }
+        adapters.remove(at: index)
+        driver.removeAdapter(name)
+        return "Success: LoRA adapter '\(name)' removed successfully."
     }
 
     // MARK: Helpers
@@ -312,6 +304,15 @@ final class Router: @unchecked Sendable {
     private func respond(_ writer: ResponseWriter, _ body: () throws(APIError) -> ByteBuffer) {
         do throws(APIError) {
             writer.respond(status: .ok, contentType: "application/json", body: try body())
+        } catch {
+            writer.respond(error)
+        }
+    }
+
+    /// vLLM answers the LoRA routes with a bare text body.
+    private func respondText(_ writer: ResponseWriter, _ body: () throws(APIError) -> String) {
+        do throws(APIError) {
+            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: try body()))
         } catch {
             writer.respond(error)
         }
