@@ -93,6 +93,14 @@ import Testing
         let temperature = try await live.request("/v1/chat/completions", body: #"{"messages":[{"role":"user","content":"x"}],"temperature":-1}"#)
         #expect(temperature.json?["error"]?["message"] == .string("temperature must be non-negative, got -1.0."))
 
+        var plain = HTTPClientRequest(url: live.base + "/v1/completions")
+        plain.method = .POST
+        plain.headers.add(name: "content-type", value: "text/plain")
+        plain.body = .bytes(ByteBuffer(string: #"{"prompt":"x"}"#))
+        let notJSON = try await HTTPClient.shared.execute(plain, timeout: .seconds(10))
+        #expect(notJSON.status.code == 400)
+        #expect(String(buffer: try await notJSON.body.collect(upTo: 4096)).contains("Unsupported Media Type"))
+
         // None of it disturbed the server.
         #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2}"#).status == 200)
     }

@@ -108,6 +108,7 @@ func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws
         let idleUsage = try #require(try await live.metric("vllm:kv_cache_usage_perc"))
         var request = HTTPClientRequest(url: live.base + "/v1/completions")
         request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: #"{"prompt":"\#(String(repeating: "a b ", count: 300))","max_tokens":4000,"ignore_eos":true,"stream":true}"#))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         let response = try await client.execute(request, timeout: .seconds(30))
@@ -138,6 +139,20 @@ func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws
         let cached = try #require(second?["usage"]?["prompt_tokens_details"]?["cached_tokens"]?.int)
         #expect(cached > 0 && cached % 16 == 0)
         #expect(try #require(try await live.metric("vllm:prefix_cache_hits_total")) == Double(cached))
+    }
+
+    /// Per-request histograms are observed as vLLM 0.11 does: n and the most generated tokens
+    /// once per prompt, max_tokens once per sequence.
+    @Test func requestParameterHistograms() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","n":3,"max_tokens":5,"ignore_eos":true}"#).status == 200)
+        #expect(try await live.metric("vllm:request_params_n_count") == 1)
+        #expect(try await live.metric("vllm:request_params_n_sum") == 3)
+        #expect(try await live.metric("vllm:request_max_num_generation_tokens_sum") == 5)
+        #expect(try await live.metric("vllm:request_params_max_tokens_count") == 3)
+        #expect(try await live.metric("vllm:request_generation_tokens_sum") == 15)
+        #expect(try await live.metric("vllm:e2e_request_latency_seconds_count") == 3)
     }
 
     @Test func hiddenMetricsAddTheDeprecatedNames() async throws {

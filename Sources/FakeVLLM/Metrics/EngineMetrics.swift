@@ -86,21 +86,28 @@ public final class EngineMetrics {
         maxGenerationTokens = PrometheusHistogram(upperBounds: lengthBuckets)
         paramsMaxTokens = PrometheusHistogram(upperBounds: lengthBuckets)
         prefillKVComputed = PrometheusHistogram(upperBounds: lengthBuckets)
-        // CacheConfig fields as vLLM stringifies them; unset values render as "None".
+        // vLLM 0.11.0's CacheConfig.metrics_info(): every dataclass field in declaration order,
+        // str()-ed as Python does, then the engine index.
         cacheConfigLabels = [
             ("block_size", String(config.blockSize)),
-            ("cache_dtype", "auto"),
-            ("calculate_kv_scales", "False"),
-            ("cpu_offload_gb", "0"),
-            ("enable_prefix_caching", config.enablePrefixCaching ? "True" : "False"),
             ("gpu_memory_utilization", String(gpuMemoryUtilization)),
+            ("swap_space", "4.0"),
+            ("cache_dtype", "auto"),
             ("is_attention_free", "False"),
-            ("num_cpu_blocks", "None"),
-            ("num_gpu_blocks", String(config.numGPUBlocks)),
             ("num_gpu_blocks_override", "None"),
-            ("prefix_caching_hash_algo", "sha256"),
             ("sliding_window", "None"),
-            ("swap_space", "4"),
+            ("enable_prefix_caching", config.enablePrefixCaching ? "True" : "False"),
+            ("prefix_caching_hash_algo", "sha256"),
+            ("cpu_offload_gb", "0.0"),
+            ("calculate_kv_scales", "False"),
+            ("cpu_kvcache_space_bytes", "None"),
+            ("mamba_page_size_padded", "None"),
+            ("mamba_cache_dtype", "auto"),
+            ("mamba_ssm_cache_dtype", "auto"),
+            ("num_gpu_blocks", String(config.numGPUBlocks)),
+            ("num_cpu_blocks", "0"),
+            ("kv_sharing_fast_prefill", "False"),
+            ("kv_cache_memory_bytes", "None"),
             ("engine", engineLabel),
         ]
         for reason in FinishReason.allCases { success[reason] = 0 }
@@ -112,7 +119,9 @@ public final class EngineMetrics {
     /// Records one step: tokens, cache stats, per-token latencies and finished requests, then
     /// refreshes the gauges from the engine.
     public func record(_ outcome: StepOutcome, engine: Engine, wallClock: Double) {
-        iterationTokens.observe(Double(outcome.scheduledTokens))
+        // vLLM 0.11 counts a prompt when its first token appears, and observes that count plus
+        // the generated tokens as the iteration's tokens (not the tokens computed in the step).
+        iterationTokens.observe(Double(outcome.promptTokensCompleted + outcome.generatedTokens))
         promptTokens += Double(outcome.promptTokensCompleted)
         generationTokens += Double(outcome.generatedTokens)
         preemptions += Double(outcome.preemptions)
@@ -151,7 +160,7 @@ public final class EngineMetrics {
         }
         requestPromptTokens.observe(Double(finished.promptTokens))
         requestGenerationTokens.observe(Double(finished.generatedTokens))
-        if let maxTokens = finished.maxTokensParam { maxGenerationTokens.observe(Double(maxTokens)) }
+        if let maxTokens = finished.maxTokensParam, maxTokens > 0 { paramsMaxTokens.observe(Double(maxTokens)) }
         let computed = finished.promptTokens - finished.cachedPromptTokens
         prefillKVComputed.observe(Double(computed))
         promptTokensComputed += Double(computed)
@@ -159,10 +168,11 @@ public final class EngineMetrics {
         if finished.cachedPromptTokens > 0, finished.cachedPromptTokens == finished.promptTokens { promptTokensRecomputed += 1 }
     }
 
-    /// Records the request-level parameters (`n`, `max_tokens`) once per API request.
-    public func recordParameters(n: Int, maxTokens: Int?) {
+    /// Records a prompt whose `n` sequences have all finished, as vLLM's parent request:
+    /// its `n` and the most tokens any of its sequences generated.
+    public func recordParentFinished(n: Int, maxGeneratedTokens: Int) {
         paramsN.observe(Double(n))
-        if let maxTokens { paramsMaxTokens.observe(Double(maxTokens)) }
+        maxGenerationTokens.observe(Double(maxGeneratedTokens))
     }
 
     /// Reads running/waiting/KV usage and the adapter lists from the engine.
@@ -193,7 +203,8 @@ public final class EngineMetrics {
         out.sample("vllm:num_requests_waiting_by_reason", labels: labels + [("reason", "deferred")], value: 0)
         gauge(&out, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kvUsage)
         if showHiddenMetrics {
-            gauge(&out, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.(DEPRECATED: Use vllm:kv_cache_usage_perc instead.)", kvUsage)
+            // Help texts exactly as vLLM 0.11.0 concatenates them (no space before DEPRECATED).
+            gauge(&out, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use vllm:kv_cache_usage_perc instead.", kvUsage)
         }
         out.family("vllm:engine_sleep_state", help: "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.", type: .gauge)
         for (state, value) in [("awake", 1.0), ("weights_offloaded", 0), ("discard_all", 0)] {
@@ -219,6 +230,10 @@ public final class EngineMetrics {
         counter(&out, "vllm:num_preemptions", "Cumulative number of preemption from the engine.", preemptions)
         counter(&out, "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", prefixQueries)
         counter(&out, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", prefixHits)
+        if showHiddenMetrics {
+            counter(&out, "vllm:gpu_prefix_cache_queries", "GPU prefix cache queries, in terms of number of queriedtokens. DEPRECATED: Use vllm:prefix_cache_queries instead.", prefixQueries)
+            counter(&out, "vllm:gpu_prefix_cache_hits", "GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use vllm:prefix_cache_hits instead.", prefixHits)
+        }
         counter(&out, "vllm:external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", 0)
         counter(&out, "vllm:external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", 0)
         out.family("vllm:prompt_tokens_by_source_total", help: "Number of prompt tokens by source.", type: .counter)
@@ -231,7 +246,7 @@ public final class EngineMetrics {
         histogram(&out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", ttft)
         histogram(&out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", itl)
         if showHiddenMetrics {
-            histogram(&out, "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.(DEPRECATED: Use vllm:inter_token_latency_seconds instead.)", itl)
+            histogram(&out, "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.DEPRECATED: Use vllm:inter_token_latency_seconds instead.", itl)
         }
         histogram(&out, "vllm:request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", tpot)
         histogram(&out, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", e2e)

@@ -79,6 +79,10 @@ final class GenerationResponder: SequenceSink {
     private func finish() {
         done = true
         driver.serverLoad -= 1
+        for promptIndex in promptTokenCounts.indices {
+            let generated = choices.filter { $0.promptIndex == promptIndex }.map(\.emitted).max() ?? 0
+            driver.metrics.recordParentFinished(n: request.n, maxGeneratedTokens: generated)
+        }
         if request.stream {
             var buffer = writer.allocator.buffer(capacity: 512)
             if request.includeUsage {

@@ -47,6 +47,12 @@ final class Router: @unchecked Sendable {
                 return nil
             }
         }
+        if request.method == .POST, Self.jsonRoutes.contains(path), !Self.isJSON(request.headers) {
+            // vLLM's validate_json_request: a RequestValidationError whose str() is empty, so the
+            // message starts with a space.
+            writer.respond(APIError(status: 400, type: "Bad Request", message: #" ["Unsupported Media Type: Only 'application/json' is allowed"]"#))
+            return nil
+        }
         switch (request.method, path) {
         case (.GET, "/health"), (.GET, "/ping"), (.POST, "/ping"):
             writer.writeHead(status: ready ? .ok : .serviceUnavailable, contentType: "application/json", contentLength: 0)
@@ -80,6 +86,17 @@ final class Router: @unchecked Sendable {
             respondJSON(writer, #"{"detail":"Not Found"}"#, status: .notFound)
         }
         return nil
+    }
+
+    /// Routes whose body vLLM requires to be `application/json`.
+    static let jsonRoutes: Set<String> = [
+        "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize", "/v1/load_lora_adapter", "/v1/unload_lora_adapter",
+    ]
+
+    static func isJSON(_ headers: HTTPHeaders) -> Bool {
+        let value = headers.first(name: "content-type") ?? ""
+        let mediaType = value.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        return mediaType == "application/json"
     }
 
     // MARK: Generation
@@ -121,7 +138,6 @@ final class Router: @unchecked Sendable {
             id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
             created: Int(Date().timeIntervalSince1970), modelName: request.model ?? configuration.primaryModelName,
             promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
-        driver.metrics.recordParameters(n: request.n, maxTokens: request.maxTokens)
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
         for (promptIndex, tokens) in prompts.enumerated() {
