@@ -11,6 +11,10 @@ public struct ServerConfiguration: Sendable {
     public var blockSize: Int = 16
     public var gpuMemoryUtilization: Double = 0.9
     public var tensorParallelSize: Int = 1
+    /// `--quantization`: nil (the model's dtype) or "fp8".
+    public var quantization: String?
+    /// `--kv-cache-dtype`: "auto" or an fp8 variant ("fp8", "fp8_e4m3", "fp8_e5m2").
+    public var kvCacheDtype: String = "auto"
     public var enablePrefixCaching: Bool = true
     public var enableLoRA: Bool = false
     public var maxLoras: Int = 1
@@ -36,6 +40,21 @@ public struct ServerConfiguration: Sendable {
 
     /// The name clients use and metrics carry: the first served name, else the model.
     public var primaryModelName: String { servedModelNames.first ?? model }
+}
+
+extension ServerConfiguration {
+    /// The weight and KV-cache precision the flags ask for.
+    public func precision() throws -> Precision {
+        switch quantization {
+        case nil, "none"?: break
+        case "fp8"?: break
+        case let other?: throw ProfileError("--quantization \(other) is not emulated (supported: fp8)")
+        }
+        guard ["auto", "fp8", "fp8_e4m3", "fp8_e5m2"].contains(kvCacheDtype) else {
+            throw ProfileError("--kv-cache-dtype \(kvCacheDtype) is not one of auto, fp8, fp8_e4m3, fp8_e5m2")
+        }
+        return Precision(fp8Weights: quantization == "fp8", fp8KVCache: kvCacheDtype != "auto")
+    }
 }
 
 /// One `--lora-modules` entry: `name=path`, or the JSON form with `base_model_name`.
@@ -69,7 +88,9 @@ public struct EngineSetup: Sendable {
         } else {
             throw ProfileError("no model profile matches --model \(configuration.model); name one with --model-profile (known: \(try profiles.modelNames().joined(separator: ", ")))")
         }
-        costModel = CostModel(accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize)
+        costModel = CostModel(
+            accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize,
+            precision: try configuration.precision())
         let maxModelLen = configuration.maxModelLen ?? model.maxModelLen
         let maxNumSeqs = configuration.maxNumSeqs ?? accelerator.defaultMaxNumSeqs
         let maxNumBatchedTokens = configuration.maxNumBatchedTokens ?? accelerator.defaultMaxNumBatchedTokens

@@ -5,7 +5,7 @@ import Foundation
 struct Profiles: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List accelerator and model profiles, and predict a batch's timing.",
-        subcommands: [List.self, Predict.self])
+        subcommands: [List.self, Predict.self, Validate.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the accelerator and model profiles.")
@@ -35,6 +35,8 @@ struct Profiles: ParsableCommand {
         @Option(help: "Requests in the batch.") var batch = 8
         @Option(help: "Prompt tokens per request.") var input = 32
         @Option(help: "Generated tokens per request.") var output = 128
+        @Option(name: [.customShort("q"), .long], help: "Weight quantization: fp8.") var quantization: String?
+        @Option(help: "KV cache dtype: auto or fp8.") var kvCacheDtype = "auto"
         @Option(help: "max_num_seqs (default: vLLM's for the device).") var maxNumSeqs: Int?
         @Option(help: "max_num_batched_tokens (default: vLLM's for the device).") var maxNumBatchedTokens: Int?
 
@@ -44,6 +46,8 @@ struct Profiles: ParsableCommand {
             configuration.model = model
             configuration.modelProfile = (try? ProfileStore.locate().model(model)) != nil ? model : nil
             configuration.tensorParallelSize = tensorParallel
+            configuration.quantization = quantization
+            configuration.kvCacheDtype = kvCacheDtype
             configuration.maxNumSeqs = maxNumSeqs
             configuration.maxNumBatchedTokens = maxNumBatchedTokens
             configuration.maxModelLen = input + output
@@ -63,5 +67,46 @@ struct Profiles: ParsableCommand {
 extension String {
     func leftPadded(_ width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
+extension Profiles {
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Predict every row of a published-serving CSV and report the errors (markdown).")
+
+        @Option(help: "reference/timing/published_serving.csv") var published: String
+
+        func run() throws {
+            let text = try String(contentsOfFile: published, encoding: .utf8)
+            let rows = try PublishedComparison(profiles: ProfileStore.locate()).compare(csv: text)
+            print("| row | source setting | metric | published | predicted | error | note |")
+            print("|---:|---|---|---:|---:|---:|---|")
+            for row in rows {
+                let predicted = row.predicted.map { String(format: "%.4g", $0) } ?? "—"
+                let error = row.errorPercent.map { String(format: "%+.1f %%", $0) } ?? "—"
+                print("| \(row.index) | \(row.summary.replacingOccurrences(of: "|", with: "/")) | \(row.metric) | \(String(format: "%.4g", row.published)) | \(predicted) | \(error) | \(row.note) |")
+            }
+            print("")
+            print("| source (engine · metric) | rows | median abs error | within 10 % |")
+            print("|---|---:|---:|---:|")
+            var groups: [String: [Double]] = [:]
+            for row in rows {
+                guard let error = row.errorPercent else { continue }
+                groups[row.summary.components(separatedBy: " · ").first! + " · " + row.metric, default: []].append(abs(error))
+            }
+            for (group, errors) in groups.sorted(by: { $0.key < $1.key }) {
+                print("| \(group) | \(errors.count) | \(String(format: "%.1f", Self.median(errors))) % | \(errors.filter { $0 <= 10 }.count) |")
+            }
+            let errors = rows.compactMap(\.errorPercent).map(abs)
+            guard !errors.isEmpty else { return }
+            print("")
+            print("Predicted \(errors.count) of \(rows.count) rows; median absolute error \(String(format: "%.1f", Self.median(errors))) %; within 10 %: \(errors.filter { $0 <= 10 }.count); within 20 %: \(errors.filter { $0 <= 20 }.count).")
+        }
+
+        static func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
     }
 }

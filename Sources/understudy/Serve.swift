@@ -17,6 +17,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Tokens per KV block.") var blockSize = 16
     @Option(help: "Fraction of device memory vLLM may use.") var gpuMemoryUtilization = 0.9
     @Option(help: "Tensor-parallel degree.") var tensorParallelSize = 1
+    @Option(name: [.customShort("q"), .long], help: "Weight quantization: fp8 (one byte per weight).") var quantization: String?
+    @Option(help: "KV cache dtype: auto, fp8, fp8_e4m3 or fp8_e5m2.") var kvCacheDtype = "auto"
     @Flag(inversion: .prefixedNo, help: "Prefix caching.") var enablePrefixCaching = true
     @Flag(help: "Serve LoRA adapters.") var enableLora = false
     @Option(help: "Distinct adapters per batch (GPU slots).") var maxLoras = 1
@@ -53,6 +55,8 @@ struct Serve: AsyncParsableCommand {
         configuration.blockSize = blockSize
         configuration.gpuMemoryUtilization = gpuMemoryUtilization
         configuration.tensorParallelSize = tensorParallelSize
+        configuration.quantization = quantization
+        configuration.kvCacheDtype = kvCacheDtype
         configuration.enablePrefixCaching = enablePrefixCaching
         configuration.enableLoRA = enableLora
         configuration.maxLoras = maxLoras

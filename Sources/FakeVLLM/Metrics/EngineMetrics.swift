@@ -75,7 +75,10 @@ public final class EngineMetrics {
     private var paramsN = PrometheusHistogram(upperBounds: Buckets.n)
     private var iterationTokens = PrometheusHistogram(upperBounds: Buckets.iteration)
 
-    public init(modelName: String, engineIndex: Int = 0, config: EngineConfig, gpuMemoryUtilization: Double, showHiddenMetrics: Bool = false) {
+    public init(
+        modelName: String, engineIndex: Int = 0, config: EngineConfig, gpuMemoryUtilization: Double, cacheDtype: String = "auto",
+        showHiddenMetrics: Bool = false
+    ) {
         engineLabel = String(engineIndex)
         labels = [("model_name", modelName), ("engine", engineLabel)]
         self.showHiddenMetrics = showHiddenMetrics
@@ -92,7 +95,7 @@ public final class EngineMetrics {
             ("block_size", String(config.blockSize)),
             ("gpu_memory_utilization", String(gpuMemoryUtilization)),
             ("swap_space", "4.0"),
-            ("cache_dtype", "auto"),
+            ("cache_dtype", cacheDtype),
             ("is_attention_free", "False"),
             ("num_gpu_blocks_override", "None"),
             ("sliding_window", "None"),

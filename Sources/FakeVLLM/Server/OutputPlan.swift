@@ -27,7 +27,7 @@ struct OutputPlan {
         var length = limits.maxTokens
         var reason = FinishReason.length
         if !limits.ignoreEOS {
-            let drawn = Self.logNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma, &generator)
+            let drawn = generator.nextLogNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma)
             let eosAt = max(1, max(limits.minTokens, Int(drawn.rounded())))
             if eosAt < limits.maxTokens {
                 length = eosAt
@@ -87,25 +87,5 @@ struct OutputPlan {
             }
         }
         return best
-    }
-
-    private static func logNormal(median: Double, sigma: Double, _ generator: inout SplitMix64) -> Double {
-        // Box–Muller from two uniforms in (0, 1].
-        let u1 = Double(generator.next() >> 11 | 1) / Double(1 << 53)
-        let u2 = Double(generator.next() >> 11) / Double(1 << 53)
-        let normal = (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
-        return median * Foundation.exp(sigma * normal)
-    }
-}
-
-/// A small, fast, seedable generator (splitmix64), so outputs repeat exactly for a seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return mix(state)
     }
 }

@@ -31,7 +31,7 @@ public final class VLLMServer: Sendable {
         let loop = group.next()
         let metrics = EngineMetrics(
             modelName: configuration.primaryModelName, config: setup.engineConfig,
-            gpuMemoryUtilization: configuration.gpuMemoryUtilization,
+            gpuMemoryUtilization: configuration.gpuMemoryUtilization, cacheDtype: configuration.kvCacheDtype,
             showHiddenMetrics: configuration.showHiddenMetricsForVersion != nil)
         let router = try await loop.submit {
             let driver = EngineDriver(

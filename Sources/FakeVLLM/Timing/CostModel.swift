@@ -21,12 +21,31 @@ public struct BatchShape: Sendable, Equatable {
     public var tokens: Int { prefillTokens + decodeSequences }
 }
 
+/// How weights and the KV cache are stored, as vLLM's `--quantization` and `--kv-cache-dtype`.
+public struct Precision: Sendable, Equatable {
+    /// `--quantization fp8`: one byte per weight; fp8 GEMMs where the device has them.
+    public var fp8Weights: Bool
+    /// `--kv-cache-dtype fp8`: one byte per cached K/V value.
+    public var fp8KVCache: Bool
+
+    public init(fp8Weights: Bool = false, fp8KVCache: Bool = false) {
+        self.fp8Weights = fp8Weights
+        self.fp8KVCache = fp8KVCache
+    }
+
+    public static let bf16 = Precision()
+}
+
 /// Step time for one accelerator × model × tensor-parallel degree, as timing/MODEL.md §3:
 /// `t0 + sqrt(T_mem² + T_comp²) + T_head + T_kv + T_prefill_attn + T_allreduce`.
 public struct CostModel: Sendable {
     public let accelerator: AcceleratorProfile
     public let model: ModelProfile
     public let tensorParallel: Int
+    public let precision: Precision
+    /// Bytes of one weight and of one cached K or V value.
+    public let weightBytes: Double
+    public let kvBytesPerToken: Double
 
     // Per-GPU constants, computed once.
     private let layerWeightSeconds: Double   // T_mem for all layers
@@ -41,23 +60,34 @@ public struct CostModel: Sendable {
     /// Extra fraction of linear-layer time while adapters are in the batch (MODEL.md §6, α).
     public static let loraLinearOverhead = 0.05
 
-    public init(accelerator: AcceleratorProfile, model: ModelProfile, tensorParallel: Int = 1) {
+    public init(accelerator: AcceleratorProfile, model: ModelProfile, tensorParallel: Int = 1, precision: Precision = .bf16) {
         self.accelerator = accelerator
         self.model = model
         self.tensorParallel = tensorParallel
+        self.precision = precision
         let tp = Double(tensorParallel)
         let bandwidth = accelerator.memoryBandwidthTBps * 1e12
-        let flops = accelerator.bf16TFLOPs * 1e12
         let eff = accelerator.efficiency
-        let bytes = Double(model.dtypeBytes)
+        weightBytes = precision.fp8Weights ? 1 : Double(model.dtypeBytes)
+        kvBytesPerToken = model.kvBytesPerToken / Double(model.dtypeBytes) * (precision.fp8KVCache ? 1 : Double(model.dtypeBytes))
+        // Linear layers run fp8 GEMMs only where the device has fp8 peaks; elsewhere fp8 weights
+        // are dequantised and multiplied at the bf16 rate.
+        let gemmFlops: Double
+        if precision.fp8Weights, let fp8 = accelerator.fp8TFLOPs, let fp8Efficiency = eff.computeFP8 {
+            gemmFlops = fp8 * 1e12 * fp8Efficiency
+        } else {
+            gemmFlops = accelerator.bf16TFLOPs * 1e12 * eff.compute
+        }
+        let bf16Flops = accelerator.bf16TFLOPs * 1e12
         let linearParams = Double(model.layers) * model.linearParamsPerLayer / tp
-        layerWeightSeconds = linearParams * bytes / (eff.memory * bandwidth)
-        layerFlopSeconds = 2 * linearParams / (eff.compute * flops)
+        layerWeightSeconds = linearParams * weightBytes / (eff.memory * bandwidth)
+        layerFlopSeconds = 2 * linearParams / gemmFlops
+        // The LM head stays in the model's dtype (vLLM does not quantise it).
         let headParams = Double(model.vocab) * Double(model.hidden) / tp
-        headWeightSeconds = headParams * bytes / (eff.memory * bandwidth)
-        headFlopSeconds = 2 * headParams / (eff.compute * flops)
-        kvSecondsPerToken = model.kvBytesPerToken / tp / (eff.kvRead * bandwidth)
-        attentionSecondsPerWork = Double(model.layers) * 4 * Double(model.heads * model.headDim) / tp / (eff.attention * flops)
+        headWeightSeconds = headParams * Double(model.dtypeBytes) / (eff.memory * bandwidth)
+        headFlopSeconds = 2 * headParams / (eff.compute * bf16Flops)
+        kvSecondsPerToken = kvBytesPerToken / tp / (eff.kvRead * bandwidth)
+        attentionSecondsPerWork = Double(model.layers) * 4 * Double(model.heads * model.headDim) / tp / (eff.attention * bf16Flops)
         if tensorParallel > 1 {
             allReduceFixedSeconds = 2 * Double(model.layers) * accelerator.allReduceLatencyUs * 1e-6
             allReduceSecondsPerToken = 2 * Double(model.layers) * Double(model.hidden) * 2 / (accelerator.allReduceBandwidthGBps * 1e9)
@@ -97,10 +127,11 @@ public struct CostModel: Sendable {
         let tp = Double(tensorParallel)
         let gib = 1024.0 * 1024 * 1024
         let budget = gpuMemoryUtilization * accelerator.memoryMiB * 1024 * 1024
-        let weights = model.parameterCount * Double(model.dtypeBytes) / tp
+        let headAndEmbedding = 2 * Double(model.vocab) * Double(model.hidden)
+        let weights = ((model.parameterCount - headAndEmbedding) * weightBytes + headAndEmbedding * Double(model.dtypeBytes)) / tp
         var reserve = accelerator.memoryReserveGiB * gib + Double(loraReserveBytes) / tp
         if tensorParallel > 1 { reserve += accelerator.tensorParallelReserveGiB * gib }
-        let bytesPerBlock = Double(blockSize) * model.kvBytesPerToken / tp
+        let bytesPerBlock = Double(blockSize) * kvBytesPerToken / tp
         return max(0, Int(((budget - weights - reserve) / bytesPerBlock).rounded(.down)))
     }
 

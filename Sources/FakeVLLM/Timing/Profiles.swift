@@ -13,6 +13,9 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
     public var memoryMiB: Double
     public var memoryBandwidthTBps: Double
     public var bf16TFLOPs: Double
+    /// Dense fp8 peak; nil where the device has no fp8 tensor cores (A100), so fp8 weights are
+    /// dequantised and multiplied in bf16 there (vLLM's FP8 Marlin path).
+    public var fp8TFLOPs: Double?
     public var efficiency: Efficiency
     public var stepOverheadMs: Double
     public var allReduceLatencyUs: Double
@@ -36,6 +39,8 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
         public var kvRead: Double
         /// Fraction of dense peak reached by prefill attention (η_a).
         public var attention: Double
+        /// Fraction of the fp8 peak reached by fp8 GEMMs (η_c8); needed only with fp8TFLOPs.
+        public var computeFP8: Double?
     }
 
     public var isInstant: Bool { instant ?? false }
