@@ -12,16 +12,20 @@ public struct Engine: Sendable {
     public let config: EngineConfig
     public let costModel: CostModel
 
-    private var requests: [RequestID: RequestState] = [:]
-    private var waiting: Deque<RequestID> = []
-    private var running: [RequestID] = []
-    private var blocks: BlockPool
+    // Requests live in a slab so the step loop mutates them in place, without hashing or
+    // copy-on-write of their block tables; queues hold slot indices.
+    private var slots: [RequestState?] = []
+    private var freeSlots: [Int] = []
+    private var slotOfRequest: [RequestID: Int] = [:]
+    private var waiting: Deque<Int> = []
+    private var running: [Int] = []
+    private var kv: KVCacheManager
     private var adapters: LoRAResidency
 
     public init(config: EngineConfig, costModel: CostModel) {
         self.config = config
         self.costModel = costModel
-        self.blocks = BlockPool(numBlocks: config.numGPUBlocks)
+        self.kv = KVCacheManager(numBlocks: config.numGPUBlocks, blockSize: config.blockSize, prefixCaching: config.enablePrefixCaching)
         self.adapters = LoRAResidency(gpuSlots: config.maxLoras, cpuSlots: config.maxCPULoras)
     }
 
@@ -31,18 +35,18 @@ public struct Engine: Sendable {
     public var numWaiting: Int { waiting.count }
     public var hasWork: Bool { !running.isEmpty || !waiting.isEmpty }
     /// `vllm:kv_cache_usage_perc`.
-    public var kvCacheUsage: Double { blocks.usage }
+    public var kvCacheUsage: Double { kv.usage }
     /// Distinct adapters of running requests, in first-seen order.
     public var runningAdapters: [String] { adapterNames(running) }
     /// Distinct adapters of waiting requests, in first-seen order.
     public var waitingAdapters: [String] { adapterNames(waiting) }
 
-    public func contains(_ id: RequestID) -> Bool { requests[id] != nil }
+    public func contains(_ id: RequestID) -> Bool { slotOfRequest[id] != nil }
 
-    private func adapterNames(_ ids: some Sequence<RequestID>) -> [String] {
+    private func adapterNames(_ queue: some Sequence<Int>) -> [String] {
         var seen: [String] = []
-        for id in ids {
-            if let name = requests[id]?.request.lora?.name, !seen.contains(name) { seen.append(name) }
+        for slot in queue {
+            if let name = slots[slot]?.request.lora?.name, !seen.contains(name) { seen.append(name) }
         }
         return seen
     }
@@ -52,10 +56,18 @@ public struct Engine: Sendable {
     /// Queues a request. Its prompt plus output must fit `max_model_len`; the server checks that
     /// before, with vLLM's error message.
     public mutating func add(_ request: EngineRequest) {
-        precondition(requests[request.id] == nil, "duplicate request id \(request.id)")
+        precondition(slotOfRequest[request.id] == nil, "duplicate request id \(request.id)")
         precondition(!request.plannedOutput.isEmpty, "a request emits at least one token")
-        requests[request.id] = RequestState(request: request)
-        waiting.append(request.id)
+        let slot: Int
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            slots[slot] = RequestState(request: request)
+        } else {
+            slot = slots.count
+            slots.append(RequestState(request: request))
+        }
+        slotOfRequest[request.id] = slot
+        waiting.append(slot)
     }
 
     /// Registers an adapter as present in host memory (preloaded or loaded at runtime).
@@ -66,18 +78,17 @@ public struct Engine: Sendable {
 
     /// Removes a request (client gone, or a stop decided outside), freeing its blocks at once.
     public mutating func abort(_ id: RequestID, now: Double, reason: FinishReason = .abort) -> FinishedRequest? {
-        guard let state = requests.removeValue(forKey: id) else { return nil }
-        if let index = running.firstIndex(of: id) {
+        guard let slot = slotOfRequest[id] else { return nil }
+        if let index = running.firstIndex(of: slot) {
             running.remove(at: index)
-        } else if let index = waiting.firstIndex(of: id) {
+        } else if let index = waiting.firstIndex(of: slot) {
             waiting.remove(at: index)
         }
-        blocks.release(state.blockTable.reversed())
-        return state.finished(reason: reason, at: now)
+        return release(slot, reason: reason, at: now)
     }
 
     /// Drops every cached prefix (vLLM's `/reset_prefix_cache`).
-    public mutating func resetPrefixCache() { blocks.resetPrefixCache() }
+    public mutating func resetPrefixCache() { kv.resetPrefixCache() }
 
     // MARK: Stepping
 
@@ -85,7 +96,7 @@ public struct Engine: Sendable {
     public mutating func step(now: Double) -> StepOutcome? {
         guard hasWork else { return nil }
         var budget = config.maxNumBatchedTokens
-        var scheduled: [(id: RequestID, tokens: Int)] = []
+        var scheduled: [(slot: Int, tokens: Int)] = []
         scheduled.reserveCapacity(running.count + 8)
         var preemptions = 0
         var queries = 0, hits = 0
@@ -94,75 +105,67 @@ public struct Engine: Sendable {
         // 1. Running requests: one decode token each, or the next chunk of a partial prefill.
         var index = 0
         while index < running.count, budget > 0 {
-            let id = running[index]
-            var state = requests[id]!
-            let tokens = min(newTokens(for: state), budget)
+            let slot = running[index]
+            let tokens = min(slots[slot]!.numTokens - slots[slot]!.numComputedTokens, longPrefillCap, budget)
             var selfPreempted = false
-            while !allocate(&state, newTokens: tokens, cachedHits: []) {
+            while !kv.allocate(&slots[slot]!, newTokens: tokens) {
                 let victim = running.removeLast()
                 preemptions += 1
-                if victim == id {
-                    requests[id] = state
-                    preempt(id)
+                preempt(victim)
+                if victim == slot {
                     selfPreempted = true
                     break
                 }
-                preempt(victim)
             }
             if selfPreempted { break }
-            requests[id] = state
-            scheduled.append((id, tokens))
+            scheduled.append((slot, tokens))
             budget -= tokens
-            if let lora = state.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
+            if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
             index += 1
         }
 
         // 2. Waiting requests, FCFS, unless this step had to preempt.
         if preemptions == 0 {
-            var skipped: [RequestID] = []
-            while let id = waiting.first, budget > 0, running.count < config.maxNumSeqs {
-                var state = requests[id]!
-                if let lora = state.request.lora, !batchAdapters.contains(lora), batchAdapters.count >= config.maxLoras {
+            var skipped: [Int] = []
+            while let slot = waiting.first, budget > 0, running.count < config.maxNumSeqs {
+                if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora), batchAdapters.count >= config.maxLoras {
                     // Another adapter would exceed max_loras: it waits, the rest may go ahead.
                     waiting.removeFirst()
-                    skipped.append(id)
+                    skipped.append(slot)
                     continue
                 }
-                var cachedHits: [BlockPool.BlockID] = []
-                if state.numComputedTokens == 0 && config.enablePrefixCaching {
-                    cachedHits = cachedPrefix(&state)
-                }
+                let cachedHits = slots[slot]!.numComputedTokens == 0 ? kv.cachedPrefix(&slots[slot]!) : []
                 let computed = cachedHits.count * config.blockSize
-                let tokens = min(state.numTokens - computed, budget, longPrefillCap)
-                guard allocate(&state, newTokens: tokens, cachedHits: cachedHits) else { break }
+                let tokens = min(slots[slot]!.numTokens - computed, budget, longPrefillCap)
+                guard kv.allocate(&slots[slot]!, newTokens: tokens, cachedHits: cachedHits) else { break }
                 waiting.removeFirst()
-                if config.enablePrefixCaching, state.times.firstScheduled == nil {
-                    queries += state.numTokens
-                    hits += computed
+                if slots[slot]!.times.firstScheduled == nil {
+                    slots[slot]!.times.firstScheduled = now
+                    slots[slot]!.cachedPromptTokens = min(computed, slots[slot]!.request.promptTokens.count)
+                    if config.enablePrefixCaching {
+                        queries += slots[slot]!.numTokens
+                        hits += computed
+                    }
                 }
-                if state.cachedPromptTokens == nil { state.cachedPromptTokens = min(computed, state.request.promptTokens.count) }
-                if state.times.firstScheduled == nil { state.times.firstScheduled = now }
-                requests[id] = state
-                running.append(id)
-                scheduled.append((id, tokens))
+                running.append(slot)
+                scheduled.append((slot, tokens))
                 budget -= tokens
-                if let lora = state.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
+                if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
             }
-            for id in skipped.reversed() { waiting.prepend(id) }
+            for slot in skipped.reversed() { waiting.prepend(slot) }
         }
 
         // 3. Cost of the batch.
         var shape = BatchShape()
-        for (id, tokens) in scheduled {
-            let state = requests[id]!
-            let willSample = state.numComputedTokens + tokens >= state.numTokens
-            if willSample { shape.sampledSequences += 1 }
-            if state.numComputedTokens + tokens == state.numTokens, tokens == 1, state.numOutputTokens > 0 {
+        for (slot, tokens) in scheduled {
+            let computed = slots[slot]!.numComputedTokens, total = slots[slot]!.numTokens
+            if computed + tokens >= total { shape.sampledSequences += 1 }
+            if computed + tokens == total, tokens == 1, slots[slot]!.numOutputTokens > 0 {
                 shape.decodeSequences += 1
-                shape.decodeContextTokens += state.numComputedTokens
+                shape.decodeContextTokens += computed
             } else {
                 shape.prefillTokens += tokens
-                shape.prefillAttentionWork += Double(tokens) * (Double(state.numComputedTokens) + Double(tokens) / 2)
+                shape.prefillAttentionWork += Double(tokens) * (Double(computed) + Double(tokens) / 2)
             }
         }
         if !batchAdapters.isEmpty {
@@ -180,119 +183,66 @@ public struct Engine: Sendable {
             generatedTokens: 0, preemptions: preemptions, prefixCacheQueries: queries, prefixCacheHits: hits,
             progress: [])
         outcome.progress.reserveCapacity(scheduled.count)
-        var finishedIDs: [RequestID] = []
-        for (id, tokens) in scheduled {
-            var state = requests[id]!
-            state.numComputedTokens += tokens
-            if config.enablePrefixCaching { registerFullBlocks(&state) }
-            guard state.numComputedTokens >= state.numTokens else {
-                requests[id] = state
-                continue
-            }
-            let tokenIndex = state.numOutputTokens
-            state.numOutputTokens += 1
-            let previous = state.times.lastToken
-            if state.times.firstToken == nil {
-                state.times.firstToken = end
-                outcome.promptTokensCompleted += state.request.promptTokens.count
-            }
-            state.times.lastToken = end
-            outcome.generatedTokens += 1
-            var progress = RequestProgress(
-                id: id, newTokens: tokenIndex..<(tokenIndex + 1), cachedPromptTokens: state.cachedPromptTokens ?? 0,
-                arrival: state.request.arrival, previousTokenTime: previous, finished: nil)
+        var anyFinished = false
+        for (slot, tokens) in scheduled {
+            slots[slot]!.numComputedTokens += tokens
+            kv.cacheFullBlocks(&slots[slot]!)
+            guard slots[slot]!.numComputedTokens >= slots[slot]!.numTokens else { continue }
+            var progress = Self.emitToken(&slots[slot]!, at: end, outcome: &outcome)
+            let state = slots[slot]!
             if state.numOutputTokens == state.request.plannedOutput.count {
-                progress.finished = state.finished(reason: state.request.finishReason, at: end)
+                progress.finished = release(slot, reason: state.request.finishReason, at: end)
             } else if state.numTokens >= config.maxModelLen {
-                progress.finished = state.finished(reason: .length, at: end)
+                progress.finished = release(slot, reason: .length, at: end)
             }
-            if progress.finished != nil {
-                finishedIDs.append(id)
-                blocks.release(state.blockTable.reversed())
-                requests[id] = nil
-            } else {
-                requests[id] = state
-            }
+            anyFinished = anyFinished || progress.finished != nil
             outcome.progress.append(progress)
         }
-        if !finishedIDs.isEmpty {
-            let done = Set(finishedIDs)
-            running.removeAll { done.contains($0) }
+        if anyFinished {
+            let slots = self.slots
+            running.removeAll { slots[$0] == nil }
         }
         return outcome
     }
 
-    // MARK: Scheduling helpers
+    // MARK: Helpers
 
     private var longPrefillCap: Int {
         config.longPrefillTokenThreshold > 0 ? config.longPrefillTokenThreshold : Int.max
     }
 
-    private func newTokens(for state: RequestState) -> Int {
-        min(state.numTokens - state.numComputedTokens, longPrefillCap)
-    }
-
-    /// The longest run of cached full blocks at the start of the request's tokens, keeping at
-    /// least one token to compute (vLLM recomputes the last one to get logits).
-    private func cachedPrefix(_ state: inout RequestState) -> [BlockPool.BlockID] {
-        extendHashes(&state)
-        let maxBlocks = (state.numTokens - 1) / config.blockSize
-        var hits: [BlockPool.BlockID] = []
-        for blockIndex in 0..<min(maxBlocks, state.blockHashes.count) {
-            guard let block = blocks.cachedBlock(for: state.blockHashes[blockIndex]) else { break }
-            hits.append(block)
+    /// The request sampled a token at `end`. Static, so calling it with a slot of `self` as the
+    /// inout argument does not copy the engine (and with it the slot array).
+    private static func emitToken(_ state: inout RequestState, at end: Double, outcome: inout StepOutcome) -> RequestProgress {
+        let tokenIndex = state.numOutputTokens
+        state.numOutputTokens += 1
+        let previous = state.times.lastToken
+        if state.times.firstToken == nil {
+            state.times.firstToken = end
+            outcome.promptTokensCompleted += state.request.promptTokens.count
         }
-        return hits
-    }
-
-    /// Gives the request blocks for `newTokens` more tokens (after any cached hits); false when
-    /// the pool cannot, leaving everything as it was.
-    private mutating func allocate(_ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID]) -> Bool {
-        let computed = state.numComputedTokens + cachedHits.count * config.blockSize
-        let neededBlocks = (computed + newTokens + config.blockSize - 1) / config.blockSize
-        let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
-        let revived = cachedHits.reduce(0) { $0 + (blocks.isFree($1) ? 1 : 0) }
-        guard fresh + revived <= blocks.numFree else { return false }
-        for block in cachedHits { blocks.touch(block) }
-        state.blockTable.append(contentsOf: cachedHits)
-        state.numComputedTokens = computed
-        state.numRegisteredBlocks = max(state.numRegisteredBlocks, cachedHits.count)
-        blocks.allocate(fresh, into: &state.blockTable)
-        return true
+        state.times.lastToken = end
+        outcome.generatedTokens += 1
+        return RequestProgress(
+            id: state.request.id, newTokens: tokenIndex..<(tokenIndex + 1), cachedPromptTokens: state.cachedPromptTokens ?? 0,
+            arrival: state.request.arrival, previousTokenTime: previous, finished: nil)
     }
 
     /// Recompute preemption: the request loses its blocks and goes back to the head of the queue.
-    private mutating func preempt(_ id: RequestID) {
-        guard var state = requests[id] else { return }
-        blocks.release(state.blockTable.reversed())
-        state.blockTable.removeAll(keepingCapacity: true)
-        state.numComputedTokens = 0
-        state.numRegisteredBlocks = 0
-        requests[id] = state
-        waiting.prepend(id)
+    private mutating func preempt(_ slot: Int) {
+        kv.free(&slots[slot]!)
+        slots[slot]!.numComputedTokens = 0
+        waiting.prepend(slot)
     }
 
-    private func extendHashes(_ state: inout RequestState) {
-        let fullBlocks = state.numTokens / config.blockSize
-        while state.blockHashes.count < fullBlocks {
-            let index = state.blockHashes.count
-            let parent = state.blockHashes.last ?? 0
-            var hasher = BlockHasher(parent: parent)
-            for position in (index * config.blockSize)..<((index + 1) * config.blockSize) {
-                hasher.combine(state.token(at: position))
-            }
-            state.blockHashes.append(hasher.finalize(adapter: state.request.lora?.name))
-        }
-    }
-
-    private mutating func registerFullBlocks(_ state: inout RequestState) {
-        let computedBlocks = min(state.numComputedTokens / config.blockSize, state.blockTable.count)
-        guard computedBlocks > state.numRegisteredBlocks else { return }
-        extendHashes(&state)
-        for index in state.numRegisteredBlocks..<min(computedBlocks, state.blockHashes.count) {
-            blocks.register(state.blockTable[index], hash: state.blockHashes[index])
-        }
-        state.numRegisteredBlocks = computedBlocks
+    /// Frees a finished or aborted request's blocks and slot; the caller removes it from its queue.
+    private mutating func release(_ slot: Int, reason: FinishReason, at time: Double) -> FinishedRequest {
+        kv.free(&slots[slot]!)
+        let state = slots[slot]!
+        slots[slot] = nil
+        freeSlots.append(slot)
+        slotOfRequest[state.request.id] = nil
+        return state.finished(reason: reason, at: time)
     }
 }
 

@@ -1,0 +1,81 @@
+/// A request's KV blocks over the shared pool, as vLLM V1's `KVCacheManager`: looks up the
+/// longest cached prefix, allocates blocks for the tokens a step computes, registers full blocks
+/// in the prefix cache, and frees a request's blocks (last first, so they are evicted first).
+struct KVCacheManager {
+    private(set) var pool: BlockPool
+    let blockSize: Int
+    let prefixCaching: Bool
+
+    init(numBlocks: Int, blockSize: Int, prefixCaching: Bool) {
+        pool = BlockPool(numBlocks: numBlocks)
+        self.blockSize = blockSize
+        self.prefixCaching = prefixCaching
+    }
+
+    var usage: Double { pool.usage }
+
+    /// The longest run of cached full blocks at the start of the request's tokens, keeping at
+    /// least one token to compute (vLLM recomputes the last one to get logits).
+    func cachedPrefix(_ state: inout RequestState) -> [BlockPool.BlockID] {
+        guard prefixCaching else { return [] }
+        extendHashes(&state)
+        let maxBlocks = (state.numTokens - 1) / blockSize
+        var hits: [BlockPool.BlockID] = []
+        for blockIndex in 0..<min(maxBlocks, state.blockHashes.count) {
+            guard let block = pool.cachedBlock(for: state.blockHashes[blockIndex]) else { break }
+            hits.append(block)
+        }
+        return hits
+    }
+
+    /// Gives the request blocks for `newTokens` more tokens (after any cached hits); false when
+    /// the pool cannot, leaving everything as it was.
+    mutating func allocate(_ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = []) -> Bool {
+        let computed = state.numComputedTokens + cachedHits.count * blockSize
+        let neededBlocks = (computed + newTokens + blockSize - 1) / blockSize
+        let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
+        var revived = 0
+        for block in cachedHits where pool.isFree(block) { revived += 1 }
+        guard fresh + revived <= pool.numFree else { return false }
+        for block in cachedHits { pool.touch(block) }
+        state.blockTable.append(contentsOf: cachedHits)
+        state.numComputedTokens = computed
+        state.numRegisteredBlocks = max(state.numRegisteredBlocks, cachedHits.count)
+        pool.allocate(fresh, into: &state.blockTable)
+        return true
+    }
+
+    /// Returns every block of the request to the pool; cached ones stay findable until evicted.
+    mutating func free(_ state: inout RequestState) {
+        pool.release(state.blockTable.reversed())
+        state.blockTable.removeAll(keepingCapacity: true)
+        state.numRegisteredBlocks = 0
+    }
+
+    /// Registers the request's newly completed full blocks in the prefix cache.
+    mutating func cacheFullBlocks(_ state: inout RequestState) {
+        guard prefixCaching else { return }
+        let computedBlocks = min(state.numComputedTokens / blockSize, state.blockTable.count)
+        guard computedBlocks > state.numRegisteredBlocks else { return }
+        extendHashes(&state)
+        for index in state.numRegisteredBlocks..<min(computedBlocks, state.blockHashes.count) {
+            pool.register(state.blockTable[index], hash: state.blockHashes[index])
+        }
+        state.numRegisteredBlocks = computedBlocks
+    }
+
+    mutating func resetPrefixCache() { pool.resetPrefixCache() }
+
+    /// Chained hashes of every full block of the request's tokens so far.
+    private func extendHashes(_ state: inout RequestState) {
+        let fullBlocks = state.numTokens / blockSize
+        while state.blockHashes.count < fullBlocks {
+            let index = state.blockHashes.count
+            var hasher = BlockHasher(parent: state.blockHashes.last ?? 0)
+            for position in (index * blockSize)..<((index + 1) * blockSize) {
+                hasher.combine(state.token(at: position))
+            }
+            state.blockHashes.append(hasher.finalize(adapter: state.request.lora?.name))
+        }
+    }
+}
