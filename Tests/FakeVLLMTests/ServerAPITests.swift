@@ -3,6 +3,7 @@ import FakeVLLM
 import Foundation
 import InferenceAPI
 import NIOCore
+import NIOPosix
 import Testing
 
 @Suite struct ServerAPITests {
@@ -172,5 +173,59 @@ import Testing
         defer { Task { try? await live.stop() } }
         #expect(try await live.get("/health").status == 503)
         #expect(try await live.request("/v1/completions", body: #"{"prompt":"x"}"#).status == 503)
+    }
+}
+
+@Suite struct ServerRobustnessTests {
+    /// Sends raw bytes on a fresh connection and returns whatever the server answered before
+    /// closing (or until `timeout`).
+    func raw(_ port: Int, _ bytes: String) async throws -> String {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: bytes))
+            var received = ""
+            for try await chunk in inbound {
+                received += String(buffer: chunk)
+                if received.contains("\r\n\r\n") { break }
+            }
+            return received
+        }
+    }
+
+    @Test func malformedHTTPGets400AndTheServerGoesOn() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let answer = try await raw(live.server.port, "THIS IS NOT HTTP\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 400"))
+        let truncated = try await raw(live.server.port, "POST /v1/completions HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        #expect(truncated.hasPrefix("HTTP/1.1 400"))
+        #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2}"#).status == 200)
+    }
+
+    @Test func pipelinedRequestsAnswerInOrder() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let body = #"{"prompt":"x","max_tokens":1}"#
+        let one = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: live.server.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: one + one + one + "GET /version HTTP/1.1\r\nHost: x\r\n\r\n"))
+            var text = ""
+            for try await chunk in inbound {
+                text += String(buffer: chunk)
+                if text.contains(#"{"version":"0.11.0"}"#) { break }
+            }
+            return text
+        }
+        #expect(received.components(separatedBy: "HTTP/1.1 200 OK").count == 5)
+        #expect(received.hasSuffix(#"{"version":"0.11.0"}"#))
     }
 }

@@ -45,3 +45,39 @@ import Testing
         #expect(Tokenizer.shared.encode("hi", addSpecialTokens: true).first == Tokenizer.bosTokenID)
     }
 }
+
+@Suite struct JSONRobustnessTests {
+    /// Thousands of corrupted request bodies: each either parses to a document that writes back
+    /// and re-parses to itself, or throws JSONParseError — never a crash or a hang.
+    @Test func corruptedBodiesParseOrFailCleanly() throws {
+        let seed = Array(#"{"model":"m","prompt":["a\u00e9\"b",[1,2,3]],"max_tokens":16,"stream":true,"t":-1.5e3,"x":null,"o":{"k":[{}]}}"#.utf8)
+        var state: UInt64 = 0x1234_5678
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 33
+        }
+        let alphabet = Array(#"{}[]",:\u0123456789.eE+-tfn "#.utf8) + [0x00, 0x0A, 0xC3, 0xFF]
+        var parsed = 0
+        for _ in 0..<5000 {
+            var bytes = seed
+            for _ in 0..<(1 + Int(next() % 4)) {
+                let position = Int(next() % UInt64(bytes.count))
+                switch next() % 3 {
+                case 0: bytes[position] = alphabet[Int(next() % UInt64(alphabet.count))]
+                case 1: bytes.remove(at: position)
+                default: bytes.insert(alphabet[Int(next() % UInt64(alphabet.count))], at: position)
+                }
+            }
+            do {
+                let value = try JSONValue.parse(ByteBuffer(bytes: bytes))
+                var written = ByteBuffer()
+                written.writeJSON(value)
+                #expect(try JSONValue.parse(written) == value)
+                parsed += 1
+            } catch {
+                // A clean JSONParseError is the expected outcome for most mutations.
+            }
+        }
+        #expect(parsed > 0)
+    }
+}
