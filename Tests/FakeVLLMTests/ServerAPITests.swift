@@ -106,6 +106,32 @@ import Testing
         #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2}"#).status == 200)
     }
 
+    @Test func logprobsHaveVLLMsShapes() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let completion = try #require(try await live.request("/v1/completions", body: #"{"prompt":"Hi","max_tokens":4,"logprobs":3,"ignore_eos":true}"#).json)
+        let logprobs = try #require(completion["choices"]?.array?.first?["logprobs"])
+        let tokens = try #require(logprobs["tokens"]?.array)
+        #expect(tokens.count == 4)
+        #expect(logprobs["token_logprobs"]?.array?.count == 4)
+        #expect(logprobs["text_offset"]?.array?.first == .integer(0))
+        // The sampled token plus the top 3, the sampled one being the most likely here.
+        let top = try #require(logprobs["top_logprobs"]?.array?.first)
+        guard case .object(let entries) = top else { Issue.record("top_logprobs entry is not an object"); return }
+        #expect(entries.count == 3)
+        #expect(entries[tokens[0].string ?? ""] != nil)
+
+        let chat = try #require(try await live.request("/v1/chat/completions", body: #"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"logprobs":true,"top_logprobs":2}"#).json)
+        let content = try #require(chat["choices"]?.array?.first?["logprobs"]?["content"]?.array)
+        #expect(content.count == chat["usage"]?["completion_tokens"]?.int)
+        #expect(content.first?["top_logprobs"]?.array?.count == 2)
+        #expect(content.first?["bytes"]?.array?.isEmpty == false)
+
+        let tooMany = try await live.request("/v1/completions", body: #"{"prompt":"Hi","logprobs":21}"#)
+        #expect(tooMany.status == 400)
+        #expect(tooMany.json?["error"]?["message"] == .string("Requested sample logprobs of 21, which is greater than max allowed: 20"))
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let live = try await LiveServer.start { $0.maxBodyBytes = 1024 }
         defer { Task { try? await live.stop() } }

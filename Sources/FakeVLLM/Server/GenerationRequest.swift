@@ -26,6 +26,9 @@ struct GenerationRequest {
     var minTokens = 0
     var seed: Int?
     var echo = false
+    /// Top logprobs per generated token, or nil when none were asked for (completions'
+    /// `logprobs: k`; chat's `logprobs: true` with `top_logprobs: k`).
+    var logprobs: Int?
 
     /// Reads and validates a body; throws vLLM-style 400 errors naming the field.
     init(_ body: JSONValue, kind: Kind) throws(APIError) {
@@ -80,6 +83,25 @@ struct GenerationRequest {
         }
         seed = try reader.integer("seed")
         echo = try reader.bool("echo") ?? false
+        switch kind {
+        case .completion:
+            logprobs = try reader.integer("logprobs")
+            if let count = logprobs, count < 0 {
+                throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, `logprobs` must be a positive value.", input: body)
+            }
+        case .chat:
+            let wanted = try reader.bool("logprobs") ?? false
+            let top = try reader.integer("top_logprobs")
+            if let top {
+                if top < 0 && top != -1 {
+                    throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, `top_logprobs` must be a positive value or -1.", input: body)
+                }
+                if (top == -1 || top > 0) && !wanted {
+                    throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, when using `top_logprobs`, `logprobs` must be set to true.", input: body)
+                }
+            }
+            logprobs = wanted ? (top ?? 0) : nil
+        }
         if let temperature = try reader.number("temperature"), temperature < 0 {
             throw APIError.badRequest("temperature must be non-negative, got \(temperature).")
         }

@@ -158,7 +158,9 @@ final class GenerationResponder: SequenceSink {
             buffer.writeStaticString(",\"text\":")
             buffer.writeJSONString(String(decoding: plan.text[startByte..<endByte], as: UTF8.self))
         }
-        buffer.writeStaticString(",\"logprobs\":null,\"finish_reason\":")
+        buffer.writeStaticString(",\"logprobs\":")
+        writeLogprobs(&buffer, choice: choice, tokens: newTokens, textOffset: startByte)
+        buffer.writeStaticString(",\"finish_reason\":")
         buffer.writeJSONString(orNull: choice.finished?.rawValue)
         if request.kind == .completion || choice.finished != nil {
             // Completions chunks carry every field; chat ones only what was set (stop_reason at the end).
@@ -203,7 +205,11 @@ final class GenerationResponder: SequenceSink {
                 buffer.writeJSONString(text)
             }
         }
-        buffer.writeStaticString(",\"logprobs\":null,\"finish_reason\":")
+        buffer.writeStaticString(",\"logprobs\":")
+        var promptLength = 0
+        if request.echo, case .text(let prompt) = request.prompts[choice.promptIndex] { promptLength = prompt.count }
+        writeLogprobs(&buffer, choice: choice, tokens: 0..<choice.emitted, textOffset: promptLength)
+        buffer.writeStaticString(",\"finish_reason\":")
         buffer.writeJSONString(orNull: choice.finished?.rawValue)
         buffer.writeStaticString(",\"stop_reason\":")
         if let stop = choice.plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
@@ -212,6 +218,77 @@ final class GenerationResponder: SequenceSink {
         } else {
             buffer.writeStaticString(",\"token_ids\":null}")
         }
+    }
+
+    /// Log probabilities of `tokens` in vLLM's shape for the endpoint, or `null` when not asked for.
+    private func writeLogprobs(_ buffer: inout ByteBuffer, choice: Choice, tokens: Range<Int>, textOffset: Int) {
+        guard let count = request.logprobs else {
+            buffer.writeStaticString("null")
+            return
+        }
+        let tokenizer = Tokenizer.shared
+        let steps = tokens.map { choice.plan.topLogprobs(at: $0, count: count, tokenizer: tokenizer) }
+        switch request.kind {
+        case .completion:
+            // Completions list the sampled token and the top `count` (vLLM's top + 1 rule; the
+            // sampled token is the most likely here, so that is `count` entries, at least one).
+            buffer.writeStaticString("{\"text_offset\":[")
+            var offset = textOffset
+            for (position, step) in steps.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                buffer.writeJSONInteger(offset)
+                offset += tokenizer.tokenString(step[0].token).count
+            }
+            buffer.writeStaticString("],\"token_logprobs\":[")
+            for (position, step) in steps.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                buffer.writeJSONDouble(step[0].logprob)
+            }
+            buffer.writeStaticString("],\"tokens\":[")
+            for (position, step) in steps.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                buffer.writeJSONString(tokenizer.tokenString(step[0].token))
+            }
+            buffer.writeStaticString("],\"top_logprobs\":[")
+            for (position, step) in steps.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                buffer.writeStaticString("{")
+                for (rank, entry) in step.enumerated() {
+                    if rank > 0 { buffer.writeStaticString(",") }
+                    buffer.writeJSONString(tokenizer.tokenString(entry.token))
+                    buffer.writeStaticString(":")
+                    buffer.writeJSONDouble(entry.logprob)
+                }
+                buffer.writeStaticString("}")
+            }
+            buffer.writeStaticString("]}")
+        case .chat:
+            buffer.writeStaticString("{\"content\":[")
+            for (position, step) in steps.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                writeChatLogprob(&buffer, token: step[0].token, logprob: step[0].logprob)
+                buffer.writeStaticString(",\"top_logprobs\":[")
+                for (rank, entry) in step.prefix(count).enumerated() {
+                    if rank > 0 { buffer.writeStaticString(",") }
+                    writeChatLogprob(&buffer, token: entry.token, logprob: entry.logprob)
+                    buffer.writeStaticString("}")
+                }
+                buffer.writeStaticString("]}")
+            }
+            buffer.writeStaticString("]}")
+        }
+    }
+
+    /// `{"token":…,"logprob":…,"bytes":[…]` — left open for `top_logprobs`.
+    private func writeChatLogprob(_ buffer: inout ByteBuffer, token: Int, logprob: Double) {
+        let text = Tokenizer.shared.tokenString(token)
+        buffer.writeStaticString("{\"token\":")
+        buffer.writeJSONString(text)
+        buffer.writeStaticString(",\"logprob\":")
+        buffer.writeJSONDouble(logprob)
+        buffer.writeStaticString(",\"bytes\":[")
+        buffer.writeString(text.utf8.map(String.init).joined(separator: ","))
+        buffer.writeStaticString("]")
     }
 
     private func writeUsage(_ buffer: inout ByteBuffer, completionTokens: Int, omitNullDetails: Bool = false) {

@@ -14,6 +14,8 @@ struct OutputPlan {
     var finishReason: FinishReason
     /// vLLM's `stop_reason`: the matched stop string or token id; nil for EOS or length.
     var stopReason: JSONValue?
+    /// Seeds the made-up log probabilities, so they repeat with the output.
+    private let logprobSeed: UInt64
 
     struct Limits {
         var maxTokens: Int
@@ -24,6 +26,7 @@ struct OutputPlan {
     }
 
     init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
+        logprobSeed = generator.next()
         var length = limits.maxTokens
         var reason = FinishReason.length
         if !limits.ignoreEOS {
@@ -87,5 +90,23 @@ struct OutputPlan {
             }
         }
         return best
+    }
+
+    /// The sampled token of position `index` and `count − 1` alternatives, most likely first,
+    /// with log probabilities that are made up but consistent: the sampled token is always the
+    /// most likely, and the probabilities sum to less than one.
+    func topLogprobs(at index: Int, count: Int, tokenizer: Tokenizer) -> [(token: Int, logprob: Double)] {
+        var generator = SplitMix64(seed: logprobSeed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
+        let sampledProbability = 0.35 + 0.64 * (1 - generator.nextUnit())
+        var entries = [(token: tokens[index], logprob: Foundation.log(sampledProbability))]
+        var remaining = 1 - sampledProbability
+        let words = tokenizer.spacedWordIDs
+        while entries.count < max(count, 1) {
+            remaining /= 2
+            var alternative = words[Int(generator.next() % UInt64(words.count))]
+            while entries.contains(where: { $0.token == alternative }) { alternative = words[Int(generator.next() % UInt64(words.count))] }
+            entries.append((alternative, Foundation.log(remaining)))
+        }
+        return entries
     }
 }

@@ -88,6 +88,9 @@ final class Router: @unchecked Sendable {
         return nil
     }
 
+    /// vLLM's default `--max-logprobs`.
+    static let maxLogprobs = 20
+
     /// Routes whose body vLLM requires to be `application/json`.
     static let jsonRoutes: Set<String> = [
         "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize", "/v1/load_lora_adapter", "/v1/unload_lora_adapter",
@@ -128,6 +131,21 @@ final class Router: @unchecked Sendable {
             }
         } catch {
             writer.respond(error)
+            return nil
+        }
+        if let count = request.logprobs, (count == -1 ? setup.model.vocab : count) > Self.maxLogprobs {
+            // vLLM checks this in the engine, after a stream has started: 200, an error event, [DONE].
+            let error = APIError.badRequest("Requested sample logprobs of \(count == -1 ? setup.model.vocab : count), which is greater than max allowed: \(Self.maxLogprobs)")
+            guard request.stream else {
+                writer.respond(error)
+                return nil
+            }
+            var body = ByteBuffer()
+            SSE.beginEvent(&body)
+            body.writeString(#"{"error": {"message": "\#(error.message)", "type": "BadRequestError", "param": null, "code": 400}}"#)
+            SSE.endEvent(&body)
+            SSE.writeDone(&body)
+            writer.respond(status: .ok, contentType: SSE.contentType, body: body)
             return nil
         }
 
