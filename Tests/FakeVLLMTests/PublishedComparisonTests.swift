@@ -2,6 +2,23 @@
 import Foundation
 import Testing
 
+@Suite struct EngineSetupTests {
+    /// vLLM refuses to start when one request of max_model_len cannot fit in the KV cache.
+    @Test func refusesAKVCacheSmallerThanOneRequest() throws {
+        var configuration = ServerConfiguration()
+        configuration.accelerator = "l4"
+        configuration.model = "meta-llama/Meta-Llama-3-70B"
+        configuration.tensorParallelSize = 8
+        #expect {
+            try EngineSetup(configuration, profiles: LiveServer.profiles)
+        } throws: { error in
+            String(describing: error).hasPrefix("To serve at least one request with the models's max seq len (8192)")
+        }
+        configuration.maxModelLen = 2048
+        #expect(try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.maxModelLen == 2048)
+    }
+}
+
 @Suite struct PublishedComparisonTests {
     @Test func csvKeepsQuotedCommasQuotesAndNewlines() {
         let rows = PublishedComparison.parseCSV("a,\"b,\"\"c\"\"\",d\n1,\"x\ny\",3\n")

@@ -132,6 +132,56 @@ import Testing
         #expect(tooMany.json?["error"]?["message"] == .string("Requested sample logprobs of 21, which is greater than max allowed: 20"))
     }
 
+    @Test func streamOptionsDefaultToIncludingUsage() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let response = try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2,"ignore_eos":true,"stream":true,"stream_options":{}}"#)
+        let events = response.body.components(separatedBy: "\n\n").filter { !$0.isEmpty }
+        let usage = try #require(events.dropLast().last.flatMap { try? JSONValue.parse(String($0.dropFirst(6))) })
+        #expect(usage["choices"] == .array([]))
+        #expect(usage["usage"]?["completion_tokens"] == .integer(2))
+    }
+
+    @Test func modelNamesAsVLLM() async throws {
+        let live = try await LiveServer.start { $0.servedModelNames = ["llama", "alias"] }
+        defer { Task { try? await live.stop() } }
+        // Any served name, or none, is the base model; the response names the first served name.
+        for model in ["alias", ""] {
+            let json = try await live.request("/v1/completions", body: #"{"model":"\#(model)","prompt":"x","max_tokens":1}"#).json
+            #expect(json?["model"] == .string("llama"))
+        }
+        // --model is no longer a name once --served-model-name is given.
+        #expect(try await live.request("/v1/completions", body: #"{"model":"meta-llama/Meta-Llama-3-8B","prompt":"x"}"#).status == 404)
+        // The model is checked before the sampling parameters.
+        #expect(try await live.request("/v1/completions", body: #"{"model":"nope","prompt":"x","n":0}"#).status == 404)
+    }
+
+    @Test func nullMaxTokensMeansTheRestOfTheContext() async throws {
+        let live = try await LiveServer.start { $0.maxModelLen = 64 }
+        defer { Task { try? await live.stop() } }
+        let json = try await live.request("/v1/completions", body: #"{"prompt":[1,2,3,4],"max_tokens":null,"ignore_eos":true}"#).json
+        #expect(json?["usage"]?["completion_tokens"] == .integer(60))
+        let absent = try await live.request("/v1/completions", body: #"{"prompt":[1,2,3,4],"ignore_eos":true}"#).json
+        #expect(absent?["usage"]?["completion_tokens"] == .integer(16))
+    }
+
+    @Test func stopTokenIDsEndTheOutputWithoutTheirText() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let free = try #require(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":5,"ignore_eos":true,"seed":3,"logprobs":0}"#).json)
+        let tokenList = free["choices"]?.array?.first?["logprobs"]?["tokens"]?.array ?? []
+        let words = tokenList.compactMap { $0.string }
+        try #require(words.count == 5)
+        let third = Tokenizer.shared.encode(words[2])
+        try #require(third.count == 1 && !words[0...1].contains(words[2]))
+        let stopped = try #require(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":5,"seed":3,"ignore_eos":true,"stop_token_ids":[\#(third[0])]}"#).json)
+        let choice = try #require(stopped["choices"]?.array?.first)
+        #expect(choice["text"] == .string(words[0] + words[1]))
+        #expect(choice["finish_reason"] == .string("stop"))
+        #expect(choice["stop_reason"] == .integer(third[0]))
+        #expect(stopped["usage"]?["completion_tokens"] == .integer(3))
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let live = try await LiveServer.start { $0.maxBodyBytes = 1024 }
         defer { Task { try? await live.stop() } }

@@ -3,6 +3,7 @@ import FakeVLLM
 import Foundation
 import InferenceAPI
 import NIOCore
+import NIOPosix
 import Testing
 
 /// Runs an external tool, failing the test with a clear message when it is not installed.
@@ -127,6 +128,32 @@ func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws
         #expect(usageAfter == idleUsage, "KV usage \(String(describing: usageAfter)) after abort, \(idleUsage) idle")
         // vLLM 0.11 does not count client aborts as finished requests.
         #expect(try await live.metric("vllm:request_success_total", ["finished_reason": "abort"]) == 0)
+    }
+
+    /// A pipelined request that starts inside the previous response's final write is still
+    /// aborted when its client goes away.
+    @Test func pipelinedStreamIsAbortedOnDisconnect() async throws {
+        let live = try await LiveServer.start { $0.accelerator = "h100-sxm" }
+        defer { Task { try? await live.stop() } }
+        func post(_ body: String) -> String {
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        }
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: live.server.port).get()
+        try await channel.writeAndFlush(ByteBuffer(string: post(#"{"prompt":"hi","max_tokens":1}"#)
+            + post(#"{"prompt":"hi","max_tokens":3000,"ignore_eos":true,"stream":true}"#))).get()
+        var running = 0.0
+        for _ in 0..<100 where running < 1 {
+            try await Task.sleep(for: .milliseconds(20))
+            running = try await live.metric("vllm:num_requests_running") ?? 0
+        }
+        #expect(running == 1)
+        try await channel.close().get()
+        for _ in 0..<100 where running > 0 {
+            try await Task.sleep(for: .milliseconds(20))
+            running = try await live.metric("vllm:num_requests_running") ?? -1
+        }
+        #expect(running == 0)
     }
 
     @Test func prefixCacheHitsShowInUsage() async throws {

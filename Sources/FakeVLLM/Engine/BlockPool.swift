@@ -2,7 +2,8 @@
 /// a free queue in LRU order that still holds cached blocks until they are reused, and a map
 /// from chained block hash to the block holding those tokens.
 ///
-/// Block 0 is reserved as vLLM's null block, so an idle pool reports usage `1/numBlocks`.
+/// Block 0 is reserved as vLLM's null block; usage counts the other blocks, as vLLM 0.11's
+/// `get_usage` does (0 when idle, 1 when every usable block is held).
 struct BlockPool {
     typealias BlockID = Int32
 
@@ -29,7 +30,7 @@ struct BlockPool {
     }
 
     /// Fraction of blocks held by requests, as `vllm:kv_cache_usage_perc`.
-    var usage: Double { 1.0 - Double(numFree) / Double(numBlocks) }
+    var usage: Double { 1.0 - Double(numFree) / Double(numBlocks - 1) }
 
     /// The cached block holding exactly these tokens, if any.
     func cachedBlock(for hash: UInt64) -> BlockID? { blockForHash[hash] }
@@ -73,11 +74,6 @@ struct BlockPool {
         blockForHash[hash] = block
     }
 
-    /// Forgets every cached hash (POST /reset_prefix_cache).
-    mutating func resetPrefixCache() {
-        blockForHash.removeAll()
-        for index in hashOfBlock.indices { hashOfBlock[index] = nil }
-    }
 
     private mutating func pushBack(_ block: BlockID) {
         let sentinel = BlockID(numBlocks)

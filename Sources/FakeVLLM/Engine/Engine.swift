@@ -87,9 +87,6 @@ public struct Engine: Sendable {
         return release(slot, reason: reason, at: now)
     }
 
-    /// Drops every cached prefix (vLLM's `/reset_prefix_cache`).
-    public mutating func resetPrefixCache() { kv.resetPrefixCache() }
-
     // MARK: Stepping
 
     /// Runs one iteration starting at `now`, or returns nil when there is nothing to run.
@@ -134,7 +131,13 @@ public struct Engine: Sendable {
                     skipped.append(slot)
                     continue
                 }
-                let cachedHits = slots[slot]!.numComputedTokens == 0 ? kv.cachedPrefix(&slots[slot]!) : []
+                var cachedHits: [BlockPool.BlockID] = []
+                if slots[slot]!.numComputedTokens == 0, config.enablePrefixCaching {
+                    // vLLM counts every lookup, also one whose allocation then fails.
+                    cachedHits = kv.cachedPrefix(&slots[slot]!)
+                    queries += slots[slot]!.numTokens
+                    hits += cachedHits.count * config.blockSize
+                }
                 let computed = cachedHits.count * config.blockSize
                 let tokens = min(slots[slot]!.numTokens - computed, budget, longPrefillCap)
                 guard kv.allocate(&slots[slot]!, newTokens: tokens, cachedHits: cachedHits) else { break }
@@ -142,10 +145,6 @@ public struct Engine: Sendable {
                 if slots[slot]!.times.firstScheduled == nil {
                     slots[slot]!.times.firstScheduled = now
                     slots[slot]!.cachedPromptTokens = min(computed, slots[slot]!.request.promptTokens.count)
-                    if config.enablePrefixCaching {
-                        queries += slots[slot]!.numTokens
-                        hits += computed
-                    }
                 }
                 running.append(slot)
                 scheduled.append((slot, tokens))
@@ -186,7 +185,6 @@ public struct Engine: Sendable {
         var anyFinished = false
         for (slot, tokens) in scheduled {
             slots[slot]!.numComputedTokens += tokens
-            kv.cacheFullBlocks(&slots[slot]!)
             guard slots[slot]!.numComputedTokens >= slots[slot]!.numTokens else { continue }
             var progress = Self.emitToken(&slots[slot]!, at: end, outcome: &outcome)
             let state = slots[slot]!

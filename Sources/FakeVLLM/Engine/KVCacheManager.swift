@@ -42,6 +42,9 @@ struct KVCacheManager {
         state.numComputedTokens = computed
         state.numRegisteredBlocks = max(state.numRegisteredBlocks, cachedHits.count)
         pool.allocate(fresh, into: &state.blockTable)
+        // Like vLLM, blocks are findable as soon as they are allocated for tokens this step
+        // computes, so an identical prompt admitted in the same step shares them.
+        cacheFullBlocks(&state, upTo: min(computed + newTokens, state.numTokens))
         return true
     }
 
@@ -52,10 +55,10 @@ struct KVCacheManager {
         state.numRegisteredBlocks = 0
     }
 
-    /// Registers the request's newly completed full blocks in the prefix cache.
-    mutating func cacheFullBlocks(_ state: inout RequestState) {
+    /// Registers the request's full blocks up to `tokens` in the prefix cache.
+    private mutating func cacheFullBlocks(_ state: inout RequestState, upTo tokens: Int) {
         guard prefixCaching else { return }
-        let computedBlocks = min(state.numComputedTokens / blockSize, state.blockTable.count)
+        let computedBlocks = min(tokens / blockSize, state.blockTable.count)
         guard computedBlocks > state.numRegisteredBlocks else { return }
         extendHashes(&state)
         for index in state.numRegisteredBlocks..<min(computedBlocks, state.blockHashes.count) {
@@ -63,8 +66,6 @@ struct KVCacheManager {
         }
         state.numRegisteredBlocks = computedBlocks
     }
-
-    mutating func resetPrefixCache() { pool.resetPrefixCache() }
 
     /// Chained hashes of every full block of the request's tokens so far.
     private func extendHashes(_ state: inout RequestState) {

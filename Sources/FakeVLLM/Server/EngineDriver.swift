@@ -44,7 +44,6 @@ final class EngineDriver: @unchecked Sendable {
         loop.preconditionInEventLoop()
         engine.add(request)
         sinks[request.id] = sink
-        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
         scheduleStep()
     }
 
@@ -55,17 +54,20 @@ final class EngineDriver: @unchecked Sendable {
         if let finished = engine.abort(id, now: max(now, lastStepEnd)) {
             metrics.recordFinished(finished)
             metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+            scheduleStep()  // freed blocks may let a waiting request in
         }
     }
 
     func cacheAdapter(_ name: String) { engine.cacheAdapter(name) }
     func removeAdapter(_ name: String) { engine.removeAdapter(name) }
 
-    private func scheduleStep() {
+    /// Starts the next step on a timer, never inline: a timer makes the event loop poll its
+    /// sockets first, so zero-time steps (the instant device) cannot starve I/O, and requests
+    /// that arrived meanwhile join the batch.
+    private func scheduleStep(after delay: TimeAmount = .zero) {
         guard !stepInFlight, engine.hasWork else { return }
         stepInFlight = true
-        // Let the requests that arrived in this event-loop tick join the batch first.
-        loop.execute { self.runStep() }
+        loop.scheduleTask(in: delay) { self.runStep() }
     }
 
     private func runStep() {
@@ -77,17 +79,13 @@ final class EngineDriver: @unchecked Sendable {
         lastStepEnd = outcome.end
         // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
         metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
-        let delay = outcome.duration / timeScale
-        if delay <= 0 {
-            deliver(outcome)
-            stepInFlight = false
-            scheduleStep()
-        } else {
-            loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
-                self.deliver(outcome)
-                self.stepInFlight = false
-                self.scheduleStep()
-            }
+        let delay = TimeAmount.nanoseconds(Int64(outcome.duration / timeScale * 1e9))
+        loop.scheduleTask(in: delay) {
+            self.deliver(outcome)
+            self.stepInFlight = false
+            // A step that could schedule nothing waits for the next submit or abort instead
+            // of spinning (the engine is sized so one request always fits; this is a backstop).
+            if outcome.scheduledTokens > 0 { self.scheduleStep() }
         }
     }
 

@@ -15,6 +15,8 @@ struct GenerationRequest {
     var model: String?
     /// One entry per prompt (a completions batch); chat has exactly one.
     var prompts: [Prompt]
+    /// The requested max_tokens; nil means "the rest of the context" (chat's default, or an
+    /// explicit null; completions default to 16 when the field is absent).
     var maxTokens: Int?
     var n = 1
     var stream = false
@@ -29,8 +31,18 @@ struct GenerationRequest {
     /// Top logprobs per generated token, or nil when none were asked for (completions'
     /// `logprobs: k`; chat's `logprobs: true` with `top_logprobs: k`).
     var logprobs: Int?
+    // Sampling parameters that only need checking: the emulated output ignores them.
+    var temperature: Double?
+    var topP: Double?
+    var topK: Int?
+    var minP: Double?
+    var presencePenalty: Double?
+    var frequencyPenalty: Double?
+    var repetitionPenalty: Double?
 
-    /// Reads and validates a body; throws vLLM-style 400 errors naming the field.
+    /// Reads a body as vLLM's request model does: wrong types and the model validators'
+    /// failures throw pydantic-style 400s. Sampling values are checked later, by
+    /// `validateSampling`, in the order vLLM checks them (after the model and the length).
     init(_ body: JSONValue, kind: Kind) throws(APIError) {
         guard case .object = body else {
             throw APIError.validation(kind: "model_attributes_type", location: ["body"], message: "Input should be a valid dictionary or object to extract fields from", input: body)
@@ -38,58 +50,33 @@ struct GenerationRequest {
         let reader = FieldReader(body: body)
         self.kind = kind
         model = try reader.string("model")
-        switch kind {
-        case .completion:
-            prompts = try Self.completionPrompts(body["prompt"])
-        case .chat:
-            prompts = [.text(try Self.chatPrompt(body["messages"]))]
-        }
-        let maxTokensField = kind == .chat && body["max_completion_tokens"] != nil ? "max_completion_tokens" : "max_tokens"
-        maxTokens = try reader.integer(maxTokensField)
-        if let maxTokens, maxTokens < 1 {
-            throw APIError.badRequest("max_tokens must be at least 1, got \(maxTokens).")
-        }
-        n = try reader.integer("n") ?? 1
-        guard n >= 1 else { throw APIError.badRequest("n must be at least 1, got \(n).") }
         stream = try reader.bool("stream") ?? false
         if let options = body["stream_options"], options != .null {
-            guard case .object = options else {
+            guard case .object(let fields) = options else {
                 throw APIError.validation(kind: "model_type", location: ["body", "stream_options"], message: "Input should be a valid dictionary or instance of StreamOptions", input: options)
             }
-            guard stream else {
+            // vLLM's check tests the raw value's truth, so an empty object passes.
+            guard stream || fields.isEmpty else {
                 throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Stream options can only be defined when `stream=True`.", input: body)
             }
             let optionReader = FieldReader(body: options, path: ["stream_options"])
-            includeUsage = try optionReader.bool("include_usage") ?? false
+            includeUsage = try optionReader.bool("include_usage") ?? true
             continuousUsageStats = try optionReader.bool("continuous_usage_stats") ?? false
         }
-        switch body["stop"] {
-        case nil, .null?: break
-        case .string(let text)?: stop = [text]
-        case .array(let items)?:
-            stop = try items.map { item throws(APIError) in
-                guard case .string(let text) = item else { throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: item) }
-                guard !text.isEmpty else { throw APIError.badRequest("stop cannot contain an empty string.") }
-                return text
-            }
-        default: throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: body["stop"])
-        }
-        stopTokenIDs = try reader.integerList("stop_token_ids") ?? []
-        ignoreEOS = try reader.bool("ignore_eos") ?? false
-        minTokens = try reader.integer("min_tokens") ?? 0
-        guard minTokens >= 0 else { throw APIError.badRequest("min_tokens must be greater than or equal to 0, got \(minTokens).") }
-        if let maxTokens, minTokens > maxTokens {
-            throw APIError.badRequest("min_tokens must be less than or equal to max_tokens=\(maxTokens), got \(minTokens).")
-        }
-        seed = try reader.integer("seed")
-        echo = try reader.bool("echo") ?? false
         switch kind {
         case .completion:
+            prompts = try Self.completionPrompts(body["prompt"])
+            maxTokens = body["max_tokens"] == nil ? 16 : try reader.integer("max_tokens")
             logprobs = try reader.integer("logprobs")
             if let count = logprobs, count < 0 {
                 throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, `logprobs` must be a positive value.", input: body)
             }
         case .chat:
+            prompts = [.text(try Self.chatPrompt(body["messages"]))]
+            // `max_completion_tokens or max_tokens`, with Python's truthiness.
+            let completionTokens = try reader.integer("max_completion_tokens")
+            let plainTokens = try reader.integer("max_tokens")
+            maxTokens = completionTokens.flatMap { $0 == 0 ? nil : $0 } ?? plainTokens
             let wanted = try reader.bool("logprobs") ?? false
             let top = try reader.integer("top_logprobs")
             if let top {
@@ -102,15 +89,48 @@ struct GenerationRequest {
             }
             logprobs = wanted ? (top ?? 0) : nil
         }
-        if let temperature = try reader.number("temperature"), temperature < 0 {
-            throw APIError.badRequest("temperature must be non-negative, got \(temperature).")
+        n = try reader.integer("n") ?? 1
+        switch body["stop"] {
+        case nil, .null?: break
+        case .string(let text)?: stop = [text]
+        case .array(let items)?:
+            stop = try items.map { item throws(APIError) in
+                guard case .string(let text) = item else { throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: item) }
+                return text
+            }
+        default: throw APIError.validation(kind: "string_type", location: ["body", "stop"], message: "Input should be a valid string", input: body["stop"])
         }
-        if let topP = try reader.number("top_p"), !(topP > 0 && topP <= 1) {
-            throw APIError.badRequest("top_p must be in (0, 1], got \(topP).")
-        }
-        if let topK = try reader.integer("top_k"), topK < -1 {
-            throw APIError.badRequest("top_k must be 0 (disable), or at least 1, got \(topK).")
-        }
+        stopTokenIDs = try reader.integerList("stop_token_ids") ?? []
+        ignoreEOS = try reader.bool("ignore_eos") ?? false
+        minTokens = try reader.integer("min_tokens") ?? 0
+        seed = try reader.integer("seed")
+        echo = try reader.bool("echo") ?? false
+        temperature = try reader.number("temperature")
+        topP = try reader.number("top_p")
+        topK = try reader.integer("top_k")
+        minP = try reader.number("min_p")
+        presencePenalty = try reader.number("presence_penalty")
+        frequencyPenalty = try reader.number("frequency_penalty")
+        repetitionPenalty = try reader.number("repetition_penalty")
+    }
+
+    /// vLLM's `SamplingParams` checks, in its order, for the effective max_tokens.
+    func validateSampling(maxTokens: Int) throws(APIError) {
+        func fail(_ message: String) -> APIError { APIError.badRequest(message) }
+        func python(_ value: Double) -> String { String(value) }
+        guard n >= 1 else { throw fail("n must be at least 1, got \(n).") }
+        if let value = presencePenalty, !(-2...2).contains(value) { throw fail("presence_penalty must be in [-2, 2], got \(python(value)).") }
+        if let value = frequencyPenalty, !(-2...2).contains(value) { throw fail("frequency_penalty must be in [-2, 2], got \(python(value)).") }
+        if let value = repetitionPenalty, value <= 0 { throw fail("repetition_penalty must be greater than zero, got \(python(value)).") }
+        if let value = temperature, value < 0 { throw fail("temperature must be non-negative, got \(python(value)).") }
+        if let value = topP, !(value > 0 && value <= 1) { throw fail("top_p must be in (0, 1], got \(python(value)).") }
+        if let value = topK, value < -1 { throw fail("top_k must be 0 (disable), or at least 1, got \(value).") }
+        if let value = minP, !(0...1).contains(value) { throw fail("min_p must be in [0, 1], got \(python(value)).") }
+        guard maxTokens >= 1 else { throw fail("max_tokens must be at least 1, got \(maxTokens).") }
+        guard minTokens >= 0 else { throw fail("min_tokens must be greater than or equal to 0, got \(minTokens).") }
+        guard minTokens <= maxTokens else { throw fail("min_tokens must be less than or equal to max_tokens=\(maxTokens), got \(minTokens).") }
+        if stop.contains(where: \.isEmpty) { throw fail("stop cannot contain an empty string.") }
+        if let value = temperature, value < 1e-5, n > 1 { throw fail("n must be 1 when using greedy sampling, got \(n).") }
     }
 
     private static func completionPrompts(_ value: JSONValue?) throws(APIError) -> [Prompt] {

@@ -28,6 +28,8 @@ final class GenerationResponder: SequenceSink {
     private var remaining = 0
     private var headSent = false
     private var done = false
+    /// Whether the response has ended (finished, or cancelled by a disconnect).
+    var isDone: Bool { done }
 
     init(request: GenerationRequest, writer: ResponseWriter, driver: EngineDriver, id: String, created: Int,
          modelName: String, promptTokenCounts: [Int], includeCachedTokens: Bool) {
@@ -77,6 +79,7 @@ final class GenerationResponder: SequenceSink {
     }
 
     private func finish() {
+        guard !done else { return }
         done = true
         driver.serverLoad -= 1
         for promptIndex in promptTokenCounts.indices {

@@ -71,6 +71,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var body: ByteBuffer?
     private var refusing = false
     private var inFlight: GenerationResponder?
+    private var inFlightNumber = 0
+    private var requestNumber = 0
 
     init(router: Router) { self.router = router }
 
@@ -98,10 +100,18 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body: body ?? context.channel.allocator.buffer(capacity: 0))
             head = nil
             body = nil
+            // The pipeline handler may hand over the next pipelined request from inside this
+            // response's final write, so a response only clears the in-flight slot it owns.
+            requestNumber += 1
+            let number = requestNumber
             let writer = ResponseWriter(context: context, keepAlive: requestHead.isKeepAlive) { [weak self] in
-                self?.inFlight = nil
+                if let self, self.inFlightNumber == number { self.inFlight = nil }
             }
-            inFlight = router.route(request, writer: writer)
+            let responder = router.route(request, writer: writer)
+            if let responder, !responder.isDone {
+                inFlight = responder
+                inFlightNumber = number
+            }
         }
     }
 

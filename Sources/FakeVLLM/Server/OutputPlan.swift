@@ -27,24 +27,32 @@ struct OutputPlan {
 
     init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
         logprobSeed = generator.next()
-        var length = limits.maxTokens
-        var reason = FinishReason.length
+        // Where the model emits EOS, unless ignore_eos: drawn from the model's length
+        // distribution, never before min_tokens (vLLM masks EOS until then). EOS counts as a
+        // generated token and adds no text.
+        var eosIndex: Int?
         if !limits.ignoreEOS {
             let drawn = generator.nextLogNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma)
-            let eosAt = max(1, max(limits.minTokens, Int(drawn.rounded())))
-            if eosAt < limits.maxTokens {
-                length = eosAt
-                reason = .stop
-            }
+            let position = drawn.isFinite ? Int(min(drawn, Double(limits.maxTokens)).rounded()) : limits.maxTokens
+            let atLeast = max(limits.minTokens, position)
+            if atLeast < limits.maxTokens { eosIndex = atLeast }
         }
+        let length = eosIndex.map { $0 + 1 } ?? limits.maxTokens
         tokens = []
         tokens.reserveCapacity(length)
         text = []
         textEnds = []
         textEnds.reserveCapacity(length)
         stopReason = nil
+        var reason = FinishReason.length
         let words = tokenizer.spacedWordIDs
         for index in 0..<length {
+            if index == eosIndex {
+                tokens.append(Tokenizer.eosTokenID)
+                textEnds.append(text.count)
+                reason = .stop
+                break
+            }
             let roll = generator.next()
             let id: Int
             if index > 0, roll % 13 == 0 {
@@ -52,22 +60,26 @@ struct OutputPlan {
             } else {
                 id = words[Int((roll >> 16) % UInt64(words.count))]
             }
+            let bytes = tokenizer.bytes(of: id)
             tokens.append(id)
-            text.append(contentsOf: tokenizer.bytes(of: id))
+            text.append(contentsOf: bytes)
             textEnds.append(text.count)
-            if index + 1 >= limits.minTokens {
-                if limits.stopTokenIDs.contains(id) {
-                    reason = .stop
-                    stopReason = .integer(id)
-                    break
-                }
-                if let cut = Self.stopMatch(limits.stop, in: text, newBytes: tokenizer.bytes(of: id).count) {
-                    reason = .stop
-                    stopReason = .string(cut.stop)
-                    text.removeSubrange(cut.at...)
-                    textEnds = textEnds.map { min($0, cut.at) }
-                    break
-                }
+            // Stops apply once the output is longer than min_tokens, as in vLLM.
+            guard index + 1 > limits.minTokens else { continue }
+            if limits.stopTokenIDs.contains(id) {
+                // A stop token counts as generated; the detokenizer leaves its text out.
+                text.removeLast(bytes.count)
+                textEnds[index] = text.count
+                reason = .stop
+                stopReason = .integer(id)
+                break
+            }
+            if let cut = Self.stopMatch(limits.stop, in: text, newBytes: bytes.count) {
+                reason = .stop
+                stopReason = .string(cut.stop)
+                text.removeSubrange(cut.at...)
+                textEnds = textEnds.map { min($0, cut.at) }
+                break
             }
         }
         finishReason = reason

@@ -109,23 +109,22 @@ final class Router: @unchecked Sendable {
         let lora: LoRAAdapter?
         var prompts: [[Int]] = []
         var maxTokensPerPrompt: [Int] = []
+        // vLLM's order: the request model, the model name (404), the context length, then the
+        // sampling parameters; the engine's own checks come after a stream has started.
         do throws(APIError) {
             request = try GenerationRequest(try parseBody(incoming.body), kind: kind)
             lora = try resolveModel(request.model)
             if lora != nil, setup.engineConfig.maxLoras == 0 {
                 throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
             }
-            let maxModelLen = setup.engineConfig.maxModelLen
             for prompt in request.prompts {
                 let tokens: [Int]
                 switch prompt {
                 case .text(let text): tokens = tokenizer.encode(text, addSpecialTokens: true)
                 case .tokens(let ids): tokens = ids
                 }
-                let maxTokens = try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind, maxModelLen: maxModelLen)
-                if let bad = tokens.first(where: { $0 >= setup.model.vocab }) {
-                    throw APIError.badRequest("Token id \(bad) is out of vocabulary")
-                }
+                let maxTokens = try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind)
+                try request.validateSampling(maxTokens: maxTokens)
                 prompts.append(tokens)
                 maxTokensPerPrompt.append(maxTokens)
             }
@@ -133,19 +132,18 @@ final class Router: @unchecked Sendable {
             writer.respond(error)
             return nil
         }
-        if let count = request.logprobs, (count == -1 ? setup.model.vocab : count) > Self.maxLogprobs {
-            // vLLM checks this in the engine, after a stream has started: 200, an error event, [DONE].
-            let error = APIError.badRequest("Requested sample logprobs of \(count == -1 ? setup.model.vocab : count), which is greater than max allowed: \(Self.maxLogprobs)")
-            guard request.stream else {
+        if let error = engineRejection(request, prompts: prompts) {
+            if request.stream {
+                // As vLLM: the stream has started (200), so the error is an event before [DONE].
+                var body = ByteBuffer()
+                SSE.beginEvent(&body)
+                body.writeString(#"{"error": {"message": \#(Self.pythonJSONString(error.message)), "type": "\#(error.type)", "param": null, "code": \#(error.status)}}"#)
+                SSE.endEvent(&body)
+                SSE.writeDone(&body)
+                writer.respond(status: .ok, contentType: SSE.contentType, body: body)
+            } else {
                 writer.respond(error)
-                return nil
             }
-            var body = ByteBuffer()
-            SSE.beginEvent(&body)
-            body.writeString(#"{"error": {"message": "\#(error.message)", "type": "BadRequestError", "param": null, "code": 400}}"#)
-            SSE.endEvent(&body)
-            SSE.writeDone(&body)
-            writer.respond(status: .ok, contentType: SSE.contentType, body: body)
             return nil
         }
 
@@ -154,7 +152,7 @@ final class Router: @unchecked Sendable {
         let responder = GenerationResponder(
             request: request, writer: writer, driver: driver,
             id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
-            created: Int(Date().timeIntervalSince1970), modelName: request.model ?? configuration.primaryModelName,
+            created: Int(Date().timeIntervalSince1970), modelName: lora?.name ?? configuration.primaryModelName,
             promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
@@ -179,32 +177,66 @@ final class Router: @unchecked Sendable {
         return responder
     }
 
-    /// vLLM 0.11.0's context-length checks and its `max_tokens` default (completions 16, chat
-    /// the rest of the context). Returns the effective max_tokens.
-    private func checkLength(promptTokens: Int, maxTokens: Int?, kind: GenerationRequest.Kind, maxModelLen: Int) throws(APIError) -> Int {
+    /// What vLLM's engine front end refuses after the request was accepted: too many logprobs,
+    /// then token ids outside the vocabulary.
+    private func engineRejection(_ request: GenerationRequest, prompts: [[Int]]) -> APIError? {
+        if let count = request.logprobs, (count == -1 ? setup.model.vocab : count) > Self.maxLogprobs {
+            return APIError.badRequest("Requested sample logprobs of \(count == -1 ? setup.model.vocab : count), which is greater than max allowed: \(Self.maxLogprobs)")
+        }
+        for tokens in prompts {
+            if let highest = tokens.max(), highest > setup.model.vocab - 1 {
+                return APIError.badRequest("Token id \(highest) is out of vocabulary")
+            }
+        }
+        return nil
+    }
+
+    /// A string as Python's `json.dumps` writes it (ASCII only, `\uXXXX` escapes).
+    static func pythonJSONString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value > 0x7E:
+                for unit in String(scalar).utf16 { out += String(format: "\\u%04x", unit) }
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// vLLM 0.11.0's context-length checks; returns the effective max_tokens (the request's,
+    /// or the rest of the context when it gave none).
+    private func checkLength(promptTokens: Int, maxTokens: Int?, kind: GenerationRequest.Kind) throws(APIError) -> Int {
+        let maxModelLen = setup.engineConfig.maxModelLen
         switch kind {
         case .completion:
-            let requested = maxTokens ?? 16
-            if promptTokens + requested > maxModelLen {
-                throw APIError.badRequest("This model's maximum context length is \(maxModelLen - requested) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages.")
+            // The renderer allows max_model_len − (max_tokens or 0) prompt tokens and says so.
+            let limit = maxModelLen - (maxTokens ?? 0)
+            if promptTokens > limit {
+                throw APIError.badRequest("This model's maximum context length is \(limit) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages.")
             }
-            return requested
         case .chat:
             if promptTokens >= maxModelLen {
                 throw APIError.badRequest("This model's maximum context length is \(maxModelLen) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages. None")
             }
-            guard let requested = maxTokens else { return maxModelLen - promptTokens }
-            if promptTokens + requested > maxModelLen {
+            if let requested = maxTokens, promptTokens + requested > maxModelLen {
                 throw APIError.badRequest("'max_tokens' or 'max_completion_tokens' is too large: \(requested). This model's maximum context length is \(maxModelLen) tokens and your request has \(promptTokens) input tokens (\(requested) > \(maxModelLen) - \(promptTokens)). None")
             }
-            return requested
         }
+        return min(maxTokens ?? Int.max, maxModelLen - promptTokens)
     }
 
     /// The adapter a `model` names, nil for the base model; 404 for anything else.
     private func resolveModel(_ model: String?) throws(APIError) -> LoRAAdapter? {
         guard let model, !model.isEmpty else { return nil }
-        if model == configuration.model || configuration.servedModelNames.contains(model) { return nil }
+        // Like vLLM, --served-model-name replaces --model as the base model's name.
+        let baseNames = configuration.servedModelNames.isEmpty ? [configuration.model] : configuration.servedModelNames
+        if baseNames.contains(model) { return nil }
         if let entry = adapters.first(where: { $0.name == model }) { return entry.adapter }
         throw APIError.notFound("The model `\(model)` does not exist.")
     }

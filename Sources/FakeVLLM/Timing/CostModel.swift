@@ -131,8 +131,12 @@ public struct CostModel: Sendable {
         let weights = ((model.parameterCount - headAndEmbedding) * weightBytes + headAndEmbedding * Double(model.dtypeBytes)) / tp
         var reserve = accelerator.memoryReserveGiB * gib + Double(loraReserveBytes) / tp
         if tensorParallel > 1 { reserve += accelerator.tensorParallelReserveGiB * gib }
-        let bytesPerBlock = Double(blockSize) * kvBytesPerToken / tp
-        return max(0, Int(((budget - weights - reserve) / bytesPerBlock).rounded(.down)))
+        return max(0, Int(((budget - weights - reserve) / kvBytesPerBlock(blockSize: blockSize)).rounded(.down)))
+    }
+
+    /// Bytes of one KV block on one GPU.
+    public func kvBytesPerBlock(blockSize: Int) -> Double {
+        Double(blockSize) * kvBytesPerToken / Double(tensorParallel)
     }
 
     @inline(__always) private func square(_ x: Double) -> Double { x * x }
