@@ -11,13 +11,44 @@ public enum Prometheus {
         case counter, gauge, histogram, untyped
     }
 
-    /// Formats a sample value as Python's `repr(float)` does, which is what vLLM's
-    /// prometheus_client writes (`3.0`, `0.0421`, `+Inf`).
+    /// Formats a value as prometheus_client's `floatToGoString` does: Python's `repr`, except
+    /// that positive values with more than six integer digits switch to Go's exponent form
+    /// (`3.0`, `0.0421`, `1.7551e+09`, `+Inf`).
     public static func format(_ value: Double) -> String {
         if value.isNaN { return "NaN" }
         if value == .infinity { return "+Inf" }
         if value == -.infinity { return "-Inf" }
-        return String(value)
+        let text = String(value)  // Swift's shortest round-trip form matches Python's repr
+        guard value > 0, let dot = text.firstIndex(of: "."), text.distance(from: text.startIndex, to: dot) > 6 else {
+            return text
+        }
+        let integerDigits = text[..<dot]
+        var mantissa = String(integerDigits.prefix(1)) + "." + integerDigits.dropFirst() + text[text.index(after: dot)...]
+        while mantissa.hasSuffix("0") || mantissa.hasSuffix(".") { mantissa.removeLast() }
+        return mantissa + "e+0" + String(integerDigits.count - 1)
+    }
+
+    /// A label set as prometheus_client writes it: sorted by name, values escaped, in braces.
+    public static func labels(_ labels: [(String, String)]) -> String {
+        guard !labels.isEmpty else { return "" }
+        let sorted = labels.sorted { $0.0 < $1.0 }
+        return "{" + sorted.map { "\($0.0)=\"\(PrometheusWriter.escapeLabelValue($0.1))\"" }.joined(separator: ",") + "}"
+    }
+}
+
+/// The pre-rendered lines of one histogram series (name and labels are fixed, so they are
+/// rendered once, not on every scrape).
+public struct HistogramLines: Sendable {
+    let buckets: [String]
+    let count: String
+    let sum: String
+
+    public init(name: String, labels: [(String, String)], upperBounds: [Double]) {
+        buckets = (upperBounds.map(Prometheus.format) + ["+Inf"]).map {
+            name + "_bucket" + Prometheus.labels(labels + [("le", $0)]) + " "
+        }
+        count = name + "_count" + Prometheus.labels(labels) + " "
+        sum = name + "_sum" + Prometheus.labels(labels) + " "
     }
 }
 
@@ -67,39 +98,27 @@ public struct PrometheusWriter {
         buffer.writeStaticString("\n")
     }
 
-    /// Writes one sample line. Labels are written in the order given.
+    /// Writes one sample line; labels are sorted by name, as prometheus_client writes them.
     public mutating func sample(_ name: String, labels: [(String, String)], value: Double) {
-        buffer.writeString(name)
-        writeLabels(labels)
-        buffer.writeStaticString(" ")
+        line(name + Prometheus.labels(labels) + " ", value)
+    }
+
+    /// Writes a pre-rendered `name{labels} ` prefix and the value.
+    public mutating func line(_ prefix: String, _ value: Double) {
+        buffer.writeString(prefix)
         buffer.writeString(Prometheus.format(value))
         buffer.writeStaticString("\n")
     }
 
     /// Writes a histogram's `_bucket`, `_count` and `_sum` lines.
-    public mutating func histogram(_ name: String, labels: [(String, String)], _ histogram: PrometheusHistogram) {
+    public mutating func histogram(_ lines: HistogramLines, _ histogram: PrometheusHistogram) {
         var cumulative: UInt64 = 0
-        let bucketName = name + "_bucket"
         for (index, count) in histogram.bucketCounts.enumerated() {
             cumulative += count
-            let bound = index < histogram.upperBounds.count ? Prometheus.format(histogram.upperBounds[index]) : "+Inf"
-            sample(bucketName, labels: labels + [("le", bound)], value: Double(cumulative))
+            line(lines.buckets[index], Double(cumulative))
         }
-        sample(name + "_count", labels: labels, value: Double(histogram.count))
-        sample(name + "_sum", labels: labels, value: histogram.sum)
-    }
-
-    private mutating func writeLabels(_ labels: [(String, String)]) {
-        guard !labels.isEmpty else { return }
-        buffer.writeStaticString("{")
-        for (index, (key, value)) in labels.enumerated() {
-            if index > 0 { buffer.writeStaticString(",") }
-            buffer.writeString(key)
-            buffer.writeStaticString("=\"")
-            buffer.writeString(Self.escapeLabelValue(value))
-            buffer.writeStaticString("\"")
-        }
-        buffer.writeStaticString("}")
+        line(lines.count, Double(histogram.count))
+        line(lines.sum, histogram.sum)
     }
 
     static func escapeLabelValue(_ value: String) -> String {

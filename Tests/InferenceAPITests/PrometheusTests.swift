@@ -7,7 +7,8 @@ import Testing
         for value in [0.05, 0.5, 0.7, 50] { histogram.observe(value) }
         var writer = PrometheusWriter()
         writer.family("vllm:x", help: "An example.", type: .histogram)
-        writer.histogram("vllm:x", labels: [("model_name", "m \"q\""), ("engine", "0")], histogram)
+        let lines = HistogramLines(name: "vllm:x", labels: [("model_name", "m \"q\""), ("engine", "0")], upperBounds: [0.1, 1, 10])
+        writer.histogram(lines, histogram)
         let samples = try Prometheus.parse(String(buffer: writer.buffer))
         let buckets = samples.filter { $0.name == "vllm:x_bucket" }.map(\.value)
         #expect(buckets == [1, 3, 3, 4])
@@ -16,8 +17,16 @@ import Testing
         #expect(samples.first { $0.name == "vllm:x_sum" }?.value == 51.25)
     }
 
-    @Test(arguments: [(3.0, "3.0"), (0.0421, "0.0421"), (1755000000.0, "1755000000.0"), (Double.infinity, "+Inf")])
-    func formatsAsPython(_ value: Double, _ expected: String) {
+    /// prometheus_client's floatToGoString: Python's repr, Go's exponent form from 1e6 up.
+    @Test(arguments: [
+        (3.0, "3.0"), (0.0421, "0.0421"), (1e-05, "1e-05"), (123456.0, "123456.0"), (1234567.0, "1.234567e+06"),
+        (1755000000.0, "1.755e+09"), (1764612345.125, "1.764612345125e+09"), (-2500000.0, "-2500000.0"), (Double.infinity, "+Inf"),
+    ])
+    func formatsAsPrometheusClient(_ value: Double, _ expected: String) {
         #expect(Prometheus.format(value) == expected)
+    }
+
+    @Test func labelsAreSortedAndEscaped() {
+        #expect(Prometheus.labels([("model_name", "a\"b"), ("engine", "0"), ("le", "+Inf")]) == #"{engine="0",le="+Inf",model_name="a\"b"}"#)
     }
 }

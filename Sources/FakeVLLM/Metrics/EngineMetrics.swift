@@ -39,6 +39,12 @@ public final class EngineMetrics {
     private let engineLabel: String
     private let cacheConfigLabels: [(String, String)]
     private let maxLoras: Int?
+    /// `{engine="0",model_name="…"}`, rendered once.
+    private let baseLabels: String
+    /// Pre-rendered lines of every histogram, by metric name.
+    private var histogramLines: [String: HistogramLines] = [:]
+    /// When the series were created: prometheus_client exposes it as `<name>_created`.
+    private let createdAt: Double
 
     // Gauges, refreshed after each step.
     private var running = 0.0
@@ -81,6 +87,8 @@ public final class EngineMetrics {
     ) {
         engineLabel = String(engineIndex)
         labels = [("model_name", modelName), ("engine", engineLabel)]
+        baseLabels = Prometheus.labels(labels)
+        createdAt = Date().timeIntervalSince1970
         self.showHiddenMetrics = showHiddenMetrics
         maxLoras = config.maxLoras > 0 ? config.maxLoras : nil
         let lengthBuckets = Buckets.oneTwoFive(upTo: config.maxModelLen)
@@ -114,7 +122,20 @@ public final class EngineMetrics {
             ("engine", engineLabel),
         ]
         for reason in FinishReason.allCases { success[reason] = 0 }
-        if maxLoras != nil { loraSeries.append(("", "", Date().timeIntervalSince1970)) }
+        if maxLoras != nil { loraSeries.append(("", "", createdAt)) }
+        let histograms: [(String, [Double])] = [
+            ("vllm:time_to_first_token_seconds", Buckets.ttft), ("vllm:inter_token_latency_seconds", Buckets.itl),
+            ("vllm:time_per_output_token_seconds", Buckets.itl), ("vllm:request_time_per_output_token_seconds", Buckets.itl),
+            ("vllm:e2e_request_latency_seconds", Buckets.request), ("vllm:request_queue_time_seconds", Buckets.request),
+            ("vllm:request_inference_time_seconds", Buckets.request), ("vllm:request_prefill_time_seconds", Buckets.request),
+            ("vllm:request_decode_time_seconds", Buckets.request), ("vllm:request_prompt_tokens", lengthBuckets),
+            ("vllm:request_generation_tokens", lengthBuckets), ("vllm:request_max_num_generation_tokens", lengthBuckets),
+            ("vllm:request_params_n", Buckets.n), ("vllm:request_params_max_tokens", lengthBuckets),
+            ("vllm:iteration_tokens_total", Buckets.iteration), ("vllm:request_prefill_kv_computed_tokens", lengthBuckets),
+        ]
+        for (name, bounds) in histograms {
+            histogramLines[name] = HistogramLines(name: name, labels: labels, upperBounds: bounds)
+        }
     }
 
     // MARK: Updates
@@ -230,6 +251,10 @@ public final class EngineMetrics {
         for reason in EngineMetrics.successReasons {
             out.sample("vllm:request_success_total", labels: labels + [("finished_reason", reason.rawValue)], value: success[reason] ?? 0)
         }
+        out.family("vllm:request_success_created", help: "Count of successfully processed requests.", type: .gauge)
+        for reason in EngineMetrics.successReasons {
+            out.sample("vllm:request_success_created", labels: labels + [("finished_reason", reason.rawValue)], value: createdAt)
+        }
         counter(&out, "vllm:num_preemptions", "Cumulative number of preemption from the engine.", preemptions)
         counter(&out, "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", prefixQueries)
         counter(&out, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", prefixHits)
@@ -269,17 +294,24 @@ public final class EngineMetrics {
 
     private func gauge(_ out: inout PrometheusWriter, _ name: String, _ help: String, _ value: Double) {
         out.family(name, help: help, type: .gauge)
-        out.sample(name, labels: labels, value: value)
+        out.line(name + baseLabels + " ", value)
     }
 
+    /// A counter as prometheus_client exposes it: `<name>_total`, then its `<name>_created` gauge.
     private func counter(_ out: inout PrometheusWriter, _ name: String, _ help: String, _ value: Double) {
-        let exposed = name + "_total"
-        out.family(exposed, help: help, type: .counter)
-        out.sample(exposed, labels: labels, value: value)
+        out.family(name + "_total", help: help, type: .counter)
+        out.line(name + "_total" + baseLabels + " ", value)
+        created(&out, name, help)
     }
 
     private func histogram(_ out: inout PrometheusWriter, _ name: String, _ help: String, _ histogram: PrometheusHistogram) {
         out.family(name, help: help, type: .histogram)
-        out.histogram(name, labels: labels, histogram)
+        out.histogram(histogramLines[name]!, histogram)
+        created(&out, name, help)
+    }
+
+    private func created(_ out: inout PrometheusWriter, _ name: String, _ help: String) {
+        out.family(name + "_created", help: help, type: .gauge)
+        out.line(name + "_created" + baseLabels + " ", createdAt)
     }
 }
