@@ -4,12 +4,13 @@ import Testing
 /// A small engine on an H100-shaped cost model, built without reading profile files.
 func makeEngine(
     maxNumSeqs: Int = 8, maxNumBatchedTokens: Int = 256, blocks: Int = 200, prefixCaching: Bool = true,
-    maxLoras: Int = 0
+    maxLoras: Int = 0, maxCPULoras: Int? = nil
 ) -> Engine {
     let accelerator = AcceleratorProfile(
         name: "test", description: "test", instant: nil, memoryMiB: 81559, memoryBandwidthTBps: 3.35, bf16TFLOPs: 989.4,
         efficiency: .init(memory: 0.7, compute: 0.65, kvRead: 0.78, attention: 0.5), stepOverheadMs: 2,
-        allReduceLatencyUs: 15, allReduceBandwidthGBps: 450, hostToDeviceGBps: 45, loraLoadOverheadMs: 10,
+        allReduceLatencyUs: 15, allReduceBandwidthGBps: 450, hostToDeviceGBps: 45, adapterDiskReadGBps: 2,
+        loraLoadOverheadMs: 10,
         memoryReserveGiB: 1.5, tensorParallelReserveGiB: 14, defaultMaxNumSeqs: 1024, defaultMaxNumBatchedTokens: 8192)
     let model = ModelProfile(
         name: "llama-3-8b", huggingFaceID: "meta-llama/Meta-Llama-3-8B", aliases: nil, layers: 32, hidden: 4096,
@@ -17,7 +18,7 @@ func makeEngine(
         outputLength: .init(median: 100, sigma: 1))
     let config = EngineConfig(
         maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: 8192, numGPUBlocks: blocks,
-        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxLoras)
+        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxCPULoras ?? maxLoras)
     return Engine(config: config, costModel: CostModel(accelerator: accelerator, model: model))
 }
 
@@ -154,6 +155,28 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         #expect(first.duration > 0.010)
         let finished = drain(&engine, from: first.end)
         #expect(finished.last?.id == 2)
+    }
+
+    /// Swapping an adapter back into its GPU slot is cheaper while it is still in the host
+    /// cache (--max-cpu-loras) than after it fell out and must be read from storage again.
+    @Test func hostCacheMakesReloadsCheaper() throws {
+        func firstStepDuration(_ engine: inout Engine, _ adapter: String, id: RequestID) -> Double {
+            engine.add(request(id, prompt: Array(Int(id) * 100..<Int(id) * 100 + 16), output: 1, lora: adapter))
+            let outcome = engine.step(now: 0)!
+            drain(&engine)
+            return outcome.duration
+        }
+        var engine = makeEngine(maxLoras: 1, maxCPULoras: 2)
+        let cold = firstStepDuration(&engine, "a", id: 1)   // from storage
+        _ = firstStepDuration(&engine, "b", id: 2)           // evicts a from the GPU slot
+        let warm = firstStepDuration(&engine, "a", id: 3)   // a is still in the host cache
+        _ = firstStepDuration(&engine, "b", id: 4)
+        _ = firstStepDuration(&engine, "c", id: 5)           // host cache holds b, c: a falls out
+        let coldAgain = firstStepDuration(&engine, "a", id: 6)
+        let resident = firstStepDuration(&engine, "a", id: 7) // already in the slot
+        #expect(warm < cold)
+        #expect(abs(coldAgain - cold) < 1e-9)
+        #expect(resident < warm)
     }
 
     @Test func abortFreesBlocksAtOnce() throws {

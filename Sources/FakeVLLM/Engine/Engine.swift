@@ -70,11 +70,8 @@ public struct Engine: Sendable {
         waiting.append(slot)
     }
 
-    /// Registers an adapter as present in host memory (preloaded or loaded at runtime).
+    /// Puts an adapter in the host cache, as vLLM's add_lora does for a runtime load.
     public mutating func cacheAdapter(_ name: String) { adapters.cache(name) }
-
-    /// Forgets an adapter that was unloaded.
-    public mutating func removeAdapter(_ name: String) { adapters.remove(name) }
 
     /// Removes a request (client gone, or a stop decided outside), freeing its blocks at once.
     public mutating func abort(_ id: RequestID, now: Double, reason: FinishReason = .abort) -> FinishedRequest? {
@@ -169,8 +166,8 @@ public struct Engine: Sendable {
         }
         if !batchAdapters.isEmpty {
             shape.adapterBytes = batchAdapters.reduce(0) { $0 + $1.bytes }
-            for adapter in adapters.activate(batchAdapters) {
-                shape.adapterLoadSeconds += costModel.adapterLoadSeconds(bytes: adapter.bytes)
+            for load in adapters.activate(batchAdapters) {
+                shape.adapterLoadSeconds += costModel.adapterLoadSeconds(bytes: load.adapter.bytes, fromStorage: load.fromStorage)
             }
         }
         let duration = costModel.stepSeconds(shape)

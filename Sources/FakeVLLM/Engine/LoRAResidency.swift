@@ -1,6 +1,6 @@
 /// Where adapters live: `max_loras` GPU slots and a `max_cpu_loras` host cache, both LRU, as
-/// vLLM's LRU adapter managers. Bringing an adapter into a slot costs load time; one that has
-/// fallen out of the host cache must be read again first.
+/// vLLM's LRU adapter managers. Bringing an adapter into a slot costs load time; one that is not
+/// in the host cache is read from storage first.
 struct LoRAResidency {
     let gpuSlots: Int
     let cpuSlots: Int
@@ -13,10 +13,11 @@ struct LoRAResidency {
         self.cpuSlots = max(cpuSlots, gpuSlots)
     }
 
-    /// Makes every adapter of a batch resident and returns the adapters that had to be loaded.
-    /// The scheduler never puts more than `gpuSlots` distinct adapters in one batch.
-    mutating func activate(_ adapters: [LoRAAdapter]) -> [LoRAAdapter] {
-        var loaded: [LoRAAdapter] = []
+    /// Makes every adapter of a batch resident and returns those that had to be loaded, and
+    /// whether each came from storage (a host-cache miss). The scheduler never puts more than
+    /// `gpuSlots` distinct adapters in one batch.
+    mutating func activate(_ adapters: [LoRAAdapter]) -> [(adapter: LoRAAdapter, fromStorage: Bool)] {
+        var loaded: [(LoRAAdapter, Bool)] = []
         let names = Set(adapters.map(\.name))
         for adapter in adapters {
             if let index = onGPU.firstIndex(of: adapter.name) {
@@ -28,22 +29,17 @@ struct LoRAResidency {
                 onGPU.remove(at: victim)
             }
             onGPU.append(adapter.name)
+            let cached = onCPU.contains(adapter.name)
             cache(adapter.name)
-            loaded.append(adapter)
+            loaded.append((adapter, !cached))
         }
         return loaded
     }
 
-    /// Puts an adapter in the host cache (a preloaded `--lora-modules` entry or a runtime load).
+    /// Puts an adapter in the host cache (vLLM's add_lora, as the runtime load route calls it).
     mutating func cache(_ name: String) {
         if let index = onCPU.firstIndex(of: name) { onCPU.remove(at: index) }
         onCPU.append(name)
         if onCPU.count > cpuSlots { onCPU.removeFirst() }
-    }
-
-    /// Drops an unloaded adapter everywhere.
-    mutating func remove(_ name: String) {
-        onGPU.removeAll { $0 == name }
-        onCPU.removeAll { $0 == name }
     }
 }

@@ -59,7 +59,6 @@ final class EngineDriver: @unchecked Sendable {
     }
 
     func cacheAdapter(_ name: String) { engine.cacheAdapter(name) }
-    func removeAdapter(_ name: String) { engine.removeAdapter(name) }
 
     /// Starts the next step on a timer, never inline: a timer makes the event loop poll its
     /// sockets first, so zero-time steps (the instant device) cannot starve I/O, and requests

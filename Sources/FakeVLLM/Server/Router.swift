@@ -28,8 +28,8 @@ final class Router: @unchecked Sendable {
         self.ready = configuration.startupDelay <= 0
         let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
         for module in configuration.loraModules {
+            // Like vLLM, --lora-modules only registers names; the first request loads the adapter.
             adapters.append((module.name, module.path, module.baseModelName ?? configuration.primaryModelName, LoRAAdapter(name: module.name, bytes: bytes)))
-            driver.cacheAdapter(module.name)
         }
     }
 
@@ -360,8 +360,8 @@ final class Router: @unchecked Sendable {
         guard let index = adapters.firstIndex(where: { $0.name == name }) else {
             throw APIError(status: 404, type: "NotFoundError", message: "The lora adapter '\(name)' cannot be found.")
         }
+        // vLLM 0.11 only forgets the name; the engine keeps the weights until they are evicted.
         adapters.remove(at: index)
-        driver.removeAdapter(name)
         return "Success: LoRA adapter '\(name)' removed successfully."
     }
 

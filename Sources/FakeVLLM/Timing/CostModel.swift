@@ -114,11 +114,12 @@ public struct CostModel: Sendable {
         return accelerator.stepOverheadMs * 1e-3 + linear + head + kv + prefillAttention + allReduce + batch.adapterLoadSeconds
     }
 
-    /// Seconds to bring an adapter of `bytes` from host memory into a GPU slot:
-    /// `c_load + bytes / host_to_device_bw` (MODEL.md §6).
-    public func adapterLoadSeconds(bytes: Int) -> Double {
+    /// Seconds to bring an adapter of `bytes` into a GPU slot: `c_load + bytes / host_to_device_bw`
+    /// (MODEL.md §6), plus reading it from storage first when it is not in the host cache.
+    public func adapterLoadSeconds(bytes: Int, fromStorage: Bool) -> Double {
         guard !accelerator.isInstant else { return 0 }
-        return accelerator.loraLoadOverheadMs * 1e-3 + Double(bytes) / (accelerator.hostToDeviceGBps * 1e9)
+        let read = fromStorage ? Double(bytes) / (accelerator.adapterDiskReadGBps * 1e9) : 0
+        return accelerator.loraLoadOverheadMs * 1e-3 + Double(bytes) / (accelerator.hostToDeviceGBps * 1e9) + read
     }
 
     /// KV blocks per GPU as vLLM sizes them:

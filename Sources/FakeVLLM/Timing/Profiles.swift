@@ -21,6 +21,8 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
     public var allReduceLatencyUs: Double
     public var allReduceBandwidthGBps: Double
     public var hostToDeviceGBps: Double
+    /// Rate of reading an adapter from local storage into host memory (a host-cache miss).
+    public var adapterDiskReadGBps: Double
     public var loraLoadOverheadMs: Double
     /// Memory vLLM's profiling run leaves for activations and the like, per GPU.
     public var memoryReserveGiB: Double
