@@ -22,6 +22,26 @@ extension ByteBuffer {
         writeInteger(UInt8(ascii: "\""))
     }
 
+    /// Appends UTF-8 bytes as a quoted, escaped JSON string, with no `String` in between.
+    public mutating func writeJSONString<Bytes: Collection<UInt8>>(utf8 bytes: Bytes) {
+        writeInteger(UInt8(ascii: "\""))
+        var pendingStart = bytes.startIndex
+        var position = bytes.startIndex
+        while position != bytes.endIndex {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
+                writeBytes(bytes[pendingStart..<position])
+                writeEscaped(byte)
+                pendingStart = bytes.index(after: position)
+            }
+            position = bytes.index(after: position)
+        }
+        writeBytes(bytes[pendingStart..<position])
+        writeInteger(UInt8(ascii: "\""))
+    }
+
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     private mutating func writeEscaped(_ byte: UInt8) {
         switch byte {
         case UInt8(ascii: "\""): writeStaticString("\\\"")
@@ -32,10 +52,9 @@ extension ByteBuffer {
         case 0x08: writeStaticString("\\b")
         case 0x0C: writeStaticString("\\f")
         default:
-            let hex: [UInt8] = Array("0123456789abcdef".utf8)
             writeStaticString("\\u00")
-            writeInteger(hex[Int(byte >> 4)])
-            writeInteger(hex[Int(byte & 0xF)])
+            writeInteger(Self.hexDigits[Int(byte >> 4)])
+            writeInteger(Self.hexDigits[Int(byte & 0xF)])
         }
     }
 

@@ -52,6 +52,7 @@ public final class EngineMetrics {
     private var kvUsage = 0.0
     // lora_requests_info keeps one series per label set ever seen, each holding the time it was last set.
     private var loraSeries: [(running: String, waiting: String, time: Double)] = []
+    private var loraSeriesIndex: [String: Int] = [:]
 
     // Counters.
     private var promptTokens = 0.0
@@ -122,7 +123,10 @@ public final class EngineMetrics {
             ("engine", engineLabel),
         ]
         for reason in FinishReason.allCases { success[reason] = 0 }
-        if maxLoras != nil { loraSeries.append(("", "", createdAt)) }
+        if maxLoras != nil {
+            loraSeries.append(("", "", createdAt))
+            loraSeriesIndex["\u{0}"] = 0
+        }
         let histograms: [(String, [Double])] = [
             ("vllm:time_to_first_token_seconds", Buckets.ttft), ("vllm:inter_token_latency_seconds", Buckets.itl),
             ("vllm:time_per_output_token_seconds", Buckets.itl), ("vllm:request_time_per_output_token_seconds", Buckets.itl),
@@ -207,9 +211,11 @@ public final class EngineMetrics {
         guard maxLoras != nil else { return }
         let runningNames = engine.runningAdapters.joined(separator: ",")
         let waitingNames = engine.waitingAdapters.joined(separator: ",")
-        if let index = loraSeries.firstIndex(where: { $0.running == runningNames && $0.waiting == waitingNames }) {
+        let key = runningNames + "\u{0}" + waitingNames
+        if let index = loraSeriesIndex[key] {
             loraSeries[index].time = wallClock
         } else {
+            loraSeriesIndex[key] = loraSeries.count
             loraSeries.append((runningNames, waitingNames, wallClock))
         }
     }

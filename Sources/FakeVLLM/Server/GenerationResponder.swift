@@ -117,7 +117,12 @@ final class GenerationResponder: SequenceSink {
 
     // MARK: JSON
 
-    private func writeEnvelopeStart(_ buffer: inout ByteBuffer, chunk: Bool) {
+    /// `{"id":…,"object":…,"created":…,"model":…,` — the same for every chunk of a response, so
+    /// rendered once.
+    private lazy var chunkEnvelope: ByteBuffer = envelope(chunk: true)
+
+    private func envelope(chunk: Bool) -> ByteBuffer {
+        var buffer = ByteBuffer()
         buffer.writeStaticString("{\"id\":")
         buffer.writeJSONString(id)
         switch (request.kind, chunk) {
@@ -129,6 +134,16 @@ final class GenerationResponder: SequenceSink {
         buffer.writeStaticString(",\"model\":")
         buffer.writeJSONString(modelName)
         buffer.writeStaticString(",")
+        return buffer
+    }
+
+    private func writeEnvelopeStart(_ buffer: inout ByteBuffer, chunk: Bool) {
+        if chunk {
+            buffer.writeImmutableBuffer(chunkEnvelope)
+        } else {
+            var whole = envelope(chunk: false)
+            buffer.writeBuffer(&whole)
+        }
     }
 
     private func writeChunk(for index: Int, newTokens: Range<Int>) {
@@ -155,11 +170,11 @@ final class GenerationResponder: SequenceSink {
         buffer.writeJSONInteger(index)
         if request.kind == .chat {
             buffer.writeStaticString(",\"delta\":{\"content\":")
-            buffer.writeJSONString(String(decoding: plan.text[startByte..<endByte], as: UTF8.self))
+            buffer.writeJSONString(utf8: plan.text[startByte..<endByte])
             buffer.writeStaticString("}")
         } else {
             buffer.writeStaticString(",\"text\":")
-            buffer.writeJSONString(String(decoding: plan.text[startByte..<endByte], as: UTF8.self))
+            buffer.writeJSONString(utf8: plan.text[startByte..<endByte])
         }
         buffer.writeStaticString(",\"logprobs\":")
         writeLogprobs(&buffer, choice: choice, tokens: newTokens, textOffset: startByte)

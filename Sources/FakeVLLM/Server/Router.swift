@@ -17,7 +17,10 @@ final class Router: @unchecked Sendable {
     var maxBodyBytes: Int { configuration.maxBodyBytes }
     /// Adapters by name, in load order: path, base model, rank bytes.
     private var adapters: [(name: String, path: String, parent: String, adapter: LoRAAdapter)] = []
+    /// Seeds outputs without a request seed: --seed and arrival order decide them.
     private var generator: SplitMix64
+    /// Makes ids; kept apart so that listing models or sending X-Request-Id leaves outputs alone.
+    private var idGenerator: SplitMix64
     private var ready: Bool
 
     init(configuration: ServerConfiguration, setup: EngineSetup, driver: EngineDriver) {
@@ -25,6 +28,7 @@ final class Router: @unchecked Sendable {
         self.setup = setup
         self.driver = driver
         self.generator = SplitMix64(seed: configuration.seed)
+        self.idGenerator = SplitMix64(seed: ~configuration.seed)
         self.ready = configuration.startupDelay <= 0
         let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
         for module in configuration.loraModules {
@@ -390,8 +394,10 @@ final class Router: @unchecked Sendable {
 
     /// 32 lowercase hex digits, as `uuid4().hex`.
     private func randomHex() -> String {
-        let high = generator.next(), low = generator.next()
-        let text = String(high, radix: 16) + String(low, radix: 16)
-        return String(repeating: "0", count: 32 - text.count) + text
-    }
+        func hex16(_ value: UInt64) -> String {
+            let digits = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - digits.count) + digits
+        }
+        return hex16(idGenerator.next()) + hex16(idGenerator.next())
+}
 }

@@ -27,6 +27,9 @@ public final class VLLMServer: Sendable {
     public static func start(
         _ configuration: ServerConfiguration, profiles: ProfileStore, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> VLLMServer {
+        guard configuration.timeScale > 0, configuration.timeScale.isFinite else {
+            throw ProfileError("time scale must be a positive number, got \(configuration.timeScale)")
+        }
         let setup = try EngineSetup(configuration, profiles: profiles)
         let loop = group.next()
         let metrics = EngineMetrics(
