@@ -60,31 +60,60 @@ final class EngineDriver: @unchecked Sendable {
 
     func cacheAdapter(_ name: String) { engine.cacheAdapter(name) }
 
-    /// Starts the next step on a timer, never inline: a timer makes the event loop poll its
-    /// sockets first, so zero-time steps (the instant device) cannot starve I/O, and requests
-    /// that arrived meanwhile join the batch.
-    private func scheduleStep(after delay: TimeAmount = .zero) {
+    /// SwiftNIO runs every task that is due before it polls its sockets again, so steps that
+    /// re-armed themselves with no delay (the instant device) would starve all I/O until the
+    /// batch drained. Zero-time steps therefore run back to back for at most `inlineBudget` of
+    /// wall time, then pause `stepYield`: a deadline past "now" ends the event-loop tick, so new
+    /// requests, scrapes and disconnects are read before the next burst.
+    static let stepYield = TimeAmount.microseconds(20)
+    static let inlineBudget = TimeAmount.microseconds(200)
+
+    /// Arms the stepping loop after new work arrives; the short pause lets the other requests
+    /// that arrived in this tick join the first batch.
+    private func scheduleStep() {
         guard !stepInFlight, engine.hasWork else { return }
         stepInFlight = true
-        loop.scheduleTask(in: delay) { self.runStep() }
+        loop.scheduleTask(in: Self.stepYield) { self.runSteps() }
     }
 
-    private func runStep() {
-        let start = max(now, lastStepEnd)
-        guard let outcome = engine.step(now: start) else {
-            stepInFlight = false
-            return
+    private func runSteps() {
+        let tickStart = NIODeadline.now()
+        while true {
+            guard let outcome = engine.step(now: max(now, lastStepEnd)) else {
+                stepInFlight = false
+                return
+            }
+            lastStepEnd = outcome.end
+            // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
+            metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+            if outcome.duration > 0 {
+                // The step's emulated time passes on a timer, during which I/O is served.
+                loop.scheduleTask(in: .nanoseconds(Int64(outcome.duration / timeScale * 1e9))) {
+                    self.deliver(outcome)
+                    self.continueStepping(after: outcome)
+                }
+                return
+            }
+            deliver(outcome)
+            guard outcome.scheduledTokens > 0, engine.hasWork else {
+                continueStepping(after: outcome)
+                return
+            }
+            if NIODeadline.now() - tickStart > Self.inlineBudget {
+                loop.scheduleTask(in: Self.stepYield) { self.runSteps() }
+                return
+            }
         }
-        lastStepEnd = outcome.end
-        // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
-        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
-        let delay = TimeAmount.nanoseconds(Int64(outcome.duration / timeScale * 1e9))
-        loop.scheduleTask(in: delay) {
-            self.deliver(outcome)
-            self.stepInFlight = false
-            // A step that could schedule nothing waits for the next submit or abort instead
-            // of spinning (the engine is sized so one request always fits; this is a backstop).
-            if outcome.scheduledTokens > 0 { self.scheduleStep() }
+    }
+
+    /// A step that could schedule nothing waits for the next submit or abort instead of
+    /// spinning (the engine is sized so one request always fits; this is a backstop).
+    private func continueStepping(after outcome: StepOutcome) {
+        if outcome.scheduledTokens > 0, engine.hasWork {
+            runSteps()
+        } else {
+            stepInFlight = false
+            scheduleStep()
         }
     }
 
