@@ -102,6 +102,16 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         #expect(outcome.progress.map(\.cachedPromptTokens) == [0, 64])
     }
 
+    @Test func aFullyCachedPromptRecomputesItsLastBlock() throws {
+        var engine = makeEngine()
+        engine.add(request(1, prompt: Array(0..<64), output: 1))
+        drain(&engine)
+        engine.add(request(2, prompt: Array(0..<64), output: 1))
+        let finished = drain(&engine, from: 1)
+        #expect(finished.first?.cachedPromptTokens == 48)
+        #expect(finished.first?.recomputedPromptTokens == 16)
+    }
+
     @Test func noHitsWithPrefixCachingOff() throws {
         var engine = makeEngine(prefixCaching: false)
         engine.add(request(1, prompt: Array(0..<64), output: 1))

@@ -129,9 +129,10 @@ public struct Engine: Sendable {
                     continue
                 }
                 var cachedHits: [BlockPool.BlockID] = []
+                var recomputed = 0
                 if slots[slot]!.numComputedTokens == 0, config.enablePrefixCaching {
                     // vLLM counts every lookup, also one whose allocation then fails.
-                    cachedHits = kv.cachedPrefix(&slots[slot]!)
+                    (cachedHits, recomputed) = kv.cachedPrefix(&slots[slot]!)
                     queries += slots[slot]!.numTokens
                     hits += cachedHits.count * config.blockSize
                 }
@@ -142,6 +143,7 @@ public struct Engine: Sendable {
                 if slots[slot]!.times.firstScheduled == nil {
                     slots[slot]!.times.firstScheduled = now
                     slots[slot]!.cachedPromptTokens = min(computed, slots[slot]!.request.promptTokens.count)
+                    slots[slot]!.recomputedPromptTokens = recomputed
                 }
                 running.append(slot)
                 scheduled.append((slot, tokens))
@@ -250,6 +252,7 @@ struct RequestState: Sendable {
     var blockHashes: [UInt64] = []
     var numRegisteredBlocks = 0
     var cachedPromptTokens: Int?
+    var recomputedPromptTokens = 0
     var times: RequestTimes
 
     init(request: EngineRequest) {
@@ -268,6 +271,7 @@ struct RequestState: Sendable {
         FinishedRequest(
             id: request.id, reason: reason, times: times, finishTime: time,
             promptTokens: request.promptTokens.count, generatedTokens: numOutputTokens,
-            cachedPromptTokens: cachedPromptTokens ?? 0, maxTokensParam: request.maxTokensParam)
+            cachedPromptTokens: cachedPromptTokens ?? 0, recomputedPromptTokens: recomputedPromptTokens,
+            maxTokensParam: request.maxTokensParam)
     }
 }

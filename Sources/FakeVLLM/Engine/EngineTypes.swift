@@ -97,6 +97,8 @@ public struct FinishedRequest: Sendable, Equatable {
     public var promptTokens: Int
     public var generatedTokens: Int
     public var cachedPromptTokens: Int
+    /// Prompt tokens found cached but computed again (the last block, so logits can be taken).
+    public var recomputedPromptTokens: Int
     public var maxTokensParam: Int?
 }
 

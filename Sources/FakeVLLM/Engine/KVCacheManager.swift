@@ -15,9 +15,10 @@ struct KVCacheManager {
     var usage: Double { pool.usage }
 
     /// The longest run of cached full blocks at the start of the request's tokens, keeping at
-    /// least one token to compute (vLLM recomputes the last one to get logits).
-    func cachedPrefix(_ state: inout RequestState) -> [BlockPool.BlockID] {
-        guard prefixCaching else { return [] }
+    /// least one token to compute (vLLM recomputes the last one to get logits), and how many
+    /// cached tokens that rule makes the step compute again.
+    func cachedPrefix(_ state: inout RequestState) -> (hits: [BlockPool.BlockID], recomputed: Int) {
+        guard prefixCaching else { return ([], 0) }
         extendHashes(&state)
         let maxBlocks = (state.numTokens - 1) / blockSize
         var hits: [BlockPool.BlockID] = []
@@ -25,7 +26,9 @@ struct KVCacheManager {
             guard let block = pool.cachedBlock(for: state.blockHashes[blockIndex]) else { break }
             hits.append(block)
         }
-        return hits
+        let cappedBlockCached = hits.count == maxBlocks && maxBlocks < state.blockHashes.count
+            && pool.cachedBlock(for: state.blockHashes[maxBlocks]) != nil
+        return (hits, cappedBlockCached ? blockSize : 0)
     }
 
     /// Gives the request blocks for `newTokens` more tokens (after any cached hits); false when

@@ -193,7 +193,7 @@ public final class EngineMetrics {
         prefillKVComputed.observe(Double(computed))
         promptTokensComputed += Double(computed)
         promptTokensCacheHit += Double(finished.cachedPromptTokens)
-        if finished.cachedPromptTokens > 0, finished.cachedPromptTokens == finished.promptTokens { promptTokensRecomputed += 1 }
+        promptTokensRecomputed += Double(finished.recomputedPromptTokens)
     }
 
     /// Records a prompt whose `n` sequences have all finished, as vLLM's parent request:

@@ -6,22 +6,25 @@ import NIOHTTP1
 final class ResponseWriter {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
+    private let version: HTTPVersion
     private let onEnd: () -> Void
     var allocator: ByteBufferAllocator { context.channel.allocator }
 
-    init(context: ChannelHandlerContext, keepAlive: Bool, onEnd: @escaping () -> Void) {
+    init(context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion = .http1_1, onEnd: @escaping () -> Void) {
         self.context = context
         self.keepAlive = keepAlive
+        self.version = version
         self.onEnd = onEnd
     }
 
-    func writeHead(status: HTTPResponseStatus, contentType: String, contentLength: Int?, extraHeaders: [(String, String)] = []) {
+    /// Starts a response; a nil content type sends none (vLLM's /health and LoRA routes).
+    func writeHead(status: HTTPResponseStatus, contentType: String?, contentLength: Int?, extraHeaders: [(String, String)] = []) {
         var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: contentType)
+        if let contentType { headers.add(name: "content-type", value: contentType) }
         if let contentLength { headers.add(name: "content-length", value: String(contentLength)) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
-        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
     }
 
     /// One chunk of a streamed body, flushed at once (one flush per engine step per stream).
@@ -42,7 +45,7 @@ final class ResponseWriter {
     }
 
     /// A complete response with a body.
-    func respond(status: HTTPResponseStatus, contentType: String, body: ByteBuffer, extraHeaders: [(String, String)] = []) {
+    func respond(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, extraHeaders: [(String, String)] = []) {
         writeHead(status: status, contentType: contentType, contentLength: body.readableBytes, extraHeaders: extraHeaders)
         writeBodyAndEnd(body)
     }
@@ -84,6 +87,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             body = nil
             if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > router.maxBodyBytes {
                 refuseTooLarge(context: context, size: length)
+            } else if requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
+                // As uvicorn: tell the client to send the body rather than make it wait.
+                context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: requestHead.version, status: .continue))), promise: nil)
             }
         case .body(var chunk):
             guard !refusing else { return }
@@ -104,7 +110,7 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             // response's final write, so a response only clears the in-flight slot it owns.
             requestNumber += 1
             let number = requestNumber
-            let writer = ResponseWriter(context: context, keepAlive: requestHead.isKeepAlive) { [weak self] in
+            let writer = ResponseWriter(context: context, keepAlive: requestHead.isKeepAlive, version: requestHead.version) { [weak self] in
                 if let self, self.inFlightNumber == number { self.inFlight = nil }
             }
             let responder = router.route(request, writer: writer)

@@ -59,7 +59,7 @@ final class Router: @unchecked Sendable {
         }
         switch (request.method, path) {
         case (.GET, "/health"), (.GET, "/ping"), (.POST, "/ping"):
-            writer.writeHead(status: ready ? .ok : .serviceUnavailable, contentType: "application/json", contentLength: 0)
+            writer.writeHead(status: ready ? .ok : .serviceUnavailable, contentType: nil, contentLength: 0)
             writer.writeBodyAndEnd(ByteBuffer())
         case (.GET, "/metrics"):
             writer.respond(status: .ok, contentType: Prometheus.contentType, body: driver.metrics.render())
@@ -382,7 +382,7 @@ final class Router: @unchecked Sendable {
     /// vLLM answers the LoRA routes with a bare text body.
     private func respondText(_ writer: ResponseWriter, _ body: () throws(APIError) -> String) {
         do throws(APIError) {
-            writer.respond(status: .ok, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: try body()))
+            writer.respond(status: .ok, contentType: nil, body: ByteBuffer(string: try body()))
         } catch {
             writer.respond(error)
         }
