@@ -1,4 +1,3 @@
-import Foundation
 import NIOCore
 
 /// An error that renders itself as OpenAI's (and vLLM's) error envelope:
@@ -39,21 +38,41 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         return APIError(status: 400, type: "Bad Request", message: text, param: nil)
     }
 
-    /// Python's `repr` of a decoded JSON value, as it appears inside pydantic messages.
+    /// Python's `repr` of a decoded JSON value, as it appears inside pydantic messages: keys in
+    /// body order, strings quoted and escaped as Python quotes them.
     public static func pythonRepr(_ value: JSONValue?) -> String {
         switch value {
         case nil, .null?: return "None"
         case .bool(let flag)?: return flag ? "True" : "False"
         case .integer(let number)?: return String(number)
         case .double(let number)?: return String(number)
-        case .string(let text)?:
-            let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
-                .replacingOccurrences(of: "\n", with: "\\n")
-            return "'" + escaped + "'"
+        case .string(let text)?: return pythonRepr(text)
         case .array(let items)?: return "[" + items.map { pythonRepr($0) }.joined(separator: ", ") + "]"
         case .object(let fields)?:
-            return "{" + fields.keys.sorted().map { "'\($0)': " + pythonRepr(fields[$0]) }.joined(separator: ", ") + "}"
+            return "{" + fields.map { pythonRepr($0.key) + ": " + pythonRepr($0.value) }.joined(separator: ", ") + "}"
         }
+    }
+
+    /// `repr(str)`: single quotes unless the text has a single quote and no double quote;
+    /// backslash, the quote, \t \n \r and other control characters escaped.
+    static func pythonRepr(_ text: String) -> String {
+        let quote: Character = text.contains("'") && !text.contains("\"") ? "\"" : "'"
+        var out = String(quote)
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case _ where Character(scalar) == quote: out += "\\" + String(quote)
+            case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value):
+                let hex = String(scalar.value, radix: 16)
+                out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out.append(quote)
+        return out
     }
 
     /// The envelope as JSON bytes.

@@ -1,7 +1,8 @@
 import NIOCore
 
 /// A parsed JSON document. Request bodies are small and read once, so a plain tree is enough;
-/// integers stay integers so that `"max_tokens": 1.5` can be told apart from `16`.
+/// integers stay integers so that `"max_tokens": 1.5` can be told apart from `16`, and objects
+/// keep their keys in order, as Python's `json` does (validation messages echo the input).
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -9,7 +10,7 @@ public enum JSONValue: Sendable, Equatable {
     case double(Double)
     case string(String)
     case array([JSONValue])
-    case object([String: JSONValue])
+    case object(JSONObject)
 
     /// The JSON type name used in validation messages ("string", "integer", …).
     public var typeName: String {
@@ -30,11 +31,46 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
-/// Why a body is not JSON, with the byte offset where parsing stopped.
+/// A JSON object's members in document order. A repeated key keeps its first position and its
+/// last value, as a Python dict built by `json.loads` does. Equality ignores order.
+public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, Sequence {
+    public private(set) var members: [(key: String, value: JSONValue)] = []
+
+    public init() {}
+
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        for (key, value) in elements { self[key] = value }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        get { members.first { $0.key == key }?.value }
+        set {
+            if let index = members.firstIndex(where: { $0.key == key }) {
+                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            } else if let newValue {
+                members.append((key, newValue))
+            }
+        }
+    }
+
+    public var count: Int { members.count }
+    public var isEmpty: Bool { members.isEmpty }
+    public var keys: [String] { members.map(\.key) }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: JSONValue)]> { members.makeIterator() }
+
+    public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
+        lhs.count == rhs.count && lhs.members.allSatisfy { rhs[$0.key] == $0.value }
+    }
+}
+
+/// Why a body is not JSON, in Python's `json` words ("Expecting value", "Extra data", …), at a
+/// character offset, so errors can be reported as vLLM's FastAPI server reports them.
 public struct JSONParseError: Error, Sendable, CustomStringConvertible {
     public var reason: String
+    /// Offset in characters (Unicode scalars) from the start of the body.
     public var offset: Int
-    public var description: String { "\(reason) at byte \(offset)" }
+    public var description: String { "\(reason) at character \(offset)" }
 }
 
 extension JSONValue {
@@ -53,13 +89,15 @@ extension JSONValue {
     }
 }
 
-/// A recursive-descent parser over raw bytes, with a depth limit so hostile input cannot
-/// exhaust the stack.
+/// A recursive-descent parser over raw bytes, following Python's `json` module: the same
+/// grammar (a number ends where a valid number ends, so `01` is `0` followed by extra data),
+/// the same error messages, and lone surrogates accepted (as U+FFFD). A depth limit keeps
+/// hostile input from exhausting the stack.
 struct JSONParser {
     let bytes: UnsafeRawBufferPointer
     var index = 0
     var depth = 0
-    static let maxDepth = 64
+    static let maxDepth = 512
 
     init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
@@ -67,11 +105,17 @@ struct JSONParser {
         skipWhitespace()
         let value = try parseValue()
         skipWhitespace()
-        guard index == bytes.count else { throw fail("unexpected trailing data") }
+        guard index == bytes.count else { throw fail("Extra data") }
         return value
     }
 
-    func fail(_ reason: String) -> JSONParseError { JSONParseError(reason: reason, offset: index) }
+    /// An error at `position` (a byte offset), reported as a character offset.
+    func fail(_ reason: String, at position: Int? = nil) -> JSONParseError {
+        let end = min(position ?? index, bytes.count)
+        var characters = 0
+        for offset in 0..<end where bytes[offset] & 0xC0 != 0x80 { characters += 1 }
+        return JSONParseError(reason: reason, offset: characters)
+    }
 
     mutating func skipWhitespace() {
         while index < bytes.count {
@@ -82,39 +126,42 @@ struct JSONParser {
         }
     }
 
+    func isDigit(_ offset: Int) -> Bool {
+        offset < bytes.count && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[offset])
+    }
+
     mutating func parseValue() throws(JSONParseError) -> JSONValue {
-        guard index < bytes.count else { throw fail("unexpected end of input") }
+        guard index < bytes.count else { throw fail("Expecting value") }
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject()
         case UInt8(ascii: "["): return try parseArray()
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
-        default: throw fail("unexpected character")
+        case UInt8(ascii: "t") where matches("true"): index += 4; return .bool(true)
+        case UInt8(ascii: "f") where matches("false"): index += 5; return .bool(false)
+        case UInt8(ascii: "n") where matches("null"): index += 4; return .null
+        case UInt8(ascii: "-") where isDigit(index + 1): return try parseNumber()
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw fail("Expecting value")
         }
     }
 
-    mutating func expectLiteral(_ literal: StaticString) throws(JSONParseError) {
+    func matches(_ literal: StaticString) -> Bool {
         let count = literal.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw fail("unexpected end of input") }
-        for offset in 0..<count where bytes[index + offset] != literal.utf8Start[offset] {
-            throw fail("invalid literal")
-        }
-        index += count
+        guard index + count <= bytes.count else { return false }
+        for offset in 0..<count where bytes[index + offset] != literal.utf8Start[offset] { return false }
+        return true
     }
 
     mutating func enter() throws(JSONParseError) {
         depth += 1
-        if depth > Self.maxDepth { throw fail("nesting too deep") }
+        if depth > Self.maxDepth { throw fail("Nesting too deep") }
     }
 
     mutating func parseObject() throws(JSONParseError) -> JSONValue {
         try enter()
         defer { depth -= 1 }
         index += 1
-        var fields: [String: JSONValue] = [:]
+        var fields = JSONObject()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -122,22 +169,24 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                throw fail("Expecting property name enclosed in double quotes")
+            }
             let key = try parseString()
             skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("Expecting ':' delimiter") }
             index += 1
             skipWhitespace()
             fields[key] = try parseValue()
             skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input") }
+            guard index < bytes.count else { throw fail("Expecting ',' delimiter") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "}") {
                 index += 1
                 return .object(fields)
             } else {
-                throw fail("expected ',' or '}'")
+                throw fail("Expecting ',' delimiter")
             }
         }
     }
@@ -156,48 +205,51 @@ struct JSONParser {
             skipWhitespace()
             elements.append(try parseValue())
             skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input") }
+            guard index < bytes.count else { throw fail("Expecting ',' delimiter") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "]") {
                 index += 1
                 return .array(elements)
             } else {
-                throw fail("expected ',' or ']'")
+                throw fail("Expecting ',' delimiter")
             }
         }
     }
 
+    /// The longest valid number here; whatever follows is the caller's to judge.
     mutating func parseNumber() throws(JSONParseError) -> JSONValue {
         let start = index
         var isInteger = true
         if bytes[index] == UInt8(ascii: "-") { index += 1 }
-        let digitsStart = index
-        while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-        guard index > digitsStart else { throw fail("invalid number") }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+        } else {
+            while isDigit(index) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "."), isDigit(index + 1) {
             isInteger = false
             index += 1
-            let fractionStart = index
-            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-            guard index > fractionStart else { throw fail("invalid number") }
+            while isDigit(index) { index += 1 }
         }
         if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            isInteger = false
-            index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            let exponentStart = index
-            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-            guard index > exponentStart else { throw fail("invalid number") }
+            var exponent = index + 1
+            if exponent < bytes.count, bytes[exponent] == UInt8(ascii: "+") || bytes[exponent] == UInt8(ascii: "-") { exponent += 1 }
+            if isDigit(exponent) {
+                isInteger = false
+                index = exponent
+                while isDigit(index) { index += 1 }
+            }
         }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let value = Int(text) { return .integer(value) }
-        guard let value = Double(text) else { throw fail("invalid number") }
+        guard let value = Double(text) else { throw fail("Expecting value", at: start) }
         return .double(value)
     }
 
     mutating func parseString() throws(JSONParseError) -> String {
-        index += 1  // opening quote
+        let quote = index
+        index += 1
         let start = index
         // Fast path: no escapes.
         while index < bytes.count {
@@ -208,18 +260,20 @@ struct JSONParser {
                 return text
             }
             if byte == UInt8(ascii: "\\") { break }
-            if byte < 0x20 { throw fail("control character in string") }
+            if byte < 0x20 { throw fail("Invalid control character at") }
             index += 1
         }
         var scalars = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
             let byte = bytes[index]
-            index += 1
             switch byte {
             case UInt8(ascii: "\""):
+                index += 1
                 return String(decoding: scalars, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                guard index < bytes.count else { throw fail("unexpected end of input") }
+                let escapeStart = index
+                index += 1
+                guard index < bytes.count else { throw fail("Unterminated string starting at", at: quote) }
                 let escaped = bytes[index]
                 index += 1
                 switch escaped {
@@ -232,45 +286,46 @@ struct JSONParser {
                 case UInt8(ascii: "r"): scalars.append(0x0D)
                 case UInt8(ascii: "t"): scalars.append(0x09)
                 case UInt8(ascii: "u"):
-                    var code = try parseHex4()
-                    if (0xD800..<0xDC00).contains(code) {
-                        // A high surrogate must be followed by a low one.
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                            throw fail("unpaired surrogate")
-                        }
+                    var code = try parseHex4(escapeStart: escapeStart)
+                    if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count,
+                       bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                        let save = index
                         index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw fail("unpaired surrogate") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00..<0xE000).contains(code) {
-                        throw fail("unpaired surrogate")
+                        let low = try parseHex4(escapeStart: save)
+                        if (0xDC00..<0xE000).contains(low) {
+                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                        } else {
+                            index = save  // not a pair: the high surrogate stands alone
+                        }
                     }
-                    guard let scalar = Unicode.Scalar(code) else { throw fail("invalid escape") }
+                    // Python keeps a lone surrogate; a Swift string cannot, so it becomes U+FFFD.
+                    let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
                     scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
                 default:
-                    throw fail("invalid escape")
+                    throw fail("Invalid \\escape", at: escapeStart)
                 }
             default:
-                if byte < 0x20 { throw fail("control character in string") }
+                if byte < 0x20 { throw fail("Invalid control character at") }
                 scalars.append(byte)
+                index += 1
             }
         }
-        throw fail("unterminated string")
+        throw fail("Unterminated string starting at", at: quote)
     }
 
-    mutating func parseHex4() throws(JSONParseError) -> UInt32 {
-        guard index + 4 <= bytes.count else { throw fail("invalid escape") }
+    mutating func parseHex4(escapeStart: Int) throws(JSONParseError) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw fail("Invalid \\uXXXX escape", at: escapeStart) }
         var value: UInt32 = 0
         for _ in 0..<4 {
             let byte = bytes[index]
-            index += 1
             value <<= 4
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): value |= UInt32(byte - UInt8(ascii: "0"))
             case UInt8(ascii: "a")...UInt8(ascii: "f"): value |= UInt32(byte - UInt8(ascii: "a") + 10)
             case UInt8(ascii: "A")...UInt8(ascii: "F"): value |= UInt32(byte - UInt8(ascii: "A") + 10)
-            default: throw fail("invalid escape")
+            default: throw fail("Invalid \\uXXXX escape", at: escapeStart)
             }
+            index += 1
         }
         return value
     }

@@ -90,11 +90,11 @@ extension ByteBuffer {
             writeInteger(UInt8(ascii: "]"))
         case .object(let fields):
             writeInteger(UInt8(ascii: "{"))
-            for (offset, key) in fields.keys.sorted().enumerated() {
+            for (offset, member) in fields.enumerated() {
                 if offset > 0 { writeInteger(UInt8(ascii: ",")) }
-                writeJSONString(key)
+                writeJSONString(member.key)
                 writeInteger(UInt8(ascii: ":"))
-                writeJSON(fields[key]!)
+                writeJSON(member.value)
             }
             writeInteger(UInt8(ascii: "}"))
         }

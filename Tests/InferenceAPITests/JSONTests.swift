@@ -9,13 +9,32 @@ import Testing
         #expect(value["b"]?["c"] == .double(-300))
     }
 
-    @Test(arguments: ["", "{", #"{"a" 1}"#, "[1,]", "tru", #""abc"#, "{} x", #"{"a":"\ud800"}"#])
-    func rejectsMalformed(_ text: String) {
-        #expect(throws: JSONParseError.self) { try JSONValue.parse(text) }
+    /// Python's json messages and character offsets, as vLLM's 400 for a malformed body shows.
+    @Test(arguments: [
+        ("", "Expecting value", 0), ("{", "Expecting property name enclosed in double quotes", 1),
+        (#"{"a" 1}"#, "Expecting ':' delimiter", 5), ("[1,]", "Expecting value", 3), ("tru", "Expecting value", 0),
+        (#""abc"#, "Unterminated string starting at", 0), ("{} x", "Extra data", 3), ("01", "Extra data", 1),
+        (#"{"é":1 2}"#, "Expecting ',' delimiter", 7), (#"["\q"]"#, "Invalid \\escape", 2),
+    ])
+    func rejectsMalformedAsPython(_ text: String, _ reason: String, _ offset: Int) throws {
+        let error = try #require(throws: JSONParseError.self) { try JSONValue.parse(text) }
+        #expect(error.reason == reason)
+        #expect(error.offset == offset)
+    }
+
+    @Test func keepsKeyOrderAndLoneSurrogates() throws {
+        let value = try JSONValue.parse(#"{"z":1,"a":"\ud800","z":2}"#)
+        guard case .object(let fields) = value else { Issue.record("not an object"); return }
+        #expect(fields.keys == ["z", "a"])
+        #expect(fields["z"] == .integer(2))
+        #expect(fields["a"] == .string("\u{FFFD}"))
+        #expect(APIError.pythonRepr(value) == "{'z': 2, 'a': '\u{FFFD}'}")
+        #expect(APIError.pythonRepr(.string("it's")) == #""it's""#)
+        #expect(APIError.pythonRepr(.string("tab\there")) == #"'tab\there'"#)
     }
 
     @Test func rejectsDeepNesting() {
-        let text = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        let text = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
         #expect(throws: JSONParseError.self) { try JSONValue.parse(text) }
     }
 

@@ -254,7 +254,7 @@ final class Router: @unchecked Sendable {
         } catch {
             throw APIError(
                 status: 400, type: "Bad Request",
-                message: "[{'type': 'json_invalid', 'loc': ('body', \(error.offset)), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': '\(error.reason)'}}]")
+                message: "[{'type': 'json_invalid', 'loc': ('body', \(error.offset)), 'msg': 'JSON decode error', 'input': {}, 'ctx': {'error': \(APIError.pythonRepr(.string(error.reason)))}}]")
         }
     }
 
