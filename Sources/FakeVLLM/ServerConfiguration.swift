@@ -102,13 +102,14 @@ public struct EngineSetup: Sendable {
             throw ProfileError("\(model.name) at TP \(configuration.tensorParallelSize) leaves no memory for the KV cache on \(accelerator.name); raise --tensor-parallel-size or --gpu-memory-utilization")
         }
         // vLLM refuses to start when one request of max_model_len cannot fit (kv_cache_utils.py).
+        // Block 0 is vLLM's null block, so one fewer holds tokens.
         let neededBlocks = (maxModelLen + configuration.blockSize - 1) / configuration.blockSize
-        if neededBlocks > blocks {
+        if neededBlocks > blocks - 1 {
             let gib = 1024.0 * 1024 * 1024
             let blockBytes = costModel.kvBytesPerBlock(blockSize: configuration.blockSize)
             let needed = String(format: "%.2f", Double(neededBlocks) * blockBytes / gib)
             let available = String(format: "%.2f", Double(blocks) * blockBytes / gib)
-            throw ProfileError("To serve at least one request with the models's max seq len (\(maxModelLen)), (\(needed) GiB KV cache is needed, which is larger than the available KV cache memory (\(available) GiB). Based on the available memory, the estimated maximum model length is \(blocks * configuration.blockSize). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
+            throw ProfileError("To serve at least one request with the models's max seq len (\(maxModelLen)), (\(needed) GiB KV cache is needed, which is larger than the available KV cache memory (\(available) GiB). Based on the available memory, the estimated maximum model length is \((blocks - 1) * configuration.blockSize). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
         }
         engineConfig = EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: maxModelLen,

@@ -102,6 +102,8 @@ struct JSONParser {
     init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     mutating func parseDocument() throws(JSONParseError) -> JSONValue {
+        // A UTF-8 byte-order mark is skipped, as json.loads does for bytes.
+        if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF { index = 3 }
         skipWhitespace()
         let value = try parseValue()
         skipWhitespace()
@@ -139,6 +141,10 @@ struct JSONParser {
         case UInt8(ascii: "t") where matches("true"): index += 4; return .bool(true)
         case UInt8(ascii: "f") where matches("false"): index += 5; return .bool(false)
         case UInt8(ascii: "n") where matches("null"): index += 4; return .null
+        // Python's json also reads these three.
+        case UInt8(ascii: "N") where matches("NaN"): index += 3; return .double(.nan)
+        case UInt8(ascii: "I") where matches("Infinity"): index += 8; return .double(.infinity)
+        case UInt8(ascii: "-") where matches("-Infinity"): index += 9; return .double(-.infinity)
         case UInt8(ascii: "-") where isDigit(index + 1): return try parseNumber()
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw fail("Expecting value")
@@ -286,12 +292,12 @@ struct JSONParser {
                 case UInt8(ascii: "r"): scalars.append(0x0D)
                 case UInt8(ascii: "t"): scalars.append(0x09)
                 case UInt8(ascii: "u"):
-                    var code = try parseHex4(escapeStart: escapeStart)
+                    var code = try parseHex4(escapeStart: escapeStart + 1)
                     if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count,
                        bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
                         let save = index
                         index += 2
-                        let low = try parseHex4(escapeStart: save)
+                        let low = try parseHex4(escapeStart: save + 1)
                         if (0xDC00..<0xE000).contains(low) {
                             code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                         } else {

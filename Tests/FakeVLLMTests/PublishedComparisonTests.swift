@@ -17,6 +17,16 @@ import Testing
         configuration.maxModelLen = 2048
         #expect(try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.maxModelLen == 2048)
     }
+
+    /// vLLM's null block holds no tokens: a max_model_len that needs every block does not fit.
+    @Test func theNullBlockDoesNotCount() throws {
+        var configuration = ServerConfiguration()
+        let blocks = try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.numGPUBlocks
+        configuration.maxModelLen = blocks * 16
+        #expect(throws: ProfileError.self) { try EngineSetup(configuration, profiles: LiveServer.profiles) }
+        configuration.maxModelLen = (blocks - 1) * 16
+        #expect(try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.numGPUBlocks == blocks)
+    }
 }
 
 @Suite struct PublishedComparisonTests {

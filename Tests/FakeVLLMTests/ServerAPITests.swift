@@ -182,6 +182,40 @@ import Testing
         #expect(stopped["usage"]?["completion_tokens"] == .integer(3))
     }
 
+    @Test func streamsHoldBackTextThatCouldStartAStopString() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let body = #"{"prompt":"x","max_tokens":6,"ignore_eos":true,"seed":5,"stop":["never-appears"]"#
+        let whole = try #require(try await live.request("/v1/completions", body: body + "}").json?["choices"]?.array?.first?["text"]?.string)
+        let stream = try await live.request("/v1/completions", body: body + #","stream":true}"#)
+        let texts = stream.body.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: {") }
+            .compactMap { try? JSONValue.parse(String($0.dropFirst(6))) }
+            .compactMap { $0["choices"]?.array?.first?["text"]?.string }
+        #expect(texts.count == 6)
+        #expect(texts.joined() == whole)
+        // The last 12 bytes (the longest stop string minus one) only arrive with the final chunk.
+        #expect(texts.last!.utf8.count >= min(12, whole.utf8.count))
+    }
+
+    @Test func stopsAsVLLMChecksThem() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        // max_tokens is checked before EOS, so a one-token answer always ends "length".
+        for seed in 0..<20 {
+            let json = try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":1,"seed":\#(seed)}"#).json
+            #expect(json?["choices"]?.array?.first?["finish_reason"] == .string("length"))
+        }
+        let kept = try #require(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":50,"ignore_eos":true,"stop":[" "],"include_stop_str_in_output":true}"#).json)
+        #expect(kept["choices"]?.array?.first?["text"] == .string(" "))
+        var bad = HTTPClientRequest(url: live.base + "/v1/completions")
+        bad.method = .POST
+        bad.headers.add(name: "content-type", value: "application/json")
+        bad.body = .bytes(ByteBuffer(bytes: Array(#"{"prompt":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)))
+        let response = try await HTTPClient.shared.execute(bad, timeout: .seconds(10))
+        #expect(response.status.code == 400)
+        #expect(String(buffer: try await response.body.collect(upTo: 4096)).contains("There was an error parsing the body"))
+    }
+
     @Test func oversizedBodyGets413() async throws {
         let live = try await LiveServer.start { $0.maxBodyBytes = 1024 }
         defer { Task { try? await live.stop() } }
@@ -281,6 +315,30 @@ import Testing
         let truncated = try await raw(live.server.port, "POST /v1/completions HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
         #expect(truncated.hasPrefix("HTTP/1.1 400"))
         #expect(try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":2}"#).status == 200)
+    }
+
+    /// uvicorn closes an HTTP/1.0 connection after its response, keep-alive or not, so a
+    /// stream's end is the connection's end.
+    @Test func http10StreamEndsWithTheConnection() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let body = #"{"prompt":"x","max_tokens":3,"stream":true}"#
+        let request = "POST /v1/completions HTTP/1.0\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: live.server.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let received = try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: request))
+            var text = ""
+            for try await chunk in inbound { text += String(buffer: chunk) }  // ends when the server closes
+            return text
+        }
+        // uvicorn answers HTTP/1.1 with chunked framing even to a 1.0 client, and closes.
+        #expect(received.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(received.contains("connection: close"))
+        #expect(received.contains("data: [DONE]\n\n"))
+        #expect(received.hasSuffix("0\r\n\r\n"))
     }
 
     @Test func pipelinedRequestsAnswerInOrder() async throws {

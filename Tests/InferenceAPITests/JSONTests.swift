@@ -22,6 +22,16 @@ import Testing
         #expect(error.offset == offset)
     }
 
+    @Test func readsWhatPythonReads() throws {
+        #expect(try JSONValue.parse("\u{FEFF}[NaN, Infinity, -Infinity]")["x"] == nil)
+        guard case .array(let values) = try JSONValue.parse("\u{FEFF}[NaN, Infinity, -Infinity]") else { Issue.record("not an array"); return }
+        #expect(values.count == 3)
+        #expect(values[1] == .double(.infinity) && values[2] == .double(-.infinity))
+        if case .double(let nan) = values[0] { #expect(nan.isNaN) } else { Issue.record("NaN not read") }
+        let error = try #require(throws: JSONParseError.self) { try JSONValue.parse(#""\u12""#) }
+        #expect(error.reason == "Invalid \\uXXXX escape" && error.offset == 2)
+    }
+
     @Test func keepsKeyOrderAndLoneSurrogates() throws {
         let value = try JSONValue.parse(#"{"z":1,"a":"\ud800","z":2}"#)
         guard case .object(let fields) = value else { Issue.record("not an object"); return }

@@ -77,44 +77,60 @@ final class EngineDriver: @unchecked Sendable {
     }
 
     private func runSteps() {
-        let tickStart = NIODeadline.now()
+        let burstStart = self.burstStart ?? NIODeadline.now()
+        self.burstStart = burstStart
         while true {
             guard let outcome = engine.step(now: max(now, lastStepEnd)) else {
-                stepInFlight = false
+                stop()
                 return
             }
             lastStepEnd = outcome.end
             // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
             metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
-            if outcome.duration > 0 {
-                // The step's emulated time passes on a timer, during which I/O is served.
-                loop.scheduleTask(in: .nanoseconds(Int64(outcome.duration / timeScale * 1e9))) {
+            let overBudget = NIODeadline.now() - burstStart > Self.inlineBudget
+            if outcome.duration > 0 || overBudget {
+                // The step's emulated time passes on a timer, during which I/O is served; a burst
+                // that ran long waits at least `stepYield`, however short the step.
+                var delay = TimeAmount.nanoseconds(Int64(min(outcome.duration / timeScale, 86_400) * 1e9))
+                if overBudget {
+                    delay = max(delay, Self.stepYield)
+                    self.burstStart = nil
+                }
+                loop.scheduleTask(in: delay) {
                     self.deliver(outcome)
                     self.continueStepping(after: outcome)
                 }
                 return
             }
             deliver(outcome)
-            guard outcome.scheduledTokens > 0, engine.hasWork else {
+            guard makesProgress(outcome), engine.hasWork else {
                 continueStepping(after: outcome)
-                return
-            }
-            if NIODeadline.now() - tickStart > Self.inlineBudget {
-                loop.scheduleTask(in: Self.stepYield) { self.runSteps() }
                 return
             }
         }
     }
 
-    /// A step that could schedule nothing waits for the next submit or abort instead of
-    /// spinning (the engine is sized so one request always fits; this is a backstop).
+    /// When the current burst of back-to-back steps began (nil after a yield).
+    private var burstStart: NIODeadline?
+
+    /// Whether stepping again can change anything: a step that scheduled nothing and preempted
+    /// nothing will be followed by the same empty step until a submit or an abort.
+    private func makesProgress(_ outcome: StepOutcome) -> Bool {
+        outcome.scheduledTokens > 0 || outcome.preemptions > 0
+    }
+
     private func continueStepping(after outcome: StepOutcome) {
-        if outcome.scheduledTokens > 0, engine.hasWork {
+        if makesProgress(outcome), engine.hasWork {
             runSteps()
         } else {
-            stepInFlight = false
-            scheduleStep()
+            stop()
         }
+    }
+
+    /// Idle until `submit` or `abort` arms the loop again.
+    private func stop() {
+        stepInFlight = false
+        burstStart = nil
     }
 
     private func deliver(_ outcome: StepOutcome) {

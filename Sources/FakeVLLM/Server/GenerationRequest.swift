@@ -25,6 +25,7 @@ struct GenerationRequest {
     var stop: [String] = []
     var stopTokenIDs: [Int] = []
     var ignoreEOS = false
+    var includeStopStringInOutput = false
     var minTokens = 0
     var seed: Int?
     var echo = false
@@ -52,15 +53,16 @@ struct GenerationRequest {
         model = try reader.string("model")
         stream = try reader.bool("stream") ?? false
         if let options = body["stream_options"], options != .null {
+            // vLLM's before-validator tests the raw value's Python truth, ahead of its type.
+            guard stream || !Self.isTruthy(options) else {
+                throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Stream options can only be defined when `stream=True`.", input: body)
+            }
             guard case .object(let fields) = options else {
                 throw APIError.validation(kind: "model_type", location: ["body", "stream_options"], message: "Input should be a valid dictionary or instance of StreamOptions", input: options)
             }
-            // vLLM's check tests the raw value's truth, so an empty object passes.
-            guard stream || fields.isEmpty else {
-                throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Stream options can only be defined when `stream=True`.", input: body)
-            }
             let optionReader = FieldReader(body: options, path: ["stream_options"])
-            includeUsage = try optionReader.bool("include_usage") ?? true
+            // include_usage defaults to True once stream_options is given; an explicit null is None.
+            includeUsage = fields["include_usage"] == nil ? true : (try optionReader.bool("include_usage") ?? false)
             continuousUsageStats = try optionReader.bool("continuous_usage_stats") ?? false
         }
         switch kind {
@@ -102,6 +104,7 @@ struct GenerationRequest {
         }
         stopTokenIDs = try reader.integerList("stop_token_ids") ?? []
         ignoreEOS = try reader.bool("ignore_eos") ?? false
+        includeStopStringInOutput = try reader.bool("include_stop_str_in_output") ?? false
         minTokens = try reader.integer("min_tokens") ?? 0
         seed = try reader.integer("seed")
         echo = try reader.bool("echo") ?? false
@@ -112,6 +115,19 @@ struct GenerationRequest {
         presencePenalty = try reader.number("presence_penalty")
         frequencyPenalty = try reader.number("frequency_penalty")
         repetitionPenalty = try reader.number("repetition_penalty")
+    }
+
+    /// Python's truth of a JSON value (what vLLM's `if data.get(...)` tests).
+    static func isTruthy(_ value: JSONValue) -> Bool {
+        switch value {
+        case .null: false
+        case .bool(let flag): flag
+        case .integer(let number): number != 0
+        case .double(let number): number != 0
+        case .string(let text): !text.isEmpty
+        case .array(let items): !items.isEmpty
+        case .object(let fields): !fields.isEmpty
+        }
     }
 
     /// vLLM's `SamplingParams` checks, in its order, for the effective max_tokens.
@@ -130,7 +146,8 @@ struct GenerationRequest {
         guard minTokens >= 0 else { throw fail("min_tokens must be greater than or equal to 0, got \(minTokens).") }
         guard minTokens <= maxTokens else { throw fail("min_tokens must be less than or equal to max_tokens=\(maxTokens), got \(minTokens).") }
         if stop.contains(where: \.isEmpty) { throw fail("stop cannot contain an empty string.") }
-        if let value = temperature, value < 1e-5, n > 1 { throw fail("n must be 1 when using greedy sampling, got \(n).") }
+        // vLLM raises temperatures in (0, 0.01) to 0.01, so only 0 means greedy.
+        if temperature == 0, n > 1 { throw fail("n must be 1 when using greedy sampling, got \(n).") }
     }
 
     private static func completionPrompts(_ value: JSONValue?) throws(APIError) -> [Prompt] {

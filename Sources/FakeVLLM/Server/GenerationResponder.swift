@@ -11,6 +11,8 @@ final class GenerationResponder: SequenceSink {
         var sequenceID: RequestID
         var promptIndex: Int
         var emitted = 0
+        /// Bytes of the text already streamed.
+        var shownBytes = 0
         var finished: FinishReason?
         var cachedTokens = 0
     }
@@ -161,8 +163,10 @@ final class GenerationResponder: SequenceSink {
             SSE.endEvent(&buffer)
         }
         let plan = choice.plan
-        let startByte = choice.emitted > 0 ? plan.textEnds[choice.emitted - 1] : 0
-        let endByte = newTokens.isEmpty ? startByte : plan.textEnds[newTokens.upperBound - 1]
+        let startByte = choice.shownBytes
+        let endByte = newTokens.isEmpty
+            ? startByte : plan.visibleEnd(after: newTokens.upperBound - 1, finished: choice.finished != nil, shownBefore: startByte)
+        choices[index].shownBytes = endByte
         guard !newTokens.isEmpty || choice.finished != nil else { return }
         SSE.beginEvent(&buffer)
         writeEnvelopeStart(&buffer, chunk: true)

@@ -6,14 +6,12 @@ import NIOHTTP1
 final class ResponseWriter {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
-    private let version: HTTPVersion
     private let onEnd: () -> Void
     var allocator: ByteBufferAllocator { context.channel.allocator }
 
-    init(context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion = .http1_1, onEnd: @escaping () -> Void) {
+    init(context: ChannelHandlerContext, keepAlive: Bool, onEnd: @escaping () -> Void) {
         self.context = context
         self.keepAlive = keepAlive
-        self.version = version
         self.onEnd = onEnd
     }
 
@@ -24,7 +22,7 @@ final class ResponseWriter {
         if let contentLength { headers.add(name: "content-length", value: String(contentLength)) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
-        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
     }
 
     /// One chunk of a streamed body, flushed at once (one flush per engine step per stream).
@@ -87,9 +85,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             body = nil
             if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > router.maxBodyBytes {
                 refuseTooLarge(context: context, size: length)
-            } else if requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            } else if requestHead.method == .POST, requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 // As uvicorn: tell the client to send the body rather than make it wait.
-                context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: requestHead.version, status: .continue))), promise: nil)
+                context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
             }
         case .body(var chunk):
             guard !refusing else { return }
@@ -110,7 +108,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             // response's final write, so a response only clears the in-flight slot it owns.
             requestNumber += 1
             let number = requestNumber
-            let writer = ResponseWriter(context: context, keepAlive: requestHead.isKeepAlive, version: requestHead.version) { [weak self] in
+            // uvicorn answers in HTTP/1.1 and closes HTTP/1.0 connections after each response.
+            let keepAlive = requestHead.version.minor >= 1 && requestHead.isKeepAlive
+            let writer = ResponseWriter(context: context, keepAlive: keepAlive) { [weak self] in
                 if let self, self.inFlightNumber == number { self.inFlight = nil }
             }
             let responder = router.route(request, writer: writer)

@@ -14,6 +14,9 @@ struct OutputPlan {
     var finishReason: FinishReason
     /// vLLM's `stop_reason`: the matched stop string or token id; nil for EOS or length.
     var stopReason: JSONValue?
+    /// Bytes a stream holds back until the end, so a stop string split over tokens is never
+    /// sent in part (vLLM's `output_text_buffer_length`: the longest stop string minus one).
+    let streamHoldback: Int
     /// Seeds the made-up log probabilities, so they repeat with the output.
     private let logprobSeed: UInt64
 
@@ -23,19 +26,22 @@ struct OutputPlan {
         var ignoreEOS: Bool
         var stop: [String]
         var stopTokenIDs: [Int]
+        var includeStopStringInOutput = false
     }
 
     init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
         logprobSeed = generator.next()
+        streamHoldback = limits.includeStopStringInOutput ? 0 : max(0, (limits.stop.map(\.utf8.count).max() ?? 0) - 1)
         // Where the model emits EOS, unless ignore_eos: drawn from the model's length
         // distribution, never before min_tokens (vLLM masks EOS until then). EOS counts as a
-        // generated token and adds no text.
+        // generated token and adds no text. vLLM tests max_tokens before EOS, so EOS as the
+        // max_tokens-th token still finishes "length"; it is drawn only before that.
         var eosIndex: Int?
         if !limits.ignoreEOS {
             let drawn = generator.nextLogNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma)
             let position = drawn.isFinite ? Int(min(drawn, Double(limits.maxTokens)).rounded()) : limits.maxTokens
             let atLeast = max(limits.minTokens, position)
-            if atLeast < limits.maxTokens { eosIndex = atLeast }
+            if atLeast < limits.maxTokens - 1 { eosIndex = atLeast }
         }
         let length = eosIndex.map { $0 + 1 } ?? limits.maxTokens
         tokens = []
@@ -53,23 +59,29 @@ struct OutputPlan {
                 reason = .stop
                 break
             }
-            let roll = generator.next()
-            let id: Int
-            if index > 0, roll % 13 == 0 {
-                id = tokenizer.punctuationIDs[Int((roll >> 8) % UInt64(tokenizer.punctuationIDs.count))]
-            } else {
-                id = words[Int((roll >> 16) % UInt64(words.count))]
-            }
+            var id: Int
+            repeat {
+                let roll = generator.next()
+                if index > 0, roll % 13 == 0 {
+                    id = tokenizer.punctuationIDs[Int((roll >> 8) % UInt64(tokenizer.punctuationIDs.count))]
+                } else {
+                    id = words[Int((roll >> 16) % UInt64(words.count))]
+                }
+                // Stop tokens are masked until min_tokens, like EOS.
+            } while index < limits.minTokens && limits.stopTokenIDs.contains(id)
             let bytes = tokenizer.bytes(of: id)
             tokens.append(id)
             text.append(contentsOf: bytes)
             textEnds.append(text.count)
-            // Stops apply once the output is longer than min_tokens, as in vLLM.
+            // Stops apply once the output is longer than min_tokens, as in vLLM; a stop token
+            // that is also the max_tokens-th token finishes "length" (vLLM checks that first).
             guard index + 1 > limits.minTokens else { continue }
-            if limits.stopTokenIDs.contains(id) {
+            if index + 1 < limits.maxTokens, limits.stopTokenIDs.contains(id) {
                 // A stop token counts as generated; the detokenizer leaves its text out.
-                text.removeLast(bytes.count)
-                textEnds[index] = text.count
+                if !limits.includeStopStringInOutput {
+                    text.removeLast(bytes.count)
+                    textEnds[index] = text.count
+                }
                 reason = .stop
                 stopReason = .integer(id)
                 break
@@ -77,31 +89,36 @@ struct OutputPlan {
             if let cut = Self.stopMatch(limits.stop, in: text, newBytes: bytes.count) {
                 reason = .stop
                 stopReason = .string(cut.stop)
-                text.removeSubrange(cut.at...)
-                textEnds = textEnds.map { min($0, cut.at) }
+                let end = limits.includeStopStringInOutput ? cut.at + cut.stop.utf8.count : cut.at
+                text.removeSubrange(end...)
+                textEnds = textEnds.map { min($0, end) }
                 break
             }
         }
         finishReason = reason
     }
 
-    /// The earliest stop string ending within the bytes just added.
+    /// Bytes of `text` a stream may show once token `index` is out: everything at the end,
+    /// otherwise all but the held-back tail.
+    func visibleEnd(after index: Int, finished: Bool, shownBefore: Int) -> Int {
+        guard index >= 0 else { return 0 }
+        if finished { return textEnds[textEnds.count - 1] }
+        return max(shownBefore, min(textEnds[index] - streamHoldback, textEnds[textEnds.count - 1]))
+    }
+
+    /// The first stop string, in the request's order, that ends within the bytes just added
+    /// (vLLM's detokenizer checks them in order and takes the first that matches).
     private static func stopMatch(_ stops: [String], in text: [UInt8], newBytes: Int) -> (stop: String, at: Int)? {
-        var best: (stop: String, at: Int)?
         for stop in stops where !stop.isEmpty {
             let needle = Array(stop.utf8)
-            let searchFrom = max(0, text.count - newBytes - needle.count + 1)
             guard text.count >= needle.count else { continue }
-            var start = searchFrom
+            var start = max(0, text.count - newBytes - needle.count + 1)
             while start + needle.count <= text.count {
-                if text[start..<(start + needle.count)].elementsEqual(needle) {
-                    if best == nil || start < best!.at { best = (stop, start) }
-                    break
-                }
+                if text[start..<(start + needle.count)].elementsEqual(needle) { return (stop, start) }
                 start += 1
             }
         }
-        return best
+        return nil
     }
 
     /// The sampled token of position `index` and `count − 1` alternatives, most likely first,

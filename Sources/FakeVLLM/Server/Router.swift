@@ -121,17 +121,18 @@ final class Router: @unchecked Sendable {
             if lora != nil, setup.engineConfig.maxLoras == 0 {
                 throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
             }
+            // Every prompt's length first, then the sampling parameters (vLLM renders all prompts
+            // before it builds any SamplingParams).
             for prompt in request.prompts {
                 let tokens: [Int]
                 switch prompt {
                 case .text(let text): tokens = tokenizer.encode(text, addSpecialTokens: true)
                 case .tokens(let ids): tokens = ids
                 }
-                let maxTokens = try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind)
-                try request.validateSampling(maxTokens: maxTokens)
                 prompts.append(tokens)
-                maxTokensPerPrompt.append(maxTokens)
+                maxTokensPerPrompt.append(try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind))
             }
+            for maxTokens in maxTokensPerPrompt { try request.validateSampling(maxTokens: maxTokens) }
         } catch {
             writer.respond(error)
             return nil
@@ -164,10 +165,13 @@ final class Router: @unchecked Sendable {
             for _ in 0..<request.n {
                 // A request seed makes its output repeat exactly; without one, the server's
                 // --seed and arrival order decide.
-                var sequenceGenerator = SplitMix64(seed: request.seed.map { UInt64(bitPattern: Int64($0)) &+ UInt64(sequences.count) } ?? generator.next())
+                // (seed -1 means "no seed", as in vLLM.)
+                let seed = request.seed.flatMap { $0 == -1 ? nil : UInt64(bitPattern: Int64($0)) &+ UInt64(sequences.count) }
+                var sequenceGenerator = SplitMix64(seed: seed ?? generator.next())
                 let plan = OutputPlan(
                     limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
-                                  stop: request.stop, stopTokenIDs: request.stopTokenIDs),
+                                  stop: request.stop, stopTokenIDs: request.stopTokenIDs,
+                                  includeStopStringInOutput: request.includeStopStringInOutput),
                     lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer)
                 let sequence = EngineRequest(
                     id: driver.makeRequestID(), promptTokens: tokens, plannedOutput: plan.tokens, finishReason: plan.finishReason,
@@ -248,6 +252,11 @@ final class Router: @unchecked Sendable {
     private func parseBody(_ body: ByteBuffer) throws(APIError) -> JSONValue {
         guard body.readableBytes > 0 else {
             throw APIError.validation(kind: "missing", location: ["body"], message: "Field required", input: nil)
+        }
+        // Bytes that are not UTF-8 fail before JSON parsing in FastAPI, with its generic message.
+        let isUTF8 = body.withUnsafeReadableBytes { String(validating: $0, as: UTF8.self) != nil }
+        guard isUTF8 else {
+            throw APIError(status: 400, type: "Bad Request", message: "There was an error parsing the body")
         }
         do {
             return try JSONValue.parse(body)
