@@ -37,7 +37,10 @@ let package = Package(
             ]
         ),
         // The inference gateway and endpoint picker (issue 3).
-        .target(name: "Gateway", dependencies: ["InferenceAPI"]),
+        .target(
+            name: "Gateway",
+            dependencies: ["InferenceAPI", .product(name: "Yams", package: "Yams")]
+        ),
         // Fleet, lifecycle, chaos, bench and sim (issues 4 and 5).
         .target(name: "FleetManager", dependencies: ["InferenceAPI", "FakeVLLM", "Gateway"]),
         .executableTarget(
@@ -48,6 +51,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway"]),
         .testTarget(
             name: "FakeVLLMTests",
             dependencies: [
