@@ -1,3 +1,4 @@
+import InferenceAPI
 import Foundation
 
 /// One engine driven in virtual time by a list of arrivals: what `benchmark_serving.py` would
