@@ -30,3 +30,14 @@ import Testing
         #expect(Prometheus.labels([("model_name", "a\"b"), ("engine", "0"), ("le", "+Inf")]) == #"{engine="0",le="+Inf",model_name="a\"b"}"#)
     }
 }
+
+@Suite struct XXHash64Tests {
+    /// Reference values from the `xxhash` Python package (the C library).
+    @Test(arguments: [
+        ("", UInt64(0), UInt64(0xEF46_DB37_51D8_E999)), ("a", 0, 0xD24E_C4F1_A98C_6E5B), ("abc", 0, 0x44BC_2CF5_AD77_0999),
+        ("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ", 0, 0xB35E_125D_D455_5E6D), ("hello world", 7, 0xE318_8F1F_1023_E4D0),
+    ])
+    func matchesTheReference(_ text: String, _ seed: UInt64, _ expected: UInt64) {
+        #expect(XXHash64.hash(Array(text.utf8), seed: seed) == expected)
+    }
+}

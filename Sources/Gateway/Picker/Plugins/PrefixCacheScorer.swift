@@ -1,0 +1,12 @@
+/// `prefix-cache-scorer`: matched prefix blocks / the request's blocks, from the match info the
+/// prefix producer put in the cycle state; 0 for a request under one block.
+public struct PrefixCacheScorer: Scorer {
+    public let typeName = "prefix-cache-scorer"
+    public init() {}
+
+    public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
+        let total = state.prefixHashes.count
+        guard total > 0 else { return indices.map { _ in 0 } }
+        return indices.map { Double(state.prefixMatches[candidates[$0].endpoint.address] ?? 0) / Double(total) }
+    }
+}

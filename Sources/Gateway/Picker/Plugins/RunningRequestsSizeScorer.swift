@@ -1,0 +1,9 @@
+/// `running-requests-size-scorer`: the queue scorer's min–max form over running requests.
+public struct RunningRequestsSizeScorer: Scorer {
+    public let typeName = "running-requests-size-scorer"
+    public init() {}
+
+    public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
+        minMaxScores(indices.map { candidates[$0].metrics.map { Double($0.runningRequestsSize) } })
+    }
+}

@@ -1,0 +1,97 @@
+@testable import Gateway
+import InferenceAPI
+import Testing
+
+func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, active: [String] = [], waiting: [String] = [], maxLora: Int = 0, at time: Double = 0) -> Candidate {
+    Candidate(
+        endpoint: Endpoint(address: "10.0.0.\(number):8000", podName: "pod-\(number)"),
+        metrics: EndpointMetrics(
+            waitingQueueSize: queue, runningRequestsSize: running, kvCacheUsage: kv, activeAdapters: active,
+            waitingAdapters: waiting, maxActiveAdapters: maxLora, updateTime: time))
+}
+
+@Suite struct ScorerTests {
+    @Test(arguments: [([0, 5, 10], [1.0, 0.5, 0.0]), ([3, 3, 3], [1.0, 1.0, 1.0])])
+    func queueScorerIsMinMax(_ queues: [Int], _ expected: [Double]) {
+        let candidates = queues.enumerated().map { candidate($0.offset, queue: $0.element) }
+        var state = CycleState(now: 0)
+        #expect(QueueScorer().score(SchedulingRequest(targetModel: "m"), candidates, Array(candidates.indices), &state) == expected)
+    }
+
+    @Test func loraAffinityScoresAsGIE() {
+        let candidates = [
+            candidate(1, active: ["sql"], maxLora: 2),                  // running there: 1
+            candidate(2, active: ["a"], maxLora: 2),                    // a free slot: 0.8
+            candidate(3, active: ["a", "b"], waiting: ["sql"], maxLora: 2), // waiting there: 0.6
+            candidate(4, active: ["a", "b"], maxLora: 2),               // full: 0
+        ]
+        var state = CycleState(now: 0)
+        #expect(LoRAAffinityScorer().score(SchedulingRequest(targetModel: "sql"), candidates, [0, 1, 2, 3], &state) == [1, 0.8, 0.6, 0])
+    }
+
+    @Test func utilizationDetectorSaturatesOnQueueKVOrStaleness() {
+        let detector = UtilizationDetector()
+        #expect(detector.saturation([candidate(1, queue: 0, kv: 0.4, at: 10)], now: 10.1) == 0.5)
+        #expect(detector.saturation([candidate(1, queue: 10, at: 10)], now: 10.1) == 2)
+        // Metrics older than 200 ms count as saturated.
+        #expect(detector.saturation([candidate(1, at: 10)], now: 10.3) == 1)
+        // As a filter it drops saturated endpoints, unless that would drop them all.
+        var state = CycleState(now: 0)
+        let candidates = [candidate(1, queue: 9), candidate(2, queue: 1)]
+        #expect(detector.filter(SchedulingRequest(targetModel: "m"), candidates, [0, 1], &state) == [1])
+        #expect(detector.filter(SchedulingRequest(targetModel: "m"), [candidate(1, queue: 9)], [0], &state) == [0])
+    }
+}
+
+@Suite struct SchedulerTests {
+    @Test func defaultProfilePrefersTheShortQueueAndEmptyCache() throws {
+        var scheduler = try Scheduler(config: .default, seed: 1)
+        let candidates = [candidate(1, queue: 8, kv: 0.7), candidate(2, queue: 0, kv: 0.1), candidate(3, queue: 4, kv: 0.4)]
+        let picked = scheduler.schedule(SchedulingRequest(targetModel: "m"), candidates: candidates, now: 0)
+        #expect(picked?.first?.address == "10.0.0.2:8000")
+    }
+
+    @Test func aRepeatedLongPrefixStaysOnOneEndpoint() throws {
+        var scheduler = try Scheduler(config: .default, seed: 7)
+        let candidates = (1...4).map { candidate($0) }
+        let prompt = String(repeating: "You are a helpful assistant for a shop that sells bicycles. ", count: 20)
+        var targets: Set<String> = []
+        for question in 0..<20 {
+            let request = SchedulingRequest(targetModel: "m", prefixText: prompt + "Question \(question)?")
+            targets.insert(try #require(scheduler.schedule(request, candidates: candidates, now: 0)?.first?.address))
+        }
+        #expect(targets.count == 1)
+        // Equal loads and no shared prefix: ties break at random, so short prompts spread.
+        var spread: Set<String> = []
+        for question in 0..<40 {
+            spread.insert(try #require(scheduler.schedule(SchedulingRequest(targetModel: "m", prefixText: "q\(question)"), candidates: candidates, now: 0)?.first?.address))
+        }
+        #expect(spread.count > 1)
+    }
+
+    @Test func prefixHashesChainWithXXHash64() {
+        let index = PrefixIndex(blockSizeTokens: 1)  // 4-character blocks
+        let hashes = index.hashes(model: "m", text: "abcdefgh!")
+        #expect(hashes.count == 2)
+        var first = Array("abcd".utf8)
+        withUnsafeBytes(of: XXHash64.hash(Array("m".utf8)).littleEndian) { first.append(contentsOf: $0) }
+        #expect(hashes[0] == XXHash64.hash(first))
+    }
+
+    @Test func roundRobinBaselineRotates() throws {
+        var config = EndpointPickerConfig()
+        config.plugins = [.init(name: "round-robin-picker", type: "round-robin-picker", parameters: nil)]
+        config.profiles = [.init(name: "default", plugins: [.init(pluginRef: "round-robin-picker", weight: nil)])]
+        var scheduler = try Scheduler(config: config)
+        let candidates = (1...3).map { candidate($0) }
+        let picks = (0..<6).compactMap { _ in scheduler.schedule(SchedulingRequest(targetModel: "m"), candidates: candidates, now: 0)?.first?.podName }
+        #expect(picks == ["pod-1", "pod-2", "pod-3", "pod-1", "pod-2", "pod-3"])
+    }
+
+    @Test func unemulatedPluginsAreRefusedByName() {
+        var config = EndpointPickerConfig()
+        config.plugins = [.init(name: "latency-scorer", type: "latency-scorer", parameters: nil)]
+        config.profiles = [.init(name: "default", plugins: [.init(pluginRef: "latency-scorer", weight: 1)])]
+        #expect { try Scheduler(config: config) } throws: { String(describing: $0).contains("\"latency-scorer\" is not emulated yet") }
+    }
+}
