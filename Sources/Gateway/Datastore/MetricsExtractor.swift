@@ -1,0 +1,108 @@
+import InferenceAPI
+
+/// Where a model server keeps the values the picker needs: GIE's model-server protocol
+/// (docs/proposals/003, gie-epp.md §3.2). Each entry is a selector `name{label="value",…}`;
+/// an empty one means "not exposed". Chosen per endpoint by the pod label
+/// `inference.networking.k8s.io/engine-type`; unlabelled pods are vLLM.
+public struct MetricsMapping: Sendable, Equatable {
+    public var queuedRequests: String
+    public var runningRequests: String
+    public var kvCacheUsage: String
+    public var lora: String
+    public var cacheInfo: String
+
+    public static let engineLabel = "inference.networking.k8s.io/engine-type"
+
+    public static let vllm = MetricsMapping(
+        queuedRequests: "vllm:num_requests_waiting", runningRequests: "vllm:num_requests_running",
+        kvCacheUsage: "vllm:kv_cache_usage_perc", lora: "vllm:lora_requests_info", cacheInfo: "vllm:cache_config_info")
+    public static let sglang = MetricsMapping(
+        queuedRequests: "sglang:num_queue_reqs", runningRequests: "sglang:num_running_reqs",
+        kvCacheUsage: "sglang:token_usage", lora: "", cacheInfo: "sglang:cache_config_info")
+    public static let trtllmServe = MetricsMapping(
+        queuedRequests: "trtllm_num_requests_waiting", runningRequests: "trtllm_num_requests_running",
+        kvCacheUsage: "trtllm_kv_cache_utilization", lora: "", cacheInfo: "")
+    public static let tritonTensorRTLLM = MetricsMapping(
+        queuedRequests: #"nv_trt_llm_request_metrics{request_type="waiting"}"#,
+        runningRequests: #"nv_trt_llm_request_metrics{request_type="scheduled"}"#,
+        kvCacheUsage: #"nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}"#, lora: "", cacheInfo: "")
+
+    /// The mapping for an engine-type label value (nil or unknown: vLLM).
+    public static func forEngine(_ engine: String?) -> MetricsMapping {
+        switch engine {
+        case "sglang": sglang
+        case "trtllm-serve": trtllmServe
+        case "triton-tensorrt-llm": tritonTensorRTLLM
+        default: vllm
+        }
+    }
+}
+
+/// Why a scrape could not be turned into metrics.
+public struct MetricsExtractionError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+}
+
+/// Turns a `/metrics` body into the picker's view of an endpoint, as GIE's
+/// `core-metrics-extractor` does.
+public enum MetricsExtractor {
+    public static func extract(_ text: String, mapping: MetricsMapping = .vllm, now: Double) throws -> EndpointMetrics {
+        let samples = try Prometheus.parse(text)
+        func value(_ selector: String) throws -> Double? {
+            guard !selector.isEmpty else { return nil }
+            let (name, labels) = parseSelector(selector)
+            let sample = samples.first { sample in
+                sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value }
+            }
+            guard let sample else {
+                throw MetricsExtractionError(description: "metric family \(selector) not found")
+            }
+            return sample.value
+        }
+        var metrics = EndpointMetrics(updateTime: now)
+        metrics.waitingQueueSize = Int(try value(mapping.queuedRequests) ?? 0)
+        metrics.runningRequestsSize = Int(try value(mapping.runningRequests) ?? 0)
+        metrics.kvCacheUsage = try value(mapping.kvCacheUsage) ?? 0
+        if !mapping.lora.isEmpty {
+            // One series per label set ever seen; the value is when it was set: the newest wins.
+            let (name, _) = parseSelector(mapping.lora)
+            if let newest = samples.filter({ $0.name == name }).max(by: { $0.value < $1.value }) {
+                metrics.maxActiveAdapters = Int(newest.labels["max_lora"] ?? "") ?? 0
+                metrics.activeAdapters = split(newest.labels["running_lora_adapters"])
+                metrics.waitingAdapters = split(newest.labels["waiting_lora_adapters"])
+            }
+        }
+        if !mapping.cacheInfo.isEmpty, let info = samples.first(where: { $0.name == parseSelector(mapping.cacheInfo).name }) {
+            metrics.blockSize = Int(info.labels["block_size"] ?? info.labels["page_size"] ?? "")
+            metrics.numGPUBlocks = Int(info.labels["num_gpu_blocks"] ?? info.labels["num_pages"] ?? "")
+        }
+        return metrics
+    }
+
+    /// `name{a="b",c="d"}` → the name and the label constraints.
+    static func parseSelector(_ selector: String) -> (name: String, labels: [String: String]) {
+        guard let open = selector.firstIndex(of: "{"), selector.hasSuffix("}") else { return (selector, [:]) }
+        let name = String(selector[..<open])
+        let body = selector[selector.index(after: open)..<selector.index(before: selector.endIndex)]
+        var labels: [String: String] = [:]
+        for pair in body.split(separator: ",") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            labels[parts[0].trimmingCharacters(in: " ")] = parts[1].trimmingCharacters(in: " \"")
+        }
+        return (name, labels)
+    }
+
+    private static func split(_ list: String?) -> [String] {
+        (list ?? "").split(separator: ",").map { String($0) }.filter { !$0.isEmpty }
+    }
+}
+
+private extension Substring {
+    func trimmingCharacters(in characters: String) -> String {
+        var view = self
+        while let first = view.first, characters.contains(first) { view.removeFirst() }
+        while let last = view.last, characters.contains(last) { view.removeLast() }
+        return String(view)
+    }
+}
