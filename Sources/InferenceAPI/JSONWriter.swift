@@ -5,21 +5,7 @@ import NIOCore
 extension ByteBuffer {
     /// Appends `text` as a quoted, escaped JSON string.
     public mutating func writeJSONString(_ text: some StringProtocol) {
-        writeInteger(UInt8(ascii: "\""))
-        var pendingStart = text.utf8.startIndex
-        let utf8 = text.utf8
-        var position = utf8.startIndex
-        while position != utf8.endIndex {
-            let byte = utf8[position]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
-                writeBytes(utf8[pendingStart..<position])
-                writeEscaped(byte)
-                pendingStart = utf8.index(after: position)
-            }
-            position = utf8.index(after: position)
-        }
-        writeBytes(utf8[pendingStart..<position])
-        writeInteger(UInt8(ascii: "\""))
+        writeJSONString(utf8: text.utf8)
     }
 
     /// Appends UTF-8 bytes as a quoted, escaped JSON string, with no `String` in between.
