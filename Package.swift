@@ -32,6 +32,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Yams", package: "Yams"),
             ]
@@ -39,7 +40,13 @@ let package = Package(
         // The inference gateway and endpoint picker (issue 3).
         .target(
             name: "Gateway",
-            dependencies: ["InferenceAPI", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "InferenceAPI",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         // Fleet, lifecycle, chaos, bench and sim (issues 4 and 5).
         .target(name: "FleetManager", dependencies: ["InferenceAPI", "FakeVLLM", "Gateway"]),
@@ -51,7 +58,11 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway"]),
+        // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "FakeVLLM", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(
             name: "FakeVLLMTests",
             dependencies: [

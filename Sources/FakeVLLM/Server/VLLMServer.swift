@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -13,13 +14,19 @@ public final class VLLMServer: Sendable {
     public let port: Int
     private let channel: Channel
     private let router: Router
+    /// Open client connections, so stopping the server ends them too (as a killed pod would).
+    private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
 
-    private init(configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router) {
+    private init(
+        configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router,
+        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
+    ) {
         self.configuration = configuration
         self.setup = setup
         self.port = port
         self.channel = channel
         self.router = router
+        self.connections = connections
     }
 
     /// Resolves profiles, builds the engine and binds. With `--startup-delay`, /health is 503
@@ -42,12 +49,16 @@ public final class VLLMServer: Sendable {
                 timeScale: configuration.timeScale)
             return Router(configuration: configuration, setup: setup, driver: driver)
         }.get()
+        let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
         let channel = try await ServerBootstrap(group: group, childGroup: loop)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let key = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[key] = channel }
+                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(HTTPHandler(router: router))
                 }
@@ -57,12 +68,17 @@ public final class VLLMServer: Sendable {
         if configuration.startupDelay > 0 {
             loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.markReady() }
         }
-        return VLLMServer(configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel, router: router)
+        return VLLMServer(
+            configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel,
+            router: router, connections: connections)
     }
 
-    /// Stops accepting connections.
+    /// Stops accepting connections and closes the open ones (their requests end abruptly).
     public func stop() async throws {
         try await channel.close()
+        for connection in connections.withLockedValue({ Array($0.values) }) {
+            try? await connection.close()
+        }
     }
 
     /// Waits until the listening socket closes.

@@ -1,0 +1,104 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// An endpoint as discovery reports it: a pod's address on one target port, its labels and
+/// whether the pod is Ready.
+public struct DiscoveredEndpoint: Sendable, Equatable {
+    public var endpoint: Endpoint
+    public var labels: [String: String]
+    public var ready: Bool
+
+    public init(endpoint: Endpoint, labels: [String: String] = [:], ready: Bool = true) {
+        self.endpoint = endpoint
+        self.labels = labels
+        self.ready = ready
+    }
+}
+
+/// The gateway's view of a pool: the endpoints discovery reports and what each last reported on
+/// `/metrics`, scraped every `scrapeInterval` (GIE: 50 ms). An endpoint that is not Ready, or
+/// whose last good scrape is older than `stalenessThreshold` (GIE: 200 ms), is not a candidate.
+/// Confined to one event loop; the data plane on the same loop reads `candidates(now:)` with no
+/// locking.
+public final class Datastore: @unchecked Sendable {
+    public let loop: EventLoop
+    public let scrapeInterval: TimeAmount
+    public let stalenessThreshold: Double
+    private let client: HTTPClient
+    private let origin = NIODeadline.now()
+    private var endpoints: [String: Entry] = [:]
+    private var scrapeTask: RepeatedTask?
+
+    struct Entry {
+        var discovered: DiscoveredEndpoint
+        var metrics: EndpointMetrics?
+        var scrapeInFlight = false
+    }
+
+    public init(loop: EventLoop, client: HTTPClient = .shared, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2) {
+        self.loop = loop
+        self.client = client
+        self.scrapeInterval = scrapeInterval
+        self.stalenessThreshold = stalenessThreshold
+    }
+
+    /// Seconds since the datastore started (the clock metrics are stamped with).
+    public var now: Double { Double((NIODeadline.now() - origin).nanoseconds) / 1e9 }
+
+    /// Replaces the endpoint set (a static list, or a discovery watch's latest view).
+    public func update(_ discovered: [DiscoveredEndpoint]) {
+        loop.preconditionInEventLoop()
+        var next: [String: Entry] = [:]
+        for item in discovered {
+            var entry = endpoints[item.endpoint.address] ?? Entry(discovered: item)
+            entry.discovered = item
+            next[item.endpoint.address] = entry
+        }
+        endpoints = next
+    }
+
+    /// Ready endpoints with fresh metrics, ordered by address.
+    public func candidates(now: Double) -> [Candidate] {
+        loop.preconditionInEventLoop()
+        return endpoints.values
+            .filter { $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true }
+            .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
+            .sorted { $0.endpoint.address < $1.endpoint.address }
+    }
+
+    /// Starts scraping every endpoint each interval; a scrape still running is not doubled.
+    public func start() {
+        scrapeTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: scrapeInterval) { [weak self] _ in
+            self?.scrapeAll()
+        }
+    }
+
+    public func stop() {
+        scrapeTask?.cancel()
+        scrapeTask = nil
+    }
+
+    private func scrapeAll() {
+        for (address, entry) in endpoints where entry.discovered.ready && !entry.scrapeInFlight {
+            endpoints[address]?.scrapeInFlight = true
+            let mapping = MetricsMapping.forEngine(entry.discovered.labels[MetricsMapping.engineLabel])
+            var request = HTTPClientRequest(url: "http://\(address)/metrics")
+            request.method = .GET
+            let client = self.client
+            let future = loop.makeFutureWithTask {
+                let response = try await client.execute(request, timeout: .seconds(1))
+                guard response.status == .ok else { throw MetricsExtractionError(description: "HTTP \(response.status.code)") }
+                return String(buffer: try await response.body.collect(upTo: 8 * 1024 * 1024))
+            }
+            future.whenComplete { [weak self] result in
+                guard let self else { return }
+                self.endpoints[address]?.scrapeInFlight = false
+                guard case .success(let text) = result,
+                      let metrics = try? MetricsExtractor.extract(text, mapping: mapping, now: self.now) else { return }
+                self.endpoints[address]?.metrics = metrics
+            }
+        }
+    }
+}
