@@ -95,3 +95,31 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
         #expect { try Scheduler(config: config) } throws: { String(describing: $0).contains("\"latency-scorer\" is not emulated yet") }
     }
 }
+
+@Suite struct LegacyDecisionTreeTests {
+    let tree = LegacyDecisionTree()
+
+    func run(_ candidates: [Candidate], priority: Int, model: String = "m") -> [String] {
+        var state = CycleState(now: 0, seed: 1)
+        return tree.filter(SchedulingRequest(targetModel: model, priority: priority), candidates, Array(candidates.indices), &state)
+            .map { candidates[$0].endpoint.podName }
+    }
+
+    @Test func sheddableRequestsNeedARoomyPod() {
+        #expect(run([candidate(1, queue: 6), candidate(2, kv: 0.9)], priority: -1).isEmpty)
+        #expect(run([candidate(1, queue: 6), candidate(2, queue: 2, kv: 0.5)], priority: -1) == ["pod-2"])
+        // The same pods still serve a request that is not sheddable.
+        #expect(!run([candidate(1, queue: 6), candidate(2, kv: 0.9)], priority: 0).isEmpty)
+    }
+
+    @Test func prefersTheAdapterThenTheShortQueueThenTheEmptyCache() {
+        let candidates = [
+            candidate(1, queue: 3, kv: 0.2, active: ["sql"], maxLora: 2),
+            candidate(2, queue: 0, kv: 0.1, active: ["a", "b"], maxLora: 2),
+            candidate(3, queue: 9, kv: 0.1, active: ["sql"], maxLora: 2),
+        ]
+        #expect(run(candidates, priority: 0, model: "sql") == ["pod-1"])
+        // Without adapters in play the shortest queue, then the least KV, wins.
+        #expect(run([candidate(1, queue: 0, kv: 0.5), candidate(2, queue: 0, kv: 0.1), candidate(3, queue: 7)], priority: 0) == ["pod-2"])
+    }
+}

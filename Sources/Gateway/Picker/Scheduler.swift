@@ -25,7 +25,7 @@ public struct Scheduler: Sendable {
     /// The picked endpoints (target first, then fallbacks), or nil when nothing fits (GIE: 429).
     /// The prefix index learns that the target was sent this request's blocks.
     public mutating func schedule(_ request: SchedulingRequest, candidates: [Candidate], now: Double) -> [Endpoint]? {
-        var state = CycleState(now: now)
+        var state = CycleState(now: now, seed: generator.next())
         if let index = prefixIndex {
             // GIE's approx-prefix-cache-producer, before scheduling.
             state.prefixHashes = index.hashes(model: request.targetModel, text: request.prefixText)
@@ -92,6 +92,12 @@ enum PluginRegistry {
                     capacityPerEndpoint: try parameters.int("lruCapacityPerServer", fail) ?? 31_250)
                 scorers.append((PrefixCacheScorer(), ref.weight ?? 1))
             case "utilization-detector": filters.append(try utilizationDetector(plugin, fail))
+            case "decision-tree-filter":
+                filters.append(LegacyDecisionTree(
+                    queueingThresholdLoRA: try parameters.int("queueingThresholdLoRA", fail) ?? 128,
+                    loraAffinityThreshold: try parameters.number("loraAffinityThreshold", fail) ?? 0.999,
+                    queueThresholdCritical: try parameters.int("queueThresholdCritical", fail) ?? 5,
+                    kvCacheThreshold: try parameters.number("kvCacheThreshold", fail) ?? 0.8))
             case "max-score-picker": picker = MaxScorePicker(maxNumOfEndpoints: try parameters.int("maxNumOfEndpoints", fail) ?? 1)
             case "random-picker": picker = RandomPicker(maxNumOfEndpoints: try parameters.int("maxNumOfEndpoints", fail) ?? 1)
             case "weighted-random-picker": picker = WeightedRandomPicker(maxNumOfEndpoints: try parameters.int("maxNumOfEndpoints", fail) ?? 1)

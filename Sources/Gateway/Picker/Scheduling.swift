@@ -82,8 +82,13 @@ public struct CycleState: Sendable {
     /// Matched prefix blocks per endpoint address (GIE's `PrefixCacheMatchInfo`).
     public var prefixMatches: [String: Int] = [:]
     public var now: Double
+    /// For filters that decide at random (the legacy LoRA soft affinity).
+    public var random: SplitMix64
 
-    public init(now: Double) { self.now = now }
+    public init(now: Double, seed: UInt64 = 0) {
+        self.now = now
+        self.random = SplitMix64(seed: seed)
+    }
 }
 
 /// Keeps the candidates that may serve the request. Returns indices into `candidates`.
