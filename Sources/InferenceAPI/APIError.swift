@@ -75,6 +75,34 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         return out
     }
 
+    /// The envelope as Python's `json.dumps` writes it (spaces after separators, ASCII only):
+    /// how vLLM sends an error inside a stream that has already started.
+    public func pythonJSON() -> String {
+        #"{"error": {"message": \#(Self.pythonJSONString(message)), "type": \#(Self.pythonJSONString(type)), "param": "#
+            + (param.map(Self.pythonJSONString) ?? "null") + #", "code": \#(status)}}"#
+    }
+
+    /// A string as `json.dumps` quotes it: `\uXXXX` for control and non-ASCII characters.
+    static func pythonJSONString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value > 0x7E:
+                for unit in String(scalar).utf16 {
+                    let hex = String(unit, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                }
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
     /// The envelope as JSON bytes.
     public func body(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 96 + message.utf8.count)

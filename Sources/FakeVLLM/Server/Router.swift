@@ -142,7 +142,7 @@ final class Router: @unchecked Sendable {
                 // As vLLM: the stream has started (200), so the error is an event before [DONE].
                 var body = ByteBuffer()
                 SSE.beginEvent(&body)
-                body.writeString(#"{"error": {"message": \#(Self.pythonJSONString(error.message)), "type": "\#(error.type)", "param": null, "code": \#(error.status)}}"#)
+                body.writeString(error.pythonJSON())
                 SSE.endEvent(&body)
                 SSE.writeDone(&body)
                 writer.respond(status: .ok, contentType: SSE.contentType, body: body)
@@ -197,24 +197,6 @@ final class Router: @unchecked Sendable {
             }
         }
         return nil
-    }
-
-    /// A string as Python's `json.dumps` writes it (ASCII only, `\uXXXX` escapes).
-    static func pythonJSONString(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value > 0x7E:
-                for unit in String(scalar).utf16 { out += String(format: "\\u%04x", unit) }
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 
     /// vLLM 0.11.0's context-length checks; returns the effective max_tokens (the request's,
