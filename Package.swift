@@ -22,7 +22,7 @@ let package = Package(
         // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text.
         .target(
             name: "InferenceAPI",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         // The emulated vLLM server: engine core, timing model, HTTP driver.
         .target(
@@ -45,6 +45,8 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
@@ -61,7 +63,10 @@ let package = Package(
         // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "FakeVLLM", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "Gateway", "FakeVLLM", .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         .testTarget(
             name: "FakeVLLMTests",

@@ -6,5 +6,5 @@ struct Understudy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "understudy",
         abstract: "The Kubernetes inference-gateway stack on a laptop, with no GPU.",
-        subcommands: [Serve.self, Profiles.self])
+        subcommands: [Serve.self, GatewayCommand.self, Profiles.self])
 }

@@ -5,7 +5,7 @@ import NIOHTTP1
 /// One /v1/completions or /v1/chat/completions request in flight: its `n` choices per prompt,
 /// each an engine sequence. It writes the SSE chunks as tokens arrive, or the whole JSON body
 /// once every choice has finished, in vLLM's shapes.
-final class GenerationResponder: SequenceSink {
+final class GenerationResponder: SequenceSink, InFlightResponse {
     struct Choice {
         var plan: OutputPlan
         var sequenceID: RequestID

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// vLLM 0.11.0's OpenAI-compatible routes over the engine driver. Everything runs on the
 /// engine's event loop (connections are accepted onto it), so no state here is shared
 /// across threads.
-final class Router: @unchecked Sendable {
+final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// The vLLM release whose wire behaviour this server reproduces.
     static let vllmVersion = "0.11.0"
 
@@ -41,8 +41,8 @@ final class Router: @unchecked Sendable {
     func markReady() { ready = true }
 
     /// Serves one request; returns the responder when the response outlives this call.
-    func route(_ request: IncomingRequest, writer: ResponseWriter) -> GenerationResponder? {
-        let path = request.path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.path
+    func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+        let path = String(request.path)
         if let key = configuration.apiKey, path.hasPrefix("/v1"), request.method != .OPTIONS {
             let given = request.headers.first(name: "authorization") ?? ""
             let parts = given.split(separator: " ", maxSplits: 1)

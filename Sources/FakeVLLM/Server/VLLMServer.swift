@@ -1,4 +1,5 @@
 import Foundation
+import InferenceAPI
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -60,7 +61,7 @@ public final class VLLMServer: Sendable {
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(router: router))
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: router))
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

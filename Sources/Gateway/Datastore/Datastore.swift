@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -20,16 +21,16 @@ public struct DiscoveredEndpoint: Sendable, Equatable {
 /// The gateway's view of a pool: the endpoints discovery reports and what each last reported on
 /// `/metrics`, scraped every `scrapeInterval` (GIE: 50 ms). An endpoint that is not Ready, or
 /// whose last good scrape is older than `stalenessThreshold` (GIE: 200 ms), is not a candidate.
-/// Confined to one event loop; the data plane on the same loop reads `candidates(now:)` with no
-/// locking.
-public final class Datastore: @unchecked Sendable {
+/// Scrapes run on `loop`; the data plane reads candidates from any event loop under a lock held
+/// only to copy a few values.
+public final class Datastore: Sendable {
     public let loop: EventLoop
     public let scrapeInterval: TimeAmount
     public let stalenessThreshold: Double
     private let client: HTTPClient
     private let origin = NIODeadline.now()
-    private var endpoints: [String: Entry] = [:]
-    private var scrapeTask: RepeatedTask?
+    private let endpoints = NIOLockedValueBox<[String: Entry]>([:])
+    private let scrapeTask = NIOLockedValueBox<RepeatedTask?>(nil)
 
     struct Entry {
         var discovered: DiscoveredEndpoint
@@ -49,43 +50,67 @@ public final class Datastore: @unchecked Sendable {
 
     /// Replaces the endpoint set (a static list, or a discovery watch's latest view).
     public func update(_ discovered: [DiscoveredEndpoint]) {
-        loop.preconditionInEventLoop()
-        var next: [String: Entry] = [:]
-        for item in discovered {
-            var entry = endpoints[item.endpoint.address] ?? Entry(discovered: item)
-            entry.discovered = item
-            next[item.endpoint.address] = entry
+        endpoints.withLockedValue { endpoints in
+            var next: [String: Entry] = [:]
+            for item in discovered {
+                var entry = endpoints[item.endpoint.address] ?? Entry(discovered: item)
+                entry.discovered = item
+                next[item.endpoint.address] = entry
+            }
+            endpoints = next
         }
-        endpoints = next
     }
 
     /// Ready endpoints with fresh metrics, ordered by address.
     public func candidates(now: Double) -> [Candidate] {
-        loop.preconditionInEventLoop()
-        return endpoints.values
-            .filter { $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true }
-            .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
-            .sorted { $0.endpoint.address < $1.endpoint.address }
+        let stalenessThreshold = self.stalenessThreshold
+        return endpoints.withLockedValue { endpoints in
+            endpoints.values
+                .filter { $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true }
+                .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
+        }.sorted { $0.endpoint.address < $1.endpoint.address }
+    }
+
+    /// Every Ready endpoint, fresh metrics or not: what a gateway failing open picks from.
+    public func readyEndpoints() -> [Endpoint] {
+        endpoints.withLockedValue { $0.values.filter(\.discovered.ready).map(\.discovered.endpoint) }
+            .sorted { $0.address < $1.address }
+    }
+
+    /// The data plane could not connect to an endpoint: it stops being a candidate until a
+    /// scrape succeeds again, rather than waiting for its metrics to go stale.
+    public func reportConnectFailure(_ address: String) {
+        endpoints.withLockedValue { $0[address]?.metrics = nil }
     }
 
     /// Starts scraping every endpoint each interval; a scrape still running is not doubled.
     public func start() {
-        scrapeTask = loop.scheduleRepeatedTask(initialDelay: .zero, delay: scrapeInterval) { [weak self] _ in
+        let task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: scrapeInterval) { [weak self] _ in
             self?.scrapeAll()
         }
+        scrapeTask.withLockedValue { $0 = task }
     }
 
     public func stop() {
-        scrapeTask?.cancel()
-        scrapeTask = nil
+        scrapeTask.withLockedValue {
+            $0?.cancel()
+            $0 = nil
+        }
     }
 
     private func scrapeAll() {
-        for (address, entry) in endpoints where entry.discovered.ready && !entry.scrapeInFlight {
-            endpoints[address]?.scrapeInFlight = true
-            let mapping = MetricsMapping.forEngine(entry.discovered.labels[MetricsMapping.engineLabel])
-            var request = HTTPClientRequest(url: "http://\(address)/metrics")
-            request.method = .GET
+        let due: [DiscoveredEndpoint] = endpoints.withLockedValue { endpoints in
+            var due: [DiscoveredEndpoint] = []
+            for (address, entry) in endpoints where entry.discovered.ready && !entry.scrapeInFlight {
+                endpoints[address]?.scrapeInFlight = true
+                due.append(entry.discovered)
+            }
+            return due
+        }
+        for discovered in due {
+            let address = discovered.endpoint.address
+            let mapping = MetricsMapping.forEngine(discovered.labels[MetricsMapping.engineLabel])
+            let request = HTTPClientRequest(url: "http://\(address)/metrics")
             let client = self.client
             let future = loop.makeFutureWithTask {
                 let response = try await client.execute(request, timeout: .seconds(1))
@@ -94,10 +119,12 @@ public final class Datastore: @unchecked Sendable {
             }
             future.whenComplete { [weak self] result in
                 guard let self else { return }
-                self.endpoints[address]?.scrapeInFlight = false
-                guard case .success(let text) = result,
-                      let metrics = try? MetricsExtractor.extract(text, mapping: mapping, now: self.now) else { return }
-                self.endpoints[address]?.metrics = metrics
+                var metrics: EndpointMetrics?
+                if case .success(let text) = result { metrics = try? MetricsExtractor.extract(text, mapping: mapping, now: self.now) }
+                self.endpoints.withLockedValue { endpoints in
+                    endpoints[address]?.scrapeInFlight = false
+                    if let metrics { endpoints[address]?.metrics = metrics }
+                }
             }
         }
     }

@@ -1,13 +1,13 @@
-import InferenceAPI
 import NIOCore
 import NIOHTTP1
 
 /// Writes one HTTP response on a connection. Confined to the connection's event loop.
-final class ResponseWriter {
+public final class ResponseWriter {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
     private let onEnd: () -> Void
-    var allocator: ByteBufferAllocator { context.channel.allocator }
+    public var allocator: ByteBufferAllocator { context.channel.allocator }
+    public var eventLoop: EventLoop { context.eventLoop }
 
     init(context: ChannelHandlerContext, keepAlive: Bool, onEnd: @escaping () -> Void) {
         self.context = context
@@ -16,21 +16,38 @@ final class ResponseWriter {
     }
 
     /// Starts a response; a nil content type sends none (vLLM's /health and LoRA routes).
-    func writeHead(status: HTTPResponseStatus, contentType: String?, contentLength: Int?, extraHeaders: [(String, String)] = []) {
+    public func writeHead(status: HTTPResponseStatus, contentType: String?, contentLength: Int?, extraHeaders: [(String, String)] = []) {
         var headers = HTTPHeaders()
         if let contentType { headers.add(name: "content-type", value: contentType) }
         if let contentLength { headers.add(name: "content-length", value: String(contentLength)) }
-        if !keepAlive { headers.add(name: "connection", value: "close") }
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
+        writeHead(status: status, headers: headers)
+    }
+
+    /// Starts a response with the given headers (a body without `content-length` is sent
+    /// chunked); `connection: close` is added when the connection will not be kept.
+    public func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders) {
+        var headers = headers
+        if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
         context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
     }
 
-    /// One chunk of a streamed body, flushed at once (one flush per engine step per stream).
-    func writeBody(_ buffer: ByteBuffer) {
-        context.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
+    /// One chunk of a streamed body, flushed at once unless told otherwise (then `flush()`).
+    public func writeBody(_ buffer: ByteBuffer, flush: Bool = true) {
+        let part = NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer)))
+        if flush { context.writeAndFlush(part, promise: nil) } else { context.write(part, promise: nil) }
     }
 
-    func writeBodyAndEnd(_ buffer: ByteBuffer) {
+    public func flush() { context.flush() }
+
+    /// Ends the connection at once, mid-response: how an HTTP/1.1 server says a response with a
+    /// known length will not be completed.
+    public func abort() {
+        context.close(promise: nil)
+        onEnd()
+    }
+
+    public func writeBodyAndEnd(_ buffer: ByteBuffer) {
         if buffer.readableBytes > 0 {
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
         }
@@ -43,41 +60,61 @@ final class ResponseWriter {
     }
 
     /// A complete response with a body.
-    func respond(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, extraHeaders: [(String, String)] = []) {
+    public func respond(status: HTTPResponseStatus, contentType: String?, body: ByteBuffer, extraHeaders: [(String, String)] = []) {
         writeHead(status: status, contentType: contentType, contentLength: body.readableBytes, extraHeaders: extraHeaders)
         writeBodyAndEnd(body)
     }
 
-    func respond(_ error: APIError) {
-        respond(status: HTTPResponseStatus(statusCode: error.status), contentType: "application/json", body: error.body(allocator: allocator))
+    public func respond(_ error: APIError, extraHeaders: [(String, String)] = []) {
+        respond(status: HTTPResponseStatus(statusCode: error.status), contentType: "application/json", body: error.body(allocator: allocator), extraHeaders: extraHeaders)
     }
 }
 
 /// What a route needs to know about the request it serves.
-struct IncomingRequest {
-    var method: HTTPMethod
-    var path: String
-    var headers: HTTPHeaders
-    var body: ByteBuffer
+public struct IncomingRequest {
+    public var method: HTTPMethod
+    /// The request target as sent, query included.
+    public var uri: String
+    public var headers: HTTPHeaders
+    public var body: ByteBuffer
+    public var version: HTTPVersion
+
+    /// The URI without its query.
+    public var path: Substring { uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(uri) }
 }
 
-/// The HTTP/1.1 connection handler: collects a request (refusing bodies over the limit with
-/// 413), hands it to the router, and aborts the request in flight when the client goes away.
-final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// A response still being written after `route` returned; cancelled when the client goes away.
+public protocol InFlightResponse: AnyObject {
+    var isDone: Bool { get }
+    func cancel()
+}
 
-    private let router: Router
+/// Serves whole requests: what `HTTPRequestHandler` hands each collected request to.
+public protocol HTTPRequestRouter: AnyObject {
+    /// Bodies above this are refused with 413.
+    var maxBodyBytes: Int { get }
+    /// Serves one request; returns the response when it outlives this call.
+    func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)?
+}
+
+/// The HTTP/1.1 connection handler shared by the emulated server and the gateway: collects a
+/// request (refusing bodies over the limit with 413), hands it to the router, and cancels the
+/// response in flight when the client goes away.
+public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: any HTTPRequestRouter
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var refusing = false
-    private var inFlight: GenerationResponder?
+    private var inFlight: (any InFlightResponse)?
     private var inFlightNumber = 0
     private var requestNumber = 0
 
-    init(router: Router) { self.router = router }
+    public init(router: any HTTPRequestRouter) { self.router = router }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
@@ -100,8 +137,8 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard !refusing, let requestHead = head else { return }
             let request = IncomingRequest(
-                method: requestHead.method, path: requestHead.uri, headers: requestHead.headers,
-                body: body ?? context.channel.allocator.buffer(capacity: 0))
+                method: requestHead.method, uri: requestHead.uri, headers: requestHead.headers,
+                body: body ?? context.channel.allocator.buffer(capacity: 0), version: requestHead.version)
             head = nil
             body = nil
             // The pipeline handler may hand over the next pipelined request from inside this
@@ -130,13 +167,13 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             message: "Request body of \(size) bytes exceeds the limit of \(router.maxBodyBytes) bytes.", param: nil))
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         inFlight?.cancel()
         inFlight = nil
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
         // A malformed request or a reset: this connection ends, the server goes on.
         inFlight?.cancel()
         inFlight = nil

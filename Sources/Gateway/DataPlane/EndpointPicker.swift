@@ -1,0 +1,72 @@
+import InferenceAPI
+import NIOConcurrencyHelpers
+
+/// GIE's endpoint picker (the EPP) for one pool, as the data plane calls it: the director over
+/// the datastore's candidates. Shared by every event loop; the director's state (prefix index,
+/// round-robin position, random draws) sits behind one lock held only while it decides.
+public final class EndpointPicker: Sendable {
+    public let pool: InferencePool
+    public let datastore: Datastore
+    public let metrics: GatewayMetrics
+    private let director: NIOLockedValueBox<Director>
+    /// False emulates the picker being unreachable: requests then follow the pool's failureMode.
+    private let reachable = NIOLockedValueBox(true)
+
+    public init(pool: InferencePool, director: Director, datastore: Datastore, metrics: GatewayMetrics) {
+        self.pool = pool
+        self.datastore = datastore
+        self.metrics = metrics
+        self.director = NIOLockedValueBox(director)
+    }
+
+    public var isReachable: Bool {
+        get { reachable.withLockedValue { $0 } }
+        set { reachable.withLockedValue { $0 = newValue } }
+    }
+
+    /// Where an inference request goes. `subset` is the `x-gateway-destination-endpoint-subset`
+    /// hint; `excluding` the endpoints a retry must avoid.
+    func decide(_ request: InferenceRequest, subset: Set<String>?, excluding: Set<String> = []) -> RoutingDecision {
+        guard isReachable else { return failureModeDecision(request.model) }
+        let now = datastore.now
+        var candidates = datastore.candidates(now: now)
+        if let subset {
+            candidates.removeAll { !subset.contains($0.endpoint.address) }
+            if candidates.isEmpty {
+                return .reject(status: 503, code: "ServiceUnavailable", message: "no pods available in the endpoint subset")
+            }
+        }
+        if !excluding.isEmpty { candidates.removeAll { excluding.contains($0.endpoint.address) } }
+        let started = ContinuousClock.now
+        let decision = director.withLockedValue { $0.decide(request, candidates: candidates, now: now) }
+        metrics.observeScheduling(started.duration(to: .now), decision: decision, namespace: pool.namespace)
+        return decision
+    }
+
+    /// A request without an inference body (a GET, or another path): GIE sends it to a random
+    /// candidate.
+    func pickAny(excluding: Set<String> = []) -> Endpoint? {
+        let candidates = isReachable ? datastore.candidates(now: datastore.now).map(\.endpoint) : datastore.readyEndpoints()
+        return candidates.filter { !excluding.contains($0.address) }.randomElement()
+    }
+
+    /// The data plane could not reach an endpoint.
+    func reportConnectFailure(_ address: String) {
+        datastore.reportConnectFailure(address)
+    }
+
+    /// The picker is down: FailOpen forwards the request unchanged to a Ready endpoint of the
+    /// gateway's choosing; FailClose drops it with 500, Envoy's reply when an ext_proc server
+    /// fails and `failure_mode_allow` is off.
+    private func failureModeDecision(_ model: String?) -> RoutingDecision {
+        switch pool.failureMode {
+        case .failClose:
+            return .reject(status: 500, code: "Internal", message: "endpoint picker unavailable and the pool's failureMode is FailClose")
+        case .failOpen:
+            guard let endpoint = datastore.readyEndpoints().randomElement() else {
+                return .reject(status: 503, code: "ServiceUnavailable", message: "no healthy endpoints in pool \(pool.name)")
+            }
+            return .route(endpoints: [endpoint], targetModel: model ?? "", clientModel: model ?? "", priority: 0)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import InferenceAPI
+import NIOCore
+import NIOHTTP1
+
+/// How the data plane behaves, whatever the pool.
+public struct DataPlaneConfiguration: Sendable {
+    /// Request bodies above this get 413.
+    public var maxBodyBytes = 16 * 1024 * 1024
+    public var connectTimeout: TimeAmount = .seconds(5)
+    /// The longest an upstream may stay silent, before its first byte or between two; then
+    /// the client gets 504, or an SSE error event mid-stream.
+    public var upstreamTimeout: TimeAmount = .seconds(300)
+    /// Endpoints tried per request while nothing has reached the client.
+    public var maxAttempts = 3
+
+    public init() {}
+}
+
+/// What every exchange on one event loop shares.
+struct GatewayContext {
+    let picker: EndpointPicker
+    let pool: UpstreamPool
+    let configuration: DataPlaneConfiguration
+}
+
+/// The gateway's routes on one event loop: inference requests go through the endpoint picker,
+/// everything else to a random candidate, as GIE does with a headers-only request.
+final class GatewayRouter: HTTPRequestRouter {
+    let context: GatewayContext
+    var maxBodyBytes: Int { context.configuration.maxBodyBytes }
+
+    /// The paths whose body the picker reads (GIE's openai-parser).
+    static let inferencePaths: Set<Substring> = ["/v1/completions", "/v1/chat/completions"]
+    /// Headers that steer the picker and are not forwarded (GIE strips them).
+    static let controlHeaders = [
+        "x-gateway-inference-objective", "x-gateway-model-name-rewrite", "x-gateway-destination-endpoint-subset",
+        "x-gateway-inference-fairness-id",
+    ]
+    static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"]
+
+    init(context: GatewayContext) { self.context = context }
+
+    func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+        let subset = request.headers.first(name: "x-gateway-destination-endpoint-subset").map {
+            Set($0.split(separator: ",").map { String($0.filter { $0 != " " }) })
+        }
+        var route = ProxyExchange.Route(clientModel: nil, targetModel: nil, priority: 0, endpoints: [], inference: nil, subset: subset)
+        var body = request.body
+        if request.method == .POST, Self.inferencePaths.contains(request.path) {
+            let inference: InferenceRequest
+            switch Self.parse(request) {
+            case .success(let parsed): inference = parsed
+            case .failure(let error):
+                context.picker.metrics.requestRejected(nil, nil, code: error.type)
+                writer.respond(error)
+                return nil
+            }
+            switch context.picker.decide(inference, subset: subset) {
+            case .reject(let status, let code, let message):
+                context.picker.metrics.requestRejected(inference.model, nil, code: code)
+                writer.respond(APIError(status: status, type: code, message: "inference error: \(code) - \(message)"))
+                return nil
+            case .route(let endpoints, let targetModel, let clientModel, let priority):
+                route = ProxyExchange.Route(
+                    clientModel: clientModel, targetModel: targetModel, priority: priority, endpoints: endpoints, inference: inference,
+                    subset: subset)
+                if targetModel != clientModel, let rewritten = JSONSplice.replacingTopLevelString("model", with: targetModel, in: body) {
+                    body = rewritten
+                }
+            }
+        } else if let endpoint = context.picker.pickAny() {
+            route.endpoints = [endpoint]
+        } else {
+            writer.respond(APIError(
+                status: 503, type: "ServiceUnavailable", message: "inference error: ServiceUnavailable - no healthy endpoints in pool \(context.picker.pool.name)"))
+            return nil
+        }
+        var headers = request.headers
+        for name in Self.controlHeaders + Self.hopByHop { headers.remove(name: name) }
+        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        if request.method == .GET || request.method == .HEAD, body.readableBytes == 0 { headers.remove(name: "content-length") }
+        let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.uri, headers: headers)
+        let exchange = ProxyExchange(context: context, writer: writer, head: head, body: body, route: route)
+        exchange.start()
+        return exchange.isDone ? nil : exchange
+    }
+
+    /// The body as the picker reads it: JSON with a `model`, and the text prefix caching is
+    /// judged on (a completion's prompt, or a chat's messages as compact JSON).
+    static func parse(_ request: IncomingRequest) -> Result<InferenceRequest, APIError> {
+        let value: JSONValue
+        do {
+            value = try JSONValue.parse(request.body)
+        } catch {
+            return .failure(APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - error unmarshaling request body: \(error)"))
+        }
+        guard case .object(let object) = value else {
+            return .failure(APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - request body is not a JSON object"))
+        }
+        var model: String?
+        if case .string(let name)? = object["model"] { model = name }
+        var prefix = ""
+        if request.path == "/v1/chat/completions" {
+            if let messages = object["messages"] {
+                var buffer = ByteBuffer()
+                buffer.writeJSON(messages)
+                prefix = String(buffer: buffer)
+            }
+        } else {
+            switch object["prompt"] {
+            case .string(let text)?: prefix = text
+            case .array(let items)?: prefix = items.compactMap { if case .string(let text) = $0 { text } else { nil } }.joined()
+            default: break
+            }
+        }
+        return .success(InferenceRequest(
+            model: model, objectiveHeader: request.headers.first(name: "x-gateway-inference-objective"),
+            modelRewriteHeader: request.headers.first(name: "x-gateway-model-name-rewrite"), prefixText: prefix))
+    }
+}

@@ -1,0 +1,164 @@
+import InferenceAPI
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The running gateway for one InferencePool: the HTTP/1.1 data plane on `port`, the endpoint
+/// picker over a datastore that scrapes the pool's endpoints, and GIE's metrics on
+/// `metricsPort`. Each event loop keeps its own upstream connections, so a request stays on the
+/// thread that accepted it.
+public final class GatewayServer: Sendable {
+    public let picker: EndpointPicker
+    public let port: Int
+    public let metricsPort: Int?
+    private let channels: [Channel]
+    private let pools: NIOLockedValueBox<[UpstreamPoolBox]>
+    private let watch = NIOLockedValueBox<Task<Void, Error>?>(nil)
+
+    /// An upstream pool travels to its own event loop only.
+    struct UpstreamPoolBox: @unchecked Sendable { let pool: UpstreamPool }
+
+    private init(picker: EndpointPicker, port: Int, metricsPort: Int?, channels: [Channel], pools: [UpstreamPoolBox]) {
+        self.picker = picker
+        self.port = port
+        self.metricsPort = metricsPort
+        self.channels = channels
+        self.pools = NIOLockedValueBox(pools)
+    }
+
+    /// Builds the picker for `poolName` (the only pool when nil) from the resources, binds the
+    /// data plane and the metrics listener, and starts scraping `endpoints`.
+    public static func start(
+        resources: GatewayResources, poolName: String? = nil, endpoints: [DiscoveredEndpoint] = [], host: String = "127.0.0.1",
+        port: Int = 8080, metricsPort: Int? = nil, configuration: DataPlaneConfiguration = DataPlaneConfiguration(),
+        group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0
+    ) async throws -> GatewayServer {
+        let pool = try selectPool(resources, poolName)
+        let scheduler = try Scheduler(config: resources.pickerConfig ?? .default, seed: seed)
+        let datastore = Datastore(loop: group.next())
+        let metrics = GatewayMetrics(poolName: pool.name, datastore: datastore)
+        let picker = EndpointPicker(
+            pool: pool, director: Director(resources: resources, pool: pool, scheduler: scheduler, seed: seed), datastore: datastore,
+            metrics: metrics)
+        datastore.update(endpoints)
+        datastore.start()
+
+        var routers: [ObjectIdentifier: GatewayRouter] = [:]
+        var pools: [UpstreamPoolBox] = []
+        for loop in group.makeIterator() {
+            let upstream = UpstreamPool(loop: loop, connectTimeout: configuration.connectTimeout)
+            routers[ObjectIdentifier(loop)] = GatewayRouter(context: GatewayContext(picker: picker, pool: upstream, configuration: configuration))
+            pools.append(UpstreamPoolBox(pool: upstream))
+        }
+        let routerByLoop = RouterTable(routers: routers)
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: routerByLoop.router(for: channel.eventLoop)))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        var channels = [channel]
+        var boundMetricsPort: Int?
+        if let metricsPort {
+            let metricsChannel = try await MetricsListener.bind(host: host, port: metricsPort, metrics: metrics, group: group)
+            channels.append(metricsChannel)
+            boundMetricsPort = metricsChannel.localAddress?.port
+        }
+        return GatewayServer(picker: picker, port: channel.localAddress?.port ?? port, metricsPort: boundMetricsPort, channels: channels, pools: pools)
+    }
+
+    /// Waits until the data plane's listener closes.
+    public func waitUntilClosed() async throws {
+        try await channels[0].closeFuture.get()
+    }
+
+    /// The endpoint set changed (a discovery watch, or a static list).
+    public func update(_ endpoints: [DiscoveredEndpoint]) {
+        picker.datastore.update(endpoints)
+    }
+
+    /// Follows a pod source until stopped: the pool's selected pods become its endpoints.
+    public func follow(_ source: any PodSource) {
+        let pool = picker.pool
+        let task = Task { [picker] in
+            try await source.watch { pods in picker.datastore.update(pool.endpoints(from: pods)) }
+        }
+        watch.withLockedValue { $0 = task }
+    }
+
+    /// Stops listening, scraping and pooling; requests in flight end with their connections.
+    public func stop() async throws {
+        watch.withLockedValue { $0?.cancel() }
+        picker.datastore.stop()
+        for channel in channels { try await channel.close() }
+        for box in pools.withLockedValue({ $0 }) {
+            try await box.pool.loop.submit { box.pool.closeAll() }.get()
+        }
+    }
+
+    /// The pool named `name`, or the only one.
+    public static func selectPool(_ resources: GatewayResources, _ name: String?) throws -> InferencePool {
+        if let name {
+            guard let pool = resources.pools.first(where: { $0.name == name }) else {
+                throw GatewayStartError("no InferencePool named \"\(name)\" in the configuration")
+            }
+            return pool
+        }
+        guard resources.pools.count == 1, let pool = resources.pools.first else {
+            let names = resources.pools.map(\.name).joined(separator: ", ")
+            throw GatewayStartError(
+                resources.pools.isEmpty ? "the configuration has no InferencePool" : "several InferencePools (\(names)); choose one with --pool")
+        }
+        return pool
+    }
+
+    /// Each event loop's router; the table is built before the first connection and never changes.
+    struct RouterTable: @unchecked Sendable {
+        let routers: [ObjectIdentifier: GatewayRouter]
+        func router(for loop: EventLoop) -> GatewayRouter { routers[ObjectIdentifier(loop)]! }
+    }
+}
+
+/// Why the gateway cannot start with what it was given.
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Serves `/metrics` (GIE's EPP metrics port) and nothing else.
+enum MetricsListener {
+    static func bind(host: String, port: Int, metrics: GatewayMetrics, group: EventLoopGroup) async throws -> Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: MetricsRouter(metrics: metrics)))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+    }
+
+    final class MetricsRouter: HTTPRequestRouter {
+        let metrics: GatewayMetrics
+        let maxBodyBytes = 64 * 1024
+        init(metrics: GatewayMetrics) { self.metrics = metrics }
+
+        func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+            if request.method == .GET, request.path == "/metrics" {
+                writer.respond(status: .ok, contentType: Prometheus.contentType, body: metrics.render())
+            } else {
+                writer.respond(status: .notFound, contentType: "text/plain; charset=utf-8", body: ByteBuffer(string: "404 page not found\n"))
+            }
+            return nil
+        }
+    }
+}

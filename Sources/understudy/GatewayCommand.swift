@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import Gateway
+import NIOCore
+
+/// `understudy gateway`: the inference gateway with GIE's endpoint picker in front of
+/// vLLM-compatible servers, configured by GIE's Kubernetes resources.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway", abstract: "Run the inference gateway (GIE's endpoint picker) in front of vLLM-compatible servers.")
+
+    @Option(name: .customLong("config"), parsing: .upToNextOption,
+            help: "Kubernetes YAML files: InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, EndpointPickerConfig.")
+    var configFiles: [String]
+    @Option(help: "Endpoints as host:port (a bare host gets one endpoint per targetPort), comma-separated.") var endpoints: String
+    @Option(help: "The InferencePool to serve, when the files define several.") var pool: String?
+    @Option(help: "Host to bind.") var host = "0.0.0.0"
+    @Option(help: "Port of the OpenAI-compatible API.") var port = 8080
+    @Option(help: "Port of the EPP metrics (/metrics); 0 picks a free one.") var metricsPort = 9090
+    @Option(help: "Largest request body in bytes.") var maxBodyBytes = 16 * 1024 * 1024
+    @Option(help: "Seconds to wait for an upstream connection.") var connectTimeout = 5.0
+    @Option(help: "Seconds an upstream may stay silent (before its first byte or between two).") var upstreamTimeout = 300.0
+    @Option(help: "Endpoints tried per request while nothing has reached the client.") var maxAttempts = 3
+    @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
+
+    func validate() throws {
+        guard !configFiles.isEmpty else { throw ValidationError("--config needs at least one file") }
+        guard connectTimeout > 0, upstreamTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+    }
+
+    func run() async throws {
+        let resources: GatewayResources
+        do {
+            resources = try ManifestLoader.load(files: configFiles)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        var dataPlane = DataPlaneConfiguration()
+        dataPlane.maxBodyBytes = maxBodyBytes
+        dataPlane.connectTimeout = .nanoseconds(Int64(connectTimeout * 1e9))
+        dataPlane.upstreamTimeout = .nanoseconds(Int64(upstreamTimeout * 1e9))
+        dataPlane.maxAttempts = maxAttempts
+        let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
+        let server: GatewayServer
+        do {
+            let chosen = try GatewayServer.selectPool(resources, pool)
+            server = try await GatewayServer.start(
+                resources: resources, poolName: chosen.name, endpoints: chosen.endpoints(fromList: list), host: host, port: port,
+                metricsPort: metricsPort, configuration: dataPlane, seed: seed)
+        } catch let error as GatewayStartError {
+            throw ValidationError(error.description)
+        }
+        let picker = server.picker
+        print("understudy gateway: InferencePool \(picker.pool.name) (failureMode \(picker.pool.failureMode.rawValue)), \(list.count) endpoint(s)")
+        print("  picker: \(resources.pickerConfig == nil ? "GIE's default profile (queue 2, kv-cache 2, prefix 3)" : "EndpointPickerConfig from --config")")
+        print("  listening on http://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
+        FileHandle.standardOutput.synchronizeFile()
+        try await server.waitUntilClosed()
+    }
+}

@@ -1,0 +1,89 @@
+import AsyncHTTPClient
+import FakeVLLM
+import Foundation
+@testable import Gateway
+import InferenceAPI
+import NIOCore
+import NIOHTTP1
+
+/// FakeVLLM pods and a gateway in front of them, all on ephemeral loopback ports.
+struct GatewayStack {
+    var pods: [VLLMServer]
+    let gateway: GatewayServer
+    var base: String { "http://127.0.0.1:\(gateway.port)" }
+
+    static let poolYAML = """
+        apiVersion: inference.networking.k8s.io/v1
+        kind: InferencePool
+        metadata: {name: pool}
+        spec:
+          selector: {matchLabels: {app: vllm}}
+          targetPorts: [{number: 8000}]
+          endpointPickerRef: {name: epp, port: {number: 9002}}
+        """
+
+    static func start(
+        pods count: Int = 3, manifests: String = poolYAML, dataPlane: DataPlaneConfiguration = DataPlaneConfiguration(),
+        extraEndpoints: [String] = [], metricsPort: Int? = nil, pod configure: (Int, inout ServerConfiguration) -> Void = { _, _ in }
+    ) async throws -> GatewayStack {
+        var pods: [VLLMServer] = []
+        for index in 0..<count {
+            pods.append(try await DatastoreTests.pod { configure(index, &$0) })
+        }
+        var resources = GatewayResources()
+        try ManifestLoader.load(manifests, file: "test.yaml", into: &resources)
+        let endpoints = pods.enumerated().map { index, pod in
+            DiscoveredEndpoint(endpoint: Endpoint(address: "127.0.0.1:\(pod.port)", podName: "pod-\(index)"))
+        } + extraEndpoints.map { DiscoveredEndpoint(endpoint: Endpoint(address: $0, podName: $0)) }
+        let gateway = try await GatewayServer.start(
+            resources: resources, endpoints: endpoints, port: 0, metricsPort: metricsPort, configuration: dataPlane, seed: 7)
+        let stack = GatewayStack(pods: pods, gateway: gateway)
+        try await stack.waitForCandidates(count)
+        return stack
+    }
+
+    func address(of pod: Int) -> String { "127.0.0.1:\(pods[pod].port)" }
+
+    func stop() async {
+        try? await gateway.stop()
+        for pod in pods { try? await pod.stop() }
+    }
+
+    /// Waits until the picker sees `count` candidates (first scrapes done).
+    func waitForCandidates(_ count: Int) async throws {
+        for _ in 0..<200 {
+            if gateway.picker.datastore.candidates(now: gateway.picker.datastore.now).count == count { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw GatewayStartError("timed out waiting for \(count) candidates")
+    }
+
+    struct Response {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: String
+        var json: JSONValue? { try? JSONValue.parse(body) }
+        var servedBy: String? { headers.first(name: ProxyExchange.servedHeader) }
+    }
+
+    func post(_ path: String, _ body: String, headers: [(String, String)] = [], timeout: TimeAmount = .seconds(60)) async throws -> Response {
+        try await send(path, method: .POST, body: body, headers: headers, timeout: timeout)
+    }
+
+    func send(_ path: String, method: HTTPMethod, body: String? = nil, headers: [(String, String)] = [], timeout: TimeAmount = .seconds(60)) async throws -> Response {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        request.headers.add(name: "content-type", value: "application/json")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
+    }
+}
+
+extension JSONValue {
+    var int: Int? { if case .integer(let value) = self { value } else { nil } }
+    var string: String? { if case .string(let value) = self { value } else { nil } }
+    var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+}
