@@ -2,6 +2,10 @@ import FakeVLLM
 import Foundation
 @testable import Gateway
 import InferenceAPI
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import Testing
 
 /// The data plane against real FakeVLLM pods: what a client of the gateway sees.
@@ -84,20 +88,85 @@ import Testing
         #expect(stream.body.contains(#""model":"friendly-name""#))
     }
 
-    @Test func aRequestForADeadEndpointIsRetriedElsewhere() async throws {
-        let stack = try await GatewayStack.start(pods: 3)
+    @Test func aRequestWhoseEndpointDropsTheConnectionIsRetriedElsewhere() async throws {
+        // An endpoint whose metrics look healthy but which drops every inference connection,
+        // and a round-robin picker that is sure to send it its share first.
+        let dropping = try await DroppingModelServer.start()
+        defer { Task { try? await dropping.channel.close() } }
+        let roundRobin = """
+
+            ---
+            apiVersion: inference.networking.x-k8s.io/v1alpha1
+            kind: EndpointPickerConfig
+            plugins:
+            - type: round-robin-picker
+            schedulingProfiles:
+            - name: default
+              plugins:
+              - pluginRef: round-robin-picker
+            """
+        let stack = try await GatewayStack.start(
+            pods: 2, manifests: GatewayStack.poolYAML + roundRobin, extraEndpoints: ["127.0.0.1:\(dropping.port)"])
         defer { Task { await stack.stop() } }
-        let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "\#(String(repeating: "A long shared system prompt. ", count: 20))", "max_tokens": 2}"#
-        let first = try await stack.post("/v1/completions", body)
-        let dead = try #require(first.servedBy)
-        // The prefix scorer sends the same prompt to the same pod; stop it before its metrics go stale.
-        try await stack.pods[(0..<3).first { stack.address(of: $0) == dead }!].stop()
-        let again = try await stack.post("/v1/completions", body)
-        #expect(again.status == 200)
-        #expect(again.servedBy != nil && again.servedBy != dead)
-        let attempts = try Prometheus.parse(String(buffer: stack.gateway.picker.metrics.render()))
-            .filter { $0.name == "inference_extension_scheduler_attempts_total" && $0.labels["status"] == "success" }
-            .map(\.value).reduce(0, +)
-        #expect(attempts == 3, "one decision for the first request, two for the retried one")
+        for index in 0..<6 {
+            let response = try await stack.post("/v1/completions", #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi \#(index)", "max_tokens": 2}"#)
+            #expect(response.status == 200)
+            #expect(response.servedBy == stack.address(of: 0) || response.servedBy == stack.address(of: 1))
+        }
+        #expect(dropping.droppedRequests.withLockedValue { $0 } >= 1, "the round robin never reached the dropping endpoint")
+    }
+}
+
+/// Serves idle vLLM metrics on GET /metrics and closes the connection on any other request,
+/// before a byte of response: a pod that dies as each request reaches it.
+struct DroppingModelServer {
+    let channel: Channel
+    let droppedRequests: NIOLockedValueBox<Int>
+    var port: Int { channel.localAddress!.port! }
+
+    static func start() async throws -> DroppingModelServer {
+        let dropped = NIOLockedValueBox(0)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(FakeMetricsHandler { context in
+                        dropped.withLockedValue { $0 += 1 }
+                        context.close(promise: nil)
+                    })
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return DroppingModelServer(channel: channel, droppedRequests: dropped)
+    }
+}
+
+/// Answers GET /metrics with an idle vLLM page; hands every other request to `other`.
+final class FakeMetricsHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private var uri = ""
+    private let other: (ChannelHandlerContext) -> Void
+
+    init(other: @escaping (ChannelHandlerContext) -> Void) { self.other = other }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): uri = head.uri
+        case .body: break
+        case .end:
+            guard uri == "/metrics" else { return other(context) }
+            let body = ByteBuffer(string: """
+                vllm:num_requests_waiting{model_name="m"} 0.0
+                vllm:num_requests_running{model_name="m"} 0.0
+                vllm:kv_cache_usage_perc{model_name="m"} 0.0
+
+                """)
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: String(body.readableBytes))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
     }
 }

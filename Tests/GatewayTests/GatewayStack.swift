@@ -38,7 +38,7 @@ struct GatewayStack {
         let gateway = try await GatewayServer.start(
             resources: resources, endpoints: endpoints, port: 0, metricsPort: metricsPort, configuration: dataPlane, seed: 7)
         let stack = GatewayStack(pods: pods, gateway: gateway)
-        try await stack.waitForCandidates(count)
+        try await stack.waitForCandidates(count + extraEndpoints.count)
         return stack
     }
 
@@ -58,6 +58,14 @@ struct GatewayStack {
         throw GatewayStartError("timed out waiting for \(count) candidates")
     }
 
+    /// A client that opens as many connections as the test has requests in flight (the shared
+    /// client stops at 8 per host and would queue the rest).
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
     struct Response {
         var status: Int
         var headers: HTTPHeaders
@@ -76,7 +84,7 @@ struct GatewayStack {
         request.headers.add(name: "content-type", value: "application/json")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
+        let response = try await Self.client.execute(request, timeout: timeout)
         let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
         return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
     }

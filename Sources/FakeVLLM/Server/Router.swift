@@ -22,6 +22,9 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Makes ids; kept apart so that listing models or sending X-Request-Id leaves outputs alone.
     private var idGenerator: SplitMix64
     private var ready: Bool
+    /// Generation requests accepted, by the model name they asked for (an adapter or the base
+    /// model): what vLLM's request log would show, for tests and fleet reports.
+    private(set) var acceptedRequests: [String: Int] = [:]
 
     init(configuration: ServerConfiguration, setup: EngineSetup, driver: EngineDriver) {
         self.configuration = configuration
@@ -152,6 +155,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             return nil
         }
 
+        acceptedRequests[request.model ?? configuration.primaryModelName, default: 0] += 1
         let now = driver.now
         let requestID = incoming.headers.first(name: "x-request-id") ?? randomHex()
         let responder = GenerationResponder(

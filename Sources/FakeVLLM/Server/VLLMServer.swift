@@ -82,6 +82,13 @@ public final class VLLMServer: Sendable {
         }
     }
 
+    /// Generation requests accepted so far, by the model name each asked for (an adapter or the
+    /// base model).
+    public func acceptedRequests() async throws -> [String: Int] {
+        let router = self.router
+        return try await router.driver.loop.submit { router.acceptedRequests }.get()
+    }
+
     /// Waits until the listening socket closes.
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()

@@ -50,6 +50,13 @@ public final class EndpointPicker: Sendable {
         return candidates.filter { !excluding.contains($0.address) }.randomElement()
     }
 
+    /// The pool's saturation as the picker's detector sees it now (≥ 1 saturated).
+    public func saturation() -> Double {
+        let now = datastore.now
+        let candidates = datastore.candidates(now: now)
+        return director.withLockedValue { $0.scheduler.saturation(candidates, now: now) }
+    }
+
     /// The data plane could not reach an endpoint.
     func reportConnectFailure(_ address: String) {
         datastore.reportConnectFailure(address)

@@ -13,18 +13,15 @@ public final class GatewayServer: Sendable {
     public let port: Int
     public let metricsPort: Int?
     private let channels: [Channel]
-    private let pools: NIOLockedValueBox<[UpstreamPoolBox]>
+    private let pools: [UpstreamPool]
     private let watch = NIOLockedValueBox<Task<Void, Error>?>(nil)
 
-    /// An upstream pool travels to its own event loop only.
-    struct UpstreamPoolBox: @unchecked Sendable { let pool: UpstreamPool }
-
-    private init(picker: EndpointPicker, port: Int, metricsPort: Int?, channels: [Channel], pools: [UpstreamPoolBox]) {
+    private init(picker: EndpointPicker, port: Int, metricsPort: Int?, channels: [Channel], pools: [UpstreamPool]) {
         self.picker = picker
         self.port = port
         self.metricsPort = metricsPort
         self.channels = channels
-        self.pools = NIOLockedValueBox(pools)
+        self.pools = pools
     }
 
     /// Builds the picker for `poolName` (the only pool when nil) from the resources, binds the
@@ -45,11 +42,11 @@ public final class GatewayServer: Sendable {
         datastore.start()
 
         var routers: [ObjectIdentifier: GatewayRouter] = [:]
-        var pools: [UpstreamPoolBox] = []
+        var pools: [UpstreamPool] = []
         for loop in group.makeIterator() {
             let upstream = UpstreamPool(loop: loop, connectTimeout: configuration.connectTimeout)
             routers[ObjectIdentifier(loop)] = GatewayRouter(context: GatewayContext(picker: picker, pool: upstream, configuration: configuration))
-            pools.append(UpstreamPoolBox(pool: upstream))
+            pools.append(upstream)
         }
         let routerByLoop = RouterTable(routers: routers)
         let channel = try await ServerBootstrap(group: group)
@@ -98,8 +95,8 @@ public final class GatewayServer: Sendable {
         watch.withLockedValue { $0?.cancel() }
         picker.datastore.stop()
         for channel in channels { try await channel.close() }
-        for box in pools.withLockedValue({ $0 }) {
-            try await box.pool.loop.submit { box.pool.closeAll() }.get()
+        for pool in pools {
+            try await pool.loop.submit { pool.closeAll() }.get()
         }
     }
 

@@ -91,8 +91,9 @@ final class UpstreamConnection: ChannelInboundHandler {
 
 /// Keep-alive connections to every endpoint, for one event loop: exchanges on that loop borrow
 /// them and never cross threads. Idle connections are dropped after `idleTimeout` (under
-/// uvicorn's 5 s keep-alive, so vLLM does not close one as it is being reused).
-final class UpstreamPool {
+/// uvicorn's 5 s keep-alive, so vLLM does not close one as it is being reused). Sendable only to
+/// be handed to its loop: every use happens there (`acquire` checks).
+final class UpstreamPool: @unchecked Sendable {
     let loop: EventLoop
     let connectTimeout: TimeAmount
     let idleTimeout: TimeAmount

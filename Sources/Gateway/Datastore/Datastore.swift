@@ -1,7 +1,7 @@
-import AsyncHTTPClient
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 
 /// An endpoint as discovery reports it: a pod's address on one target port, its labels and
@@ -27,7 +27,9 @@ public final class Datastore: Sendable {
     public let loop: EventLoop
     public let scrapeInterval: TimeAmount
     public let stalenessThreshold: Double
-    private let client: HTTPClient
+    /// Keep-alive connections to every endpoint's metrics port, on `loop`: scrapes never wait
+    /// for a thread pool shared with anything else.
+    private let connections: UpstreamPool
     private let origin = NIODeadline.now()
     private let endpoints = NIOLockedValueBox<[String: Entry]>([:])
     private let scrapeTask = NIOLockedValueBox<RepeatedTask?>(nil)
@@ -38,9 +40,9 @@ public final class Datastore: Sendable {
         var scrapeInFlight = false
     }
 
-    public init(loop: EventLoop, client: HTTPClient = .shared, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2) {
+    public init(loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2) {
         self.loop = loop
-        self.client = client
+        self.connections = UpstreamPool(loop: loop, connectTimeout: .seconds(1))
         self.scrapeInterval = scrapeInterval
         self.stalenessThreshold = stalenessThreshold
     }
@@ -96,6 +98,8 @@ public final class Datastore: Sendable {
             $0?.cancel()
             $0 = nil
         }
+        let connections = self.connections
+        loop.execute { connections.closeAll() }
     }
 
     private func scrapeAll() {
@@ -110,22 +114,94 @@ public final class Datastore: Sendable {
         for discovered in due {
             let address = discovered.endpoint.address
             let mapping = MetricsMapping.forEngine(discovered.labels[MetricsMapping.engineLabel])
-            let request = HTTPClientRequest(url: "http://\(address)/metrics")
-            let client = self.client
-            let future = loop.makeFutureWithTask {
-                let response = try await client.execute(request, timeout: .seconds(1))
-                guard response.status == .ok else { throw MetricsExtractionError(description: "HTTP \(response.status.code)") }
-                return String(buffer: try await response.body.collect(upTo: 8 * 1024 * 1024))
-            }
-            future.whenComplete { [weak self] result in
+            MetricsScrape(address: address, pool: connections, timeout: .seconds(1)) { [weak self] result in
                 guard let self else { return }
-                var metrics: EndpointMetrics?
-                if case .success(let text) = result { metrics = try? MetricsExtractor.extract(text, mapping: mapping, now: self.now) }
+                let metrics = (try? result.get()).flatMap { try? MetricsExtractor.extract($0, mapping: mapping, now: self.now) }
                 self.endpoints.withLockedValue { endpoints in
                     endpoints[address]?.scrapeInFlight = false
-                    if let metrics { endpoints[address]?.metrics = metrics }
+                    if let metrics {
+                        endpoints[address]?.metrics = metrics
+                    } else if case .failure(.unreachable) = result {
+                        // Refused or reset: the pod is gone, whatever its last metrics said.
+                        endpoints[address]?.metrics = nil
+                    }
                 }
-            }
+            }.start()
         }
+    }
+}
+
+/// Why a scrape brought no metrics.
+enum ScrapeFailure: Error {
+    /// Refused, reset or closed: nothing is serving there.
+    case unreachable
+    /// No complete answer within the timeout (a hung pod): staleness takes it out.
+    case timeout
+    /// An answer that is not a metrics page (non-200, or too large).
+    case badResponse
+}
+
+/// One `GET /metrics` on a pooled connection; calls back with the page or why there is none.
+final class MetricsScrape: UpstreamResponseHandler {
+    private let address: String
+    private let pool: UpstreamPool
+    private let timeout: TimeAmount
+    private var completion: ((Result<String, ScrapeFailure>) -> Void)?
+    private var connection: UpstreamConnection?
+    private var body = ByteBuffer()
+    private var status: HTTPResponseStatus = .ok
+    private var timer: Scheduled<Void>?
+
+    init(address: String, pool: UpstreamPool, timeout: TimeAmount, completion: @escaping (Result<String, ScrapeFailure>) -> Void) {
+        self.address = address
+        self.pool = pool
+        self.timeout = timeout
+        self.completion = completion
+    }
+
+    func start() {
+        pool.acquire(address) { [self] result in
+            guard case .success(let connection) = result else { return finish(.failure(.unreachable)) }
+            self.connection = connection
+            timer = pool.loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+                self.connection?.close()
+                finish(.failure(.timeout))
+            }
+            var headers = HTTPHeaders()
+            headers.add(name: "host", value: address)
+            headers.add(name: "accept", value: "text/plain")
+            connection.send(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/metrics", headers: headers), body: ByteBuffer(), to: self)
+        }
+    }
+
+    func upstreamHead(_ head: HTTPResponseHead) { status = head.status }
+    func upstreamBody(_ buffer: ByteBuffer) {
+        var buffer = buffer
+        body.writeBuffer(&buffer)
+        if body.readableBytes > Self.maxBodyBytes {
+            connection?.close()
+            connection = nil
+            finish(.failure(.badResponse))
+        }
+    }
+
+    /// A metrics page larger than this is refused (a real vLLM page is tens of kilobytes).
+    static let maxBodyBytes = 8 * 1024 * 1024
+    func upstreamReadComplete() {}
+    func upstreamEnd() {
+        connection = nil
+        finish(status == .ok ? .success(String(buffer: body)) : .failure(.badResponse))
+    }
+    func upstreamFailed() {
+        connection = nil
+        finish(.failure(.unreachable))
+    }
+
+    private func finish(_ result: Result<String, ScrapeFailure>) {
+        timer?.cancel()
+        timer = nil
+        let completion = self.completion
+        self.completion = nil
+        completion?(result)
     }
 }
