@@ -59,18 +59,20 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        // Helpers the test targets share: running external tools (promtool, the OpenAI SDK).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "FakeVLLM", .product(name: "NIOPosix", package: "swift-nio"),
+                "Gateway", "FakeVLLM", "TestSupport", .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(
             name: "FakeVLLMTests",
             dependencies: [
-                "FakeVLLM", "InferenceAPI",
+                "FakeVLLM", "InferenceAPI", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

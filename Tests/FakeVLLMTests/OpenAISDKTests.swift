@@ -1,5 +1,6 @@
 import FakeVLLM
 import Foundation
+import TestSupport
 import Testing
 
 /// The official OpenAI Python SDK against a live server (Tests/python/openai_sdk_check.py).
@@ -7,11 +8,7 @@ import Testing
     @Test func officialPythonSDKWorks() async throws {
         let live = try await LiveServer.start { $0.maxModelLen = 256 }
         defer { Task { try? await live.stop() } }
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("python/openai_sdk_check.py").path
-        let probe = try runTool("python3", ["-c", "import openai"])
-        try #require(probe.status == 0, "the OpenAI Python SDK is not installed (pip install openai; `bash .ci/run` does it): \(probe.output)")
-        let result = try await Task.detached { try runTool("python3", [script, live.base + "/v1"]) }.value
+        let result = try await runOpenAISDKCheck(base: live.base + "/v1")
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("all OpenAI SDK checks passed"))
     }

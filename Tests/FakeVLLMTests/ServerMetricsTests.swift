@@ -4,30 +4,8 @@ import Foundation
 import InferenceAPI
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
-
-/// Runs an external tool, failing the test with a clear message when it is not installed.
-func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
-    guard let path = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
-        .map({ "\($0)/\(name)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        Issue.record("\(name) is not installed; `bash .ci/run` installs it (see README)")
-        return (-1, "")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let output = Pipe()
-    process.standardOutput = output
-    process.standardError = output
-    let stdin = Pipe()
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    try stdin.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-}
 
 @Suite struct ServerMetricsTests {
     /// What GIE's endpoint picker reads, present with the labels it parses.
@@ -88,11 +66,9 @@ func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws
         // promtool 2.42 parses the exposition (exit 1 on a format error) and then lints it
         // (exit 3). vLLM's own names trip two lints that no exact emulation can avoid: the
         // colon in `vllm:` and the histogram `vllm:iteration_tokens_total`. Any other finding fails.
-        let promtool = try runTool("promtool", ["check", "metrics"], input: text)
-        #expect(promtool.status == 0 || promtool.status == 3, "promtool: \(promtool.output)")
-        let findings = promtool.output.split(separator: "\n").filter {
-            !$0.hasSuffix("metric names should not contain ':'")
-                && $0 != #"vllm:iteration_tokens_total non-counter metrics should not have "_total" suffix"#
+        let findings = try promtoolFindings(text) {
+            $0.hasSuffix("metric names should not contain ':'")
+                || $0 == #"vllm:iteration_tokens_total non-counter metrics should not have "_total" suffix"#
         }
         #expect(findings.isEmpty, "promtool: \(findings)")
 

@@ -38,8 +38,10 @@ public final class EndpointPicker: Sendable {
         }
         if !excluding.isEmpty { candidates.removeAll { excluding.contains($0.endpoint.address) } }
         let started = ContinuousClock.now
-        let decision = director.withLockedValue { $0.decide(request, candidates: candidates, now: now) }
-        metrics.observeScheduling(started.duration(to: .now), decision: decision, namespace: pool.namespace)
+        let (decision, scheduled) = director.withLockedValue { director in
+            (director.decide(request, candidates: candidates, now: now), director.lastDecisionScheduled)
+        }
+        if scheduled { metrics.observeScheduling(started.duration(to: .now), decision: decision, namespace: pool.namespace) }
         return decision
     }
 

@@ -37,6 +37,9 @@ public struct Director: Sendable {
     public let pool: InferencePool
     public private(set) var scheduler: Scheduler
     private var generator: SplitMix64
+    /// Whether the last decision reached the scheduler (GIE times and counts only those as
+    /// scheduling attempts; refusals before it are not).
+    public private(set) var lastDecisionScheduled = false
 
     public init(resources: GatewayResources, pool: InferencePool, scheduler: Scheduler, seed: UInt64 = 0) {
         self.resources = resources
@@ -46,6 +49,7 @@ public struct Director: Sendable {
     }
 
     public mutating func decide(_ request: InferenceRequest, candidates: [Candidate], now: Double) -> RoutingDecision {
+        lastDecisionScheduled = false
         guard let clientModel = request.model, !clientModel.isEmpty else {
             return .reject(status: 400, code: "BadRequest", message: "model not found in request body")
         }
@@ -80,6 +84,7 @@ public struct Director: Sendable {
             return .reject(status: 429, code: "ResourceExhausted", message: "system saturated, sheddable request dropped")
         }
         let schedulingRequest = SchedulingRequest(targetModel: targetModel, prefixText: request.prefixText, priority: priority)
+        lastDecisionScheduled = true
         guard let endpoints = scheduler.schedule(schedulingRequest, candidates: candidates, now: now) else {
             return .reject(status: 429, code: "ResourceExhausted", message: "failed to find target endpoint")
         }

@@ -1,0 +1,63 @@
+import FakeVLLM
+import Foundation
+@testable import Gateway
+import InferenceAPI
+import TestSupport
+import Testing
+
+/// Real clients and tools against the gateway: the OpenAI Python SDK and promtool.
+@Suite struct GatewayClientTests {
+    @Test func theOpenAIPythonSDKWorksThroughTheGatewayAsAgainstAServer() async throws {
+        let stack = try await GatewayStack.start { _, pod in pod.maxModelLen = 256 }
+        defer { Task { await stack.stop() } }
+        let result = try await runOpenAISDKCheck(base: stack.base + "/v1")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("all OpenAI SDK checks passed"))
+    }
+
+    @Test func gatewayMetricsHaveGIEsNamesAndPromtoolAcceptsThem() async throws {
+        let objectives = """
+
+            ---
+            apiVersion: inference.networking.x-k8s.io/v1alpha2
+            kind: InferenceObjective
+            metadata: {name: batch}
+            spec: {priority: -1, poolRef: {name: pool}}
+            """
+        let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + objectives, metricsPort: 0) { _, pod in
+            pod.enablePromptTokensDetails = true
+        }
+        defer { Task { await stack.stop() } }
+        let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hello there", "max_tokens": 4}"#
+        #expect(try await stack.post("/v1/completions", body).status == 200)
+        #expect(try await stack.post("/v1/completions", body, headers: [("x-gateway-inference-objective", "batch")]).status == 200)
+        #expect(try await stack.post("/v1/completions", #"{"prompt": "no model"}"#).status == 400)
+
+        let metricsURL = "http://127.0.0.1:\(try #require(stack.gateway.metricsPort))"
+        let page = try await GatewayStack.client.execute(.init(url: metricsURL + "/metrics"), timeout: .seconds(5))
+        #expect(page.headers.first(name: "content-type") == Prometheus.contentType)
+        let text = String(buffer: try await page.body.collect(upTo: 1 << 22))
+        let samples = try Prometheus.parse(text)
+        func value(_ name: String, _ labels: [String: String] = [:]) -> Double? {
+            samples.first { sample in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
+        }
+        let model = "meta-llama/Meta-Llama-3-8B"
+        #expect(value("inference_objective_request_total", ["model_name": model, "target_model_name": model, "priority": "0"]) == 1)
+        #expect(value("inference_objective_request_total", ["model_name": model, "priority": "-1"]) == 1)
+        #expect(value("inference_objective_request_error_total", ["error_code": "BadRequest"]) == 1)
+        #expect(value("inference_objective_request_duration_seconds_count", ["model_name": model]) == 2)
+        #expect(value("inference_objective_input_tokens_count", ["model_name": model]) == 2)
+        #expect(value("inference_objective_output_tokens_sum", ["model_name": model]) == 8)
+        #expect(value("inference_objective_running_requests", ["model_name": model]) == 0)
+        #expect(value("inference_pool_ready_pods", ["name": "pool"]) == 3)
+        #expect(samples.filter { $0.name == "inference_pool_per_pod_queue_size" }.count == 3)
+        #expect(value("inference_extension_scheduler_e2e_duration_seconds_count") == 2)
+        #expect(value("inference_extension_scheduler_attempts_total", ["status": "success"]) != nil)
+        #expect(value("inference_extension_info") == 1)
+        let findings = try promtoolFindings(text)
+        #expect(findings.isEmpty, "promtool: \(findings)")
+
+        let missing = try await GatewayStack.client.execute(.init(url: metricsURL + "/nothing"), timeout: .seconds(5))
+        #expect(missing.status == .notFound)
+    }
+}

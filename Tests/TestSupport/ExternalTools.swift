@@ -1,0 +1,48 @@
+import Foundation
+
+/// A tool a test needs is not installed.
+public struct MissingTool: Error, CustomStringConvertible {
+    public let name: String
+    public var description: String { "\(name) is not installed; `bash .ci/run` installs it (see README)" }
+}
+
+/// Runs an external tool (promtool, python3 …) and returns its exit status and combined output;
+/// throws `MissingTool` when it is not on PATH, so the test fails saying what to install.
+public func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+    guard let path = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
+        .map({ "\($0)/\(name)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw MissingTool(name: name)
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let output = Pipe()
+    process.standardOutput = output
+    process.standardError = output
+    let stdin = Pipe()
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    try stdin.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Runs `Tests/python/openai_sdk_check.py` (the official OpenAI Python SDK) against `base`
+/// (`http://host:port/v1`); returns its exit status and output.
+public func runOpenAISDKCheck(base: String) async throws -> (status: Int32, output: String) {
+    let probe = try runTool("python3", ["-c", "import openai"])
+    guard probe.status == 0 else { throw MissingTool(name: "the OpenAI Python SDK (pip install openai)") }
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("python/openai_sdk_check.py").path
+    return try await Task.detached { try runTool("python3", [script, base]) }.value
+}
+
+/// `promtool check metrics` on an exposition: the findings other than `allowed` lint messages
+/// (exit 1 means the text did not parse, which is reported as a finding too).
+public func promtoolFindings(_ exposition: String, allowed: (Substring) -> Bool = { _ in false }) throws -> [String] {
+    let result = try runTool("promtool", ["check", "metrics"], input: exposition)
+    if result.status != 0 && result.status != 3 { return ["promtool exited \(result.status): \(result.output)"] }
+    return result.output.split(separator: "\n").filter { !$0.isEmpty && !allowed($0) }.map(String.init)
+}
