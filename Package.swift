@@ -56,6 +56,7 @@ let package = Package(
             dependencies: [
                 "FakeVLLM", "Gateway", "FleetManager",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import NIOCore
+import NIOPosix
 
 /// `understudy gateway`: the inference gateway with GIE's endpoint picker in front of
 /// vLLM-compatible servers, configured by GIE's Kubernetes resources.
@@ -22,11 +23,13 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Seconds an upstream may stay silent (before its first byte or between two).") var upstreamTimeout = 300.0
     @Option(help: "Endpoints tried per request while nothing has reached the client.") var maxAttempts = 3
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
+    @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
 
     func validate() throws {
         guard !configFiles.isEmpty else { throw ValidationError("--config needs at least one file") }
         guard connectTimeout > 0, upstreamTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() async throws {
@@ -47,7 +50,8 @@ struct GatewayCommand: AsyncParsableCommand {
             let chosen = try GatewayServer.selectPool(resources, pool)
             server = try await GatewayServer.start(
                 resources: resources, poolName: chosen.name, endpoints: chosen.endpoints(fromList: list), host: host, port: port,
-                metricsPort: metricsPort, configuration: dataPlane, seed: seed)
+                metricsPort: metricsPort, configuration: dataPlane,
+                group: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? .singleton, seed: seed)
         } catch let error as GatewayStartError {
             throw ValidationError(error.description)
         }

@@ -106,7 +106,8 @@ public final class GatewayMetrics: Sendable {
         // Label values in the order of `schedulerAttemptLabels`.
         var labels = ["failure", "", "", "", ""]
         if case .route(let endpoints, let target, _, _) = decision, let picked = endpoints.first {
-            labels = ["success", target, picked.podName, namespace, String(picked.address.split(separator: ":").last ?? "")]
+            let port = picked.address.lastIndex(of: ":").map { String(picked.address[picked.address.index(after: $0)...]) } ?? ""
+            labels = ["success", target, picked.podName, namespace, port]
         }
         state.withLockedValue { state in
             state.schedulerDuration.observe(seconds)

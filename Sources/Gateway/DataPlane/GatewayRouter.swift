@@ -31,12 +31,6 @@ final class GatewayRouter: HTTPRequestRouter {
 
     /// The paths whose body the picker reads (GIE's openai-parser).
     static let inferencePaths: Set<Substring> = ["/v1/completions", "/v1/chat/completions"]
-    /// Headers that steer the picker and are not forwarded (GIE strips them).
-    static let controlHeaders = [
-        "x-gateway-inference-objective", "x-gateway-model-name-rewrite", "x-gateway-destination-endpoint-subset",
-        "x-gateway-inference-fairness-id",
-    ]
-    static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "expect"]
 
     init(context: GatewayContext) { self.context = context }
 
@@ -46,9 +40,10 @@ final class GatewayRouter: HTTPRequestRouter {
         }
         var route = ProxyExchange.Route(clientModel: nil, targetModel: nil, priority: 0, endpoints: [], inference: nil, subset: subset)
         var body = request.body
-        if request.method == .POST, Self.inferencePaths.contains(request.path) {
+        let path = request.path
+        if request.method == .POST, Self.inferencePaths.contains(path) {
             let inference: InferenceRequest
-            switch Self.parse(request) {
+            switch Self.parse(request, chat: path == "/v1/chat/completions") {
             case .success(let parsed): inference = parsed
             case .failure(let error):
                 context.picker.metrics.requestRejected(nil, nil, code: error.type)
@@ -75,10 +70,8 @@ final class GatewayRouter: HTTPRequestRouter {
                 status: 503, type: "ServiceUnavailable", message: "inference error: ServiceUnavailable - no healthy endpoints in pool \(context.picker.pool.name)"))
             return nil
         }
-        var headers = request.headers
-        for name in Self.controlHeaders + Self.hopByHop { headers.remove(name: name) }
-        headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
-        if request.method == .GET || request.method == .HEAD, body.readableBytes == 0 { headers.remove(name: "content-length") }
+        let bodiless = (request.method == .GET || request.method == .HEAD) && body.readableBytes == 0
+        let headers = HeaderFilter.request.apply(request.headers, adding: bodiless ? [] : [("content-length", String(body.readableBytes))])
         let head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.uri, headers: headers)
         let exchange = ProxyExchange(context: context, writer: writer, head: head, body: body, route: route)
         exchange.start()
@@ -87,7 +80,7 @@ final class GatewayRouter: HTTPRequestRouter {
 
     /// The body as the picker reads it: JSON with a `model`, and the text prefix caching is
     /// judged on (a completion's prompt, or a chat's messages as compact JSON).
-    static func parse(_ request: IncomingRequest) -> Result<InferenceRequest, APIError> {
+    static func parse(_ request: IncomingRequest, chat: Bool) -> Result<InferenceRequest, APIError> {
         let value: JSONValue
         do {
             value = try JSONValue.parse(request.body)
@@ -100,7 +93,7 @@ final class GatewayRouter: HTTPRequestRouter {
         var model: String?
         if case .string(let name)? = object["model"] { model = name }
         var prefix = ""
-        if request.path == "/v1/chat/completions" {
+        if chat {
             if let messages = object["messages"] {
                 var buffer = ByteBuffer()
                 buffer.writeJSON(messages)

@@ -55,7 +55,10 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // Outbound headers are the upstream's, already parsed and validated as they
+                    // came in, or the gateway's own: validating them again costs ~6 % of a request.
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true, withOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: routerByLoop.router(for: channel.eventLoop)))
                 }
             }

