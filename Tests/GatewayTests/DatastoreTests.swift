@@ -6,6 +6,7 @@ import NIOPosix
 import Testing
 
 /// Real FakeVLLM pods on ephemeral loopback ports, scraped over HTTP.
+extension EndToEnd {
 @Suite struct DatastoreTests {
     static let profiles = ProfileStore(
         root: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -58,4 +59,5 @@ import Testing
         let names = try await store.loop.submit { store.candidates(now: store.now).map(\.endpoint.podName) }.get()
         #expect(!names.contains("pod-2"))
     }
+}
 }

@@ -6,6 +6,7 @@ import TestSupport
 import Testing
 
 /// Real clients and tools against the gateway: the OpenAI Python SDK and promtool.
+extension EndToEnd {
 @Suite struct GatewayClientTests {
     @Test func theOpenAIPythonSDKWorksThroughTheGatewayAsAgainstAServer() async throws {
         let stack = try await GatewayStack.start { _, pod in pod.maxModelLen = 256 }
@@ -60,4 +61,5 @@ import Testing
         let missing = try await GatewayStack.client.execute(.init(url: metricsURL + "/nothing"), timeout: .seconds(5))
         #expect(missing.status == .notFound)
     }
+}
 }

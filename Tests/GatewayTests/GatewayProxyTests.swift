@@ -9,6 +9,7 @@ import NIOPosix
 import Testing
 
 /// The data plane against real FakeVLLM pods: what a client of the gateway sees.
+extension EndToEnd {
 @Suite struct GatewayProxyTests {
     @Test func completionsAndChatPassThroughNamingTheEndpoint() async throws {
         let stack = try await GatewayStack.start()
@@ -115,6 +116,7 @@ import Testing
         }
         #expect(dropping.droppedRequests.withLockedValue { $0 } >= 1, "the round robin never reached the dropping endpoint")
     }
+}
 }
 
 /// Serves idle vLLM metrics on GET /metrics and closes the connection on any other request,

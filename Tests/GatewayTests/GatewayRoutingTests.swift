@@ -10,6 +10,7 @@ import Testing
 
 /// What GIE's picker decides, seen end to end: real FakeVLLM pods behind the gateway, real
 /// HTTP clients, decisions read from the served-endpoint header and from what the pods received.
+extension EndToEnd {
 @Suite struct GatewayRoutingTests {
     static let model = "meta-llama/Meta-Llama-3-8B"
 
@@ -236,6 +237,7 @@ import Testing
         #expect(response.status == 504)
         #expect(response.json?["error"]?["message"]?.string == "upstream request timeout")
     }
+}
 }
 
 /// A model server that reports healthy, idle metrics and never answers anything else: a hung

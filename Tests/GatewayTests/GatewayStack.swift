@@ -5,6 +5,12 @@ import Foundation
 import InferenceAPI
 import NIOCore
 import NIOHTTP1
+import Testing
+
+/// The suites that start pods and gateways. They run one test at a time: together they would
+/// load this 2-core machine so much that scrapes lag past GIE's 200 ms staleness threshold and
+/// the pods leave the candidate set, which would test the machine rather than the gateway.
+@Suite(.serialized) enum EndToEnd {}
 
 /// FakeVLLM pods and a gateway in front of them, all on ephemeral loopback ports.
 struct GatewayStack {
@@ -28,7 +34,7 @@ struct GatewayStack {
     ) async throws -> GatewayStack {
         var pods: [VLLMServer] = []
         for index in 0..<count {
-            pods.append(try await DatastoreTests.pod { configure(index, &$0) })
+            pods.append(try await EndToEnd.DatastoreTests.pod { configure(index, &$0) })
         }
         var resources = GatewayResources()
         try ManifestLoader.load(manifests, file: "test.yaml", into: &resources)

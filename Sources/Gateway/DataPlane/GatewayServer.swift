@@ -16,7 +16,12 @@ public final class GatewayServer: Sendable {
     private let pools: [UpstreamPool]
     private let watch = NIOLockedValueBox<Task<Void, Error>?>(nil)
 
-    private init(picker: EndpointPicker, port: Int, metricsPort: Int?, channels: [Channel], pools: [UpstreamPool]) {
+    private let scrapeGroup: MultiThreadedEventLoopGroup
+
+    private init(
+        picker: EndpointPicker, port: Int, metricsPort: Int?, channels: [Channel], pools: [UpstreamPool], scrapeGroup: MultiThreadedEventLoopGroup
+    ) {
+        self.scrapeGroup = scrapeGroup
         self.picker = picker
         self.port = port
         self.metricsPort = metricsPort
@@ -33,7 +38,10 @@ public final class GatewayServer: Sendable {
     ) async throws -> GatewayServer {
         let pool = try selectPool(resources, poolName)
         let scheduler = try Scheduler(config: resources.pickerConfig ?? .default, seed: seed)
-        let datastore = Datastore(loop: group.next())
+        // Scrapes get a thread of their own: a data plane busy serving must not delay them past
+        // the staleness threshold, which would empty the candidate set just when it is needed.
+        let scrapeGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let datastore = Datastore(loop: scrapeGroup.next())
         let metrics = GatewayMetrics(poolName: pool.name, datastore: datastore)
         let picker = EndpointPicker(
             pool: pool, director: Director(resources: resources, pool: pool, scheduler: scheduler, seed: seed), datastore: datastore,
@@ -71,7 +79,9 @@ public final class GatewayServer: Sendable {
             channels.append(metricsChannel)
             boundMetricsPort = metricsChannel.localAddress?.port
         }
-        return GatewayServer(picker: picker, port: channel.localAddress?.port ?? port, metricsPort: boundMetricsPort, channels: channels, pools: pools)
+        return GatewayServer(
+            picker: picker, port: channel.localAddress?.port ?? port, metricsPort: boundMetricsPort, channels: channels, pools: pools,
+            scrapeGroup: scrapeGroup)
     }
 
     /// Waits until the data plane's listener closes.
@@ -101,6 +111,7 @@ public final class GatewayServer: Sendable {
         for pool in pools {
             try await pool.loop.submit { pool.closeAll() }.get()
         }
+        try await scrapeGroup.shutdownGracefully()
     }
 
     /// The pool named `name`, or the only one.
