@@ -28,6 +28,51 @@ public enum Prometheus {
         return mantissa + "e+0" + String(integerDigits.count - 1)
     }
 
+    /// How a client library writes numbers: Python's prometheus_client (vLLM) or Go's
+    /// client_golang (GIE's endpoint picker).
+    public enum NumberStyle: Sendable {
+        case python, go
+
+        public func format(_ value: Double) -> String {
+            switch self {
+            case .python: Prometheus.format(value)
+            case .go: Prometheus.formatGo(value)
+            }
+        }
+    }
+
+    /// Formats a value as client_golang does, with Go's `strconv.FormatFloat(v, 'g', -1, 64)`:
+    /// the shortest digits, plain below 1e6 and from 1e-4 up (`1`, `0.005`, `123456`), else in
+    /// exponent form (`1e+06`, `1.048576e+06`, `1e-05`).
+    public static func formatGo(_ value: Double) -> String {
+        if value.isNaN { return "NaN" }
+        if value == .infinity { return "+Inf" }
+        if value == -.infinity { return "-Inf" }
+        if value == 0 { return value.sign == .minus ? "-0" : "0" }
+        // Swift's description holds the shortest round-trip digits, as Go's shortest does.
+        let text = String(value.magnitude)
+        let parts = text.split(separator: "e")
+        let mantissa = parts[0]
+        let exponent = parts.count > 1 ? Int(parts[1])! : 0
+        var digits = Array(mantissa.filter { $0 != "." })
+        var point = (mantissa.firstIndex(of: ".").map { mantissa.distance(from: mantissa.startIndex, to: $0) } ?? mantissa.count) + exponent
+        while digits.first == "0" {
+            digits.removeFirst()
+            point -= 1
+        }
+        while digits.last == "0" { digits.removeLast() }
+        let sign = value < 0 ? "-" : ""
+        let decimalExponent = point - 1
+        if decimalExponent < -4 || decimalExponent >= 6 {
+            let rest = digits.count > 1 ? "." + String(digits.dropFirst()) : ""
+            let magnitude = abs(decimalExponent)
+            return sign + String(digits[0]) + rest + "e" + (decimalExponent < 0 ? "-" : "+") + (magnitude < 10 ? "0" : "") + String(magnitude)
+        }
+        if point <= 0 { return sign + "0." + String(repeating: "0", count: -point) + String(digits) }
+        if point >= digits.count { return sign + String(digits) + String(repeating: "0", count: point - digits.count) }
+        return sign + String(digits[..<point]) + "." + String(digits[point...])
+    }
+
     /// A label set as prometheus_client writes it: sorted by name, values escaped, in braces.
     public static func labels(_ labels: [(String, String)]) -> String {
         guard !labels.isEmpty else { return "" }
@@ -43,8 +88,8 @@ public struct HistogramLines: Sendable {
     let count: String
     let sum: String
 
-    public init(name: String, labels: [(String, String)], upperBounds: [Double]) {
-        buckets = (upperBounds.map(Prometheus.format) + ["+Inf"]).map {
+    public init(name: String, labels: [(String, String)], upperBounds: [Double], style: Prometheus.NumberStyle = .python) {
+        buckets = (upperBounds.map(style.format) + ["+Inf"]).map {
             name + "_bucket" + Prometheus.labels(labels + [("le", $0)]) + " "
         }
         count = name + "_count" + Prometheus.labels(labels) + " "
@@ -82,8 +127,12 @@ public struct PrometheusHistogram: Sendable, Equatable {
 /// Appends exposition text to a buffer: one `family` call, then its samples.
 public struct PrometheusWriter {
     public var buffer: ByteBuffer
+    public var style: Prometheus.NumberStyle
 
-    public init(buffer: ByteBuffer = ByteBuffer()) { self.buffer = buffer }
+    public init(buffer: ByteBuffer = ByteBuffer(), style: Prometheus.NumberStyle = .python) {
+        self.buffer = buffer
+        self.style = style
+    }
 
     /// Writes the `# HELP` and `# TYPE` lines of a family.
     public mutating func family(_ name: String, help: String, type: Prometheus.MetricType) {
@@ -106,7 +155,7 @@ public struct PrometheusWriter {
     /// Writes a pre-rendered `name{labels} ` prefix and the value.
     public mutating func line(_ prefix: String, _ value: Double) {
         buffer.writeString(prefix)
-        buffer.writeString(Prometheus.format(value))
+        buffer.writeString(style.format(value))
         buffer.writeStaticString("\n")
     }
 

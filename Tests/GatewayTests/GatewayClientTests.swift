@@ -55,6 +55,11 @@ extension EndToEnd {
         #expect(value("inference_extension_scheduler_e2e_duration_seconds_count") == 2)
         #expect(value("inference_extension_scheduler_attempts_total", ["status": "success"]) != nil)
         #expect(value("inference_extension_info") == 1)
+        // Written as client_golang writes it: families sorted, Go's numbers.
+        let families = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(families == families.sorted())
+        #expect(text.contains(#"inference_extension_info{build_ref="understudy",commit="understudy"} 1\#n"#))
+        #expect(text.contains(#"le="0.005""#) && text.contains(#"le="1""#) && !text.contains(#"le="1.0""#))
         let findings = try promtoolFindings(text)
         #expect(findings.isEmpty, "promtool: \(findings)")
 

@@ -26,6 +26,16 @@ import Testing
         #expect(Prometheus.format(value) == expected)
     }
 
+    /// client_golang: Go's strconv.FormatFloat(v, 'g', -1, 64).
+    @Test(arguments: [
+        (1.0, "1"), (0.005, "0.005"), (123456.0, "123456"), (1e6, "1e+06"), (1048576.0, "1.048576e+06"), (0.0001, "0.0001"),
+        (1e-05, "1e-05"), (32778.0, "32778"), (1.5, "1.5"), (-2500000.0, "-2.5e+06"), (1764612345.125, "1.764612345125e+09"),
+        (0.0, "0"), (Double.infinity, "+Inf"), (1e22, "1e+22"), (2.5e-7, "2.5e-07"),
+    ])
+    func formatsAsClientGolang(_ value: Double, _ expected: String) {
+        #expect(Prometheus.formatGo(value) == expected)
+    }
+
     @Test func labelsAreSortedAndEscaped() {
         #expect(Prometheus.labels([("model_name", "a\"b"), ("engine", "0"), ("le", "+Inf")]) == #"{engine="0",le="+Inf",model_name="a\"b"}"#)
     }

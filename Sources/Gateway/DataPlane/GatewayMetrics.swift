@@ -136,30 +136,45 @@ public final class GatewayMetrics: Sendable {
 
     // MARK: Exposition
 
+    /// The exposition as client_golang writes it: families sorted by name, a labelled family
+    /// only once it has a series, numbers in Go's format, HELP texts with the `[ALPHA] ` prefix.
     public func render() -> ByteBuffer {
         let snapshot = state.withLockedValue { $0 }
         let now = datastore.now
         let candidates = datastore.candidates(now: now)
-        var writer = PrometheusWriter()
-        /// client_golang's stability prefix, which GIE's HELP texts carry.
-        func family(_ name: String, help: String, type: Prometheus.MetricType) { writer.family(name, help: "[ALPHA] " + help, type: type) }
+        var families: [(name: String, text: ByteBuffer)] = []
+        func family(_ name: String, _ help: String, _ type: Prometheus.MetricType, _ samples: (inout PrometheusWriter) -> Void) {
+            var body = PrometheusWriter(style: .go)
+            samples(&body)
+            guard body.buffer.readableBytes > 0 else { return }
+            var text = PrometheusWriter(style: .go)
+            text.family(name, help: "[ALPHA] " + help, type: type)
+            text.buffer.writeBuffer(&body.buffer)
+            families.append((name, text.buffer))
+        }
         func labels(_ key: ModelKey) -> [(String, String)] { [("model_name", key.model), ("target_model_name", key.target)] }
+        func byModel<Value>(_ series: [ModelKey: Value]) -> [(key: ModelKey, value: Value)] {
+            series.sorted { ($0.key.model, $0.key.target) < ($1.key.model, $1.key.target) }
+        }
         func histograms(_ name: String, _ help: String, _ series: [ModelKey: PrometheusHistogram]) {
-            family(name, help: help, type: .histogram)
-            for (key, histogram) in series.sorted(by: { ($0.key.model, $0.key.target) < ($1.key.model, $1.key.target) }) {
-                writer.histogram(HistogramLines(name: name, labels: labels(key), upperBounds: histogram.upperBounds), histogram)
+            family(name, help, .histogram) { writer in
+                for (key, histogram) in byModel(series) {
+                    writer.histogram(HistogramLines(name: name, labels: labels(key), upperBounds: histogram.upperBounds, style: .go), histogram)
+                }
             }
         }
-        family("inference_objective_request_total", help: "Counter of inference objective requests broken out for each model and target model.", type: .counter)
-        for (key, byPriority) in snapshot.requests.sorted(by: { ($0.key.model, $0.key.target) < ($1.key.model, $1.key.target) }) {
-            for (priority, count) in byPriority.sorted(by: { $0.key < $1.key }) {
-                writer.sample("inference_objective_request_total", labels: labels(key) + [("priority", String(priority))], value: count)
+        family("inference_objective_request_total", "Counter of inference objective requests broken out for each model and target model.", .counter) { writer in
+            for (key, byPriority) in byModel(snapshot.requests) {
+                for (priority, count) in byPriority.sorted(by: { $0.key < $1.key }) {
+                    writer.sample("inference_objective_request_total", labels: labels(key) + [("priority", String(priority))], value: count)
+                }
             }
         }
-        family("inference_objective_request_error_total", help: "Counter of inference objective requests errors broken out for each model and target model.", type: .counter)
-        for (key, byCode) in snapshot.errors.sorted(by: { ($0.key.model, $0.key.target) < ($1.key.model, $1.key.target) }) {
-            for (code, count) in byCode.sorted(by: { $0.key < $1.key }) {
-                writer.sample("inference_objective_request_error_total", labels: labels(key) + [("error_code", code)], value: count)
+        family("inference_objective_request_error_total", "Counter of inference objective requests errors broken out for each model and target model.", .counter) { writer in
+            for (key, byCode) in byModel(snapshot.errors) {
+                for (code, count) in byCode.sorted(by: { $0.key < $1.key }) {
+                    writer.sample("inference_objective_request_error_total", labels: labels(key) + [("error_code", code)], value: count)
+                }
             }
         }
         histograms("inference_objective_request_duration_seconds", "Inference objective response latency distribution in seconds for each model and target model.", snapshot.durations)
@@ -172,9 +187,10 @@ public final class GatewayMetrics: Sendable {
             "inference_objective_normalized_time_per_output_token_seconds",
             "Inference objective latency divided by number of output tokens in seconds for each model and target model.",
             snapshot.normalizedTimePerOutputToken)
-        family("inference_objective_running_requests", help: "Inference objective number of running requests in each model.", type: .gauge)
-        for (model, count) in snapshot.running.sorted(by: { $0.key < $1.key }) {
-            writer.sample("inference_objective_running_requests", labels: [("model_name", model)], value: count)
+        family("inference_objective_running_requests", "Inference objective number of running requests in each model.", .gauge) { writer in
+            for (model, count) in snapshot.running.sorted(by: { $0.key < $1.key }) {
+                writer.sample("inference_objective_running_requests", labels: [("model_name", model)], value: count)
+            }
         }
 
         let pool = [("name", poolName)]
@@ -182,31 +198,45 @@ public final class GatewayMetrics: Sendable {
         func average(_ value: (EndpointMetrics) -> Double) -> Double {
             metrics.isEmpty ? 0 : metrics.map(value).reduce(0, +) / Double(metrics.count)
         }
-        family("inference_pool_average_kv_cache_utilization", help: "The average kv cache utilization for an inference server pool.", type: .gauge)
-        writer.sample("inference_pool_average_kv_cache_utilization", labels: pool, value: average(\.kvCacheUsage))
-        family("inference_pool_average_queue_size", help: "The average number of requests pending in the model server queue.", type: .gauge)
-        writer.sample("inference_pool_average_queue_size", labels: pool, value: average { Double($0.waitingQueueSize) })
-        family("inference_pool_average_running_requests", help: "The average number of running requests across model servers in the pool.", type: .gauge)
-        writer.sample("inference_pool_average_running_requests", labels: pool, value: average { Double($0.runningRequestsSize) })
-        family("inference_pool_ready_pods", help: "The number of ready pods in the inference server pool.", type: .gauge)
-        writer.sample("inference_pool_ready_pods", labels: pool, value: Double(candidates.count))
-        family("inference_pool_per_pod_queue_size", help: "The total number of requests pending in the model server queue for each underlying pod.", type: .gauge)
-        for candidate in candidates {
-            writer.sample(
-                "inference_pool_per_pod_queue_size", labels: [("model_server_pod", candidate.endpoint.podName), ("name", poolName)],
-                value: Double(candidate.metrics?.waitingQueueSize ?? 0))
+        family("inference_pool_average_kv_cache_utilization", "The average kv cache utilization for an inference server pool.", .gauge) {
+            $0.sample("inference_pool_average_kv_cache_utilization", labels: pool, value: average(\.kvCacheUsage))
+        }
+        family("inference_pool_average_queue_size", "The average number of requests pending in the model server queue.", .gauge) {
+            $0.sample("inference_pool_average_queue_size", labels: pool, value: average { Double($0.waitingQueueSize) })
+        }
+        family("inference_pool_average_running_requests", "The average number of running requests across model servers in the pool.", .gauge) {
+            $0.sample("inference_pool_average_running_requests", labels: pool, value: average { Double($0.runningRequestsSize) })
+        }
+        family("inference_pool_ready_pods", "The number of ready pods in the inference server pool.", .gauge) {
+            $0.sample("inference_pool_ready_pods", labels: pool, value: Double(candidates.count))
+        }
+        family("inference_pool_per_pod_queue_size", "The total number of requests pending in the model server queue for each underlying pod.", .gauge) { writer in
+            for candidate in candidates {
+                writer.sample(
+                    "inference_pool_per_pod_queue_size", labels: [("model_server_pod", candidate.endpoint.podName), ("name", poolName)],
+                    value: Double(candidate.metrics?.waitingQueueSize ?? 0))
+            }
         }
 
-        family("inference_extension_scheduler_e2e_duration_seconds", help: "End-to-end scheduling latency distribution in seconds.", type: .histogram)
-        writer.histogram(
-            HistogramLines(name: "inference_extension_scheduler_e2e_duration_seconds", labels: [], upperBounds: Self.schedulerBuckets),
-            snapshot.schedulerDuration)
-        family("inference_extension_scheduler_attempts_total", help: "Total number of scheduling attempts.", type: .counter)
-        for (values, count) in snapshot.schedulerAttempts.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            writer.sample("inference_extension_scheduler_attempts_total", labels: Array(zip(Self.schedulerAttemptLabels, values)), value: count)
+        family("inference_extension_scheduler_e2e_duration_seconds", "End-to-end scheduling latency distribution in seconds.", .histogram) { writer in
+            guard snapshot.schedulerDuration.count > 0 else { return }
+            writer.histogram(
+                HistogramLines(name: "inference_extension_scheduler_e2e_duration_seconds", labels: [], upperBounds: Self.schedulerBuckets, style: .go),
+                snapshot.schedulerDuration)
         }
-        family("inference_extension_info", help: "General information of the current build of Inference Extension.", type: .gauge)
-        writer.sample("inference_extension_info", labels: [("build_ref", "understudy"), ("commit", "understudy")], value: 1)
-        return writer.buffer
+        family("inference_extension_scheduler_attempts_total", "Total number of scheduling attempts.", .counter) { writer in
+            for (values, count) in snapshot.schedulerAttempts.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                writer.sample("inference_extension_scheduler_attempts_total", labels: Array(zip(Self.schedulerAttemptLabels, values)), value: count)
+            }
+        }
+        family("inference_extension_info", "General information of the current build of Inference Extension.", .gauge) {
+            $0.sample("inference_extension_info", labels: [("build_ref", Self.buildRef), ("commit", Self.buildRef)], value: 1)
+        }
+        var out = ByteBuffer()
+        for var family in families.sorted(by: { $0.name < $1.name }) { out.writeBuffer(&family.text) }
+        return out
     }
+
+    /// What `inference_extension_info` reports as the build: this emulator, not a GIE commit.
+    static let buildRef = "understudy"
 }
