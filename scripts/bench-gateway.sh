@@ -72,6 +72,7 @@ ticks() {
 hz=$(getconf CLK_TCK)
 order=(direct gateway nginx envoy)
 echo "# threads $threads, ${seconds}s per run, $reps reps"
+{
 echo "target,load,rep,rps,p50_ms,p99_ms,non2xx,cpu_us_per_request"
 for rep in $(seq "$reps"); do
   for load in throughput latency; do
@@ -87,3 +88,6 @@ for rep in $(seq "$reps"); do
     done
   done
 done
+} | tee "$work/results.csv"
+echo
+python3 scripts/bench/summarize.py < "$work/results.csv"
