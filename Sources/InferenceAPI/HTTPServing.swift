@@ -6,12 +6,17 @@ public final class ResponseWriter {
     private let context: ChannelHandlerContext
     private let keepAlive: Bool
     private let onEnd: () -> Void
+    /// The response's HTTP version (see `HTTPRequestHandler.answersInClientVersion`).
+    private let version: HTTPVersion
     public var allocator: ByteBufferAllocator { context.channel.allocator }
     public var eventLoop: EventLoop { context.eventLoop }
+    /// Whether the client is taking what was written (false while the socket buffer is full).
+    public var isWritable: Bool { context.channel.isWritable }
 
-    init(context: ChannelHandlerContext, keepAlive: Bool, onEnd: @escaping () -> Void) {
+    init(context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion = .http1_1, onEnd: @escaping () -> Void) {
         self.context = context
         self.keepAlive = keepAlive
+        self.version = version
         self.onEnd = onEnd
     }
 
@@ -29,7 +34,7 @@ public final class ResponseWriter {
     public func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders) {
         var headers = headers
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
     }
 
     /// One chunk of a streamed body, flushed at once unless told otherwise (then `flush()`).
@@ -87,6 +92,12 @@ public struct IncomingRequest {
 public protocol InFlightResponse: AnyObject {
     var isDone: Bool { get }
     func cancel()
+    /// The client's connection became writable again, or stopped being so.
+    func clientWritabilityChanged(_ writable: Bool)
+}
+
+extension InFlightResponse {
+    public func clientWritabilityChanged(_ writable: Bool) {}
 }
 
 /// Serves whole requests: what `HTTPRequestHandler` hands each collected request to.
@@ -105,6 +116,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     public typealias OutboundOut = HTTPServerResponsePart
 
     private let router: any HTTPRequestRouter
+    /// Answer an HTTP/1.0 client in HTTP/1.0, so a body of unknown length ends with the
+    /// connection rather than in chunks it cannot read (as nginx does). Off, every answer is
+    /// HTTP/1.1, chunked when needed, as uvicorn answers (vLLM).
+    private let answersInClientVersion: Bool
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
     private var refusing = false
@@ -112,7 +127,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     private var inFlightNumber = 0
     private var requestNumber = 0
 
-    public init(router: any HTTPRequestRouter) { self.router = router }
+    public init(router: any HTTPRequestRouter, answersInClientVersion: Bool = false) {
+        self.router = router
+        self.answersInClientVersion = answersInClientVersion
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -145,9 +163,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             // response's final write, so a response only clears the in-flight slot it owns.
             requestNumber += 1
             let number = requestNumber
-            // uvicorn answers in HTTP/1.1 and closes HTTP/1.0 connections after each response.
+            // uvicorn closes HTTP/1.0 connections after each response.
             let keepAlive = requestHead.version.minor >= 1 && requestHead.isKeepAlive
-            let writer = ResponseWriter(context: context, keepAlive: keepAlive) { [weak self] in
+            let version: HTTPVersion = answersInClientVersion && requestHead.version.minor == 0 ? .http1_0 : .http1_1
+            let writer = ResponseWriter(context: context, keepAlive: keepAlive, version: version) { [weak self] in
                 if let self, self.inFlightNumber == number { self.inFlight = nil }
             }
             let responder = router.route(request, writer: writer)
@@ -165,6 +184,11 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         writer.respond(APIError(
             status: 413, type: "RequestEntityTooLarge",
             message: "Request body of \(size) bytes exceeds the limit of \(router.maxBodyBytes) bytes.", param: nil))
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        inFlight?.clientWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

@@ -33,6 +33,7 @@ extension EndToEnd {
         #expect(try await stack.post("/v1/completions", body).status == 200)
         #expect(try await stack.post("/v1/completions", body, headers: [("x-gateway-inference-objective", "batch")]).status == 200)
         #expect(try await stack.post("/v1/completions", #"{"prompt": "no model"}"#).status == 400)
+        #expect(try await stack.send("/v1/models", method: .GET).status == 200)  // not a GIE request: not counted
 
         let metricsURL = "http://127.0.0.1:\(try #require(stack.gateway.metricsPort))"
         let page = try await GatewayStack.client.execute(.init(url: metricsURL + "/metrics"), timeout: .seconds(5))
@@ -46,6 +47,7 @@ extension EndToEnd {
         #expect(value("inference_objective_request_total", ["model_name": model, "target_model_name": model, "priority": "0"]) == 1)
         #expect(value("inference_objective_request_total", ["model_name": model, "priority": "-1"]) == 1)
         #expect(value("inference_objective_request_error_total", ["error_code": "BadRequest"]) == 1)
+        #expect(samples.filter { $0.name == "inference_objective_request_total" }.map(\.value).reduce(0, +) == 2)
         #expect(value("inference_objective_request_duration_seconds_count", ["model_name": model]) == 2)
         #expect(value("inference_objective_input_tokens_count", ["model_name": model]) == 2)
         #expect(value("inference_objective_output_tokens_sum", ["model_name": model]) == 8)

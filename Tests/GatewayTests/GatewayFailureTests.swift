@@ -5,6 +5,7 @@ import Foundation
 import InferenceAPI
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Testing
 
 /// What clients see when parts fail, and how endpoints come and go.
@@ -127,5 +128,75 @@ final class TestPodSource: PodSource, Sendable {
         }
         onChange(current)
         try await Task.sleep(for: .seconds(3600))
+    }
+}
+
+extension EndToEnd {
+    /// Upstreams that answer and then break, and clients the gateway must frame for.
+    @Suite struct GatewayUpstreamMisbehaviourTests {
+        static let body = #"{"model": "friendly", "prompt": "Hello", "max_tokens": 2}"#
+        static let rewrite = GatewayStack.poolYAML + """
+
+            ---
+            apiVersion: inference.networking.x-k8s.io/v1alpha2
+            kind: InferenceModelRewrite
+            metadata: {name: alias}
+            spec:
+              poolRef: {name: pool}
+              rules:
+              - matches: [{model: {value: friendly}}]
+                targets: [{modelRewrite: m, weight: 1}]
+            """
+
+        @Test func anUpstreamThatAnswersAndThenBreaksIsNotRetried() async throws {
+            // A rewritten, non-streamed response is collected before it is sent: the head and part
+            // of the body arrived, then the connection closed.
+            let upstream = try await ScriptedUpstream.start(
+                script: "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"model\":\"m\",")
+            defer { Task { try? await upstream.channel.close() } }
+            let stack = try await GatewayStack.start(pods: 0, manifests: Self.rewrite, extraEndpoints: [upstream.address])
+            defer { Task { await stack.stop() } }
+            let response = try await stack.post("/v1/completions", Self.body)
+            #expect(response.status == 502)
+            #expect(response.json?["error"]?["type"]?.string == "BadGateway")
+            #expect(upstream.inferenceRequests.withLockedValue { $0 } == 1, "the request was sent once")
+        }
+
+        @Test func aStreamCutMidEventEndsWithAWholeErrorEvent() async throws {
+            let upstream = try await ScriptedUpstream.start(
+                script: "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                    + "1b\r\ndata: {\"model\":\"m\",\"a\":1}\n\n\r\n" + "c\r\ndata: {\"mode\r\n")
+            defer { Task { try? await upstream.channel.close() } }
+            let stack = try await GatewayStack.start(pods: 0, manifests: Self.rewrite, extraEndpoints: [upstream.address])
+            defer { Task { await stack.stop() } }
+            let response = try await stack.post("/v1/completions", Self.body)
+            #expect(response.status == 200)
+            let events = response.body.components(separatedBy: "\n\n")
+            #expect(events.first == #"data: {"model":"friendly","a":1}"#)
+            #expect(response.body.hasSuffix("data: [DONE]\n\n"))
+            // The cut event stays cut (and unparsable), and the error event is whole on its own.
+            #expect(events.dropFirst().first == #"data: {"mode"#, "\(response.body)")
+            let error = try #require(events.first { $0.contains("\"error\"") })
+            #expect(error.hasPrefix("data: {\"error\""), "\(response.body)")
+        }
+
+        @Test func anHTTP10ClientGetsAStreamItCanRead() async throws {
+            let stack = try await GatewayStack.start(pods: 1)
+            defer { Task { await stack.stop() } }
+            let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 3, "stream": true}"#
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: stack.gateway.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            let received = try await channel.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "POST /v1/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"))
+                var text = ""
+                for try await chunk in inbound { text += String(buffer: chunk) }  // ends when the gateway closes
+                return text
+            }
+            #expect(received.hasPrefix("HTTP/1.0 200 OK\r\n"))
+            #expect(!received.lowercased().contains("transfer-encoding"))
+            #expect(received.hasSuffix("data: [DONE]\n\n"))
+        }
     }
 }

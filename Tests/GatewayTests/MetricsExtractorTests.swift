@@ -40,4 +40,10 @@ import Testing
     @Test func aMissingFamilyIsAnError() {
         #expect(throws: MetricsExtractionError.self) { try MetricsExtractor.extract("other_metric 1", now: 0) }
     }
+
+    @Test(arguments: ["NaN", "+Inf", "-1", "1e30"])
+    func aCountThatIsNoCountIsAnErrorNotACrash(_ value: String) {
+        let page = "vllm:num_requests_running{model_name=\"m\"} 0\nvllm:num_requests_waiting{model_name=\"m\"} \(value)\nvllm:kv_cache_usage_perc{model_name=\"m\"} 0\n"
+        #expect(throws: MetricsExtractionError.self) { try MetricsExtractor.extract(page, now: 0) }
+    }
 }

@@ -27,7 +27,7 @@ public final class EndpointPicker: Sendable {
     /// Where an inference request goes. `subset` is the `x-gateway-destination-endpoint-subset`
     /// hint; `excluding` the endpoints a retry must avoid.
     func decide(_ request: InferenceRequest, subset: Set<String>?, excluding: Set<String> = []) -> RoutingDecision {
-        guard isReachable else { return failureModeDecision(request.model) }
+        guard isReachable else { return failureModeDecision(request.model, excluding: excluding) }
         let now = datastore.now
         var candidates = datastore.candidates(now: now)
         if let subset {
@@ -67,12 +67,12 @@ public final class EndpointPicker: Sendable {
     /// The picker is down: FailOpen forwards the request unchanged to a Ready endpoint of the
     /// gateway's choosing; FailClose drops it with 500, Envoy's reply when an ext_proc server
     /// fails and `failure_mode_allow` is off.
-    private func failureModeDecision(_ model: String?) -> RoutingDecision {
+    private func failureModeDecision(_ model: String?, excluding: Set<String>) -> RoutingDecision {
         switch pool.failureMode {
         case .failClose:
             return .reject(status: 500, code: "Internal", message: "endpoint picker unavailable and the pool's failureMode is FailClose")
         case .failOpen:
-            guard let endpoint = datastore.readyEndpoints().randomElement() else {
+            guard let endpoint = datastore.readyEndpoints().filter({ !excluding.contains($0.address) }).randomElement() else {
                 return .reject(status: 503, code: "ServiceUnavailable", message: "no healthy endpoints in pool \(pool.name)")
             }
             return .route(endpoints: [endpoint], targetModel: model ?? "", clientModel: model ?? "", priority: 0)

@@ -48,40 +48,49 @@ public final class GatewayServer: Sendable {
             metrics: metrics)
         datastore.update(endpoints)
         datastore.start()
-
-        var routers: [ObjectIdentifier: GatewayRouter] = [:]
-        var pools: [UpstreamPool] = []
-        for loop in group.makeIterator() {
-            let upstream = UpstreamPool(loop: loop, connectTimeout: configuration.connectTimeout)
-            routers[ObjectIdentifier(loop)] = GatewayRouter(context: GatewayContext(picker: picker, pool: upstream, configuration: configuration))
-            pools.append(upstream)
-        }
-        let routerByLoop = RouterTable(routers: routers)
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    // Outbound headers are the upstream's, already parsed and validated as they
-                    // came in, or the gateway's own: validating them again costs ~6 % of a request.
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true, withOutboundHeaderValidation: false)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: routerByLoop.router(for: channel.eventLoop)))
-                }
+        var channels: [Channel] = []
+        do {
+            var routers: [ObjectIdentifier: GatewayRouter] = [:]
+            var pools: [UpstreamPool] = []
+            for loop in group.makeIterator() {
+                let upstream = UpstreamPool(loop: loop, connectTimeout: configuration.connectTimeout)
+                routers[ObjectIdentifier(loop)] = GatewayRouter(context: GatewayContext(picker: picker, pool: upstream, configuration: configuration))
+                pools.append(upstream)
             }
-            .bind(host: host, port: port)
-            .get()
-        var channels = [channel]
-        var boundMetricsPort: Int?
-        if let metricsPort {
-            let metricsChannel = try await MetricsListener.bind(host: host, port: metricsPort, metrics: metrics, group: group)
-            channels.append(metricsChannel)
-            boundMetricsPort = metricsChannel.localAddress?.port
+            let routerByLoop = RouterTable(routers: routers)
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        // Outbound headers are the upstream's, already parsed and validated as they
+                        // came in, or the gateway's own: validating them again cost 5 % of req/s.
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true, withOutboundHeaderValidation: false)
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPRequestHandler(router: routerByLoop.router(for: channel.eventLoop), answersInClientVersion: true))
+                    }
+                }
+                .bind(host: host, port: port)
+                .get()
+            channels.append(channel)
+            var boundMetricsPort: Int?
+            if let metricsPort {
+                let metricsChannel = try await MetricsListener.bind(host: host, port: metricsPort, metrics: metrics, group: group)
+                channels.append(metricsChannel)
+                boundMetricsPort = metricsChannel.localAddress?.port
+            }
+            return GatewayServer(
+                picker: picker, port: channel.localAddress?.port ?? port, metricsPort: boundMetricsPort, channels: channels, pools: pools,
+                scrapeGroup: scrapeGroup)
+        } catch {
+            // Nothing half-started stays behind: the scrape thread, a bound listener.
+            datastore.stop()
+            for channel in channels { try? await channel.close() }
+            try? await scrapeGroup.shutdownGracefully()
+            throw error
         }
-        return GatewayServer(
-            picker: picker, port: channel.localAddress?.port ?? port, metricsPort: boundMetricsPort, channels: channels, pools: pools,
-            scrapeGroup: scrapeGroup)
     }
 
     /// Waits until the data plane's listener closes.

@@ -4,8 +4,7 @@ import NIOHTTP1
 
 /// One client request proxied to the pool, on its connection's event loop: it borrows an
 /// upstream connection, relays the response as it arrives (SSE chunk by chunk), retries on
-/// another endpoint while nothing has reached the client, and ends with a clear error
-/// otherwise.
+/// another endpoint while the upstream has sent nothing, and ends with a clear error otherwise.
 final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// What the exchange was routed with.
     struct Route {
@@ -20,14 +19,19 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     }
 
     private enum Phase {
-        /// Connecting or waiting for the response head: nothing has reached the client.
+        /// Connecting, or waiting for the response head: the upstream has sent nothing.
         case awaitingHead
-        /// Relaying the body as it arrives.
-        case relaying(eventStream: Bool)
+        /// Relaying the body as it arrives. `framed` when the head carried a content-length
+        /// (the body can then only be cut off, not extended with an error event).
+        case relaying(eventStream: Bool, framed: Bool)
         /// Collecting a non-streamed body to rewrite its model name before sending it.
         case collecting(HTTPResponseHead)
         case done
     }
+
+    /// A non-streamed body collected for rewriting may be at most this large (a completion's
+    /// JSON is kilobytes; this only stops a runaway upstream from growing the gateway).
+    static let maxCollectedBytes = 64 * 1024 * 1024
 
     private let context: GatewayContext
     private let writer: ResponseWriter
@@ -37,13 +41,18 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     private let started = NIODeadline.now()
     private var phase = Phase.awaitingHead
     private var tried: Set<String> = []
+    /// Endpoints that already had their one fresh-connection retry.
+    private var freshRetried: Set<String> = []
     private var attempts = 0
     private var endpoint: Endpoint?
+    /// The endpoint the request was last sent to (the served-endpoint header names it).
+    private var sentTo: Endpoint?
     private var connection: UpstreamConnection?
-    private var retriedFreshConnection = false
     private var connectionWasReused = false
     private var rewriter: ModelNameRewriter?
     private var collected: ByteBuffer?
+    /// Whether the last body bytes sent to the client ended an SSE event (`\n\n`).
+    private var atEventBoundary = true
     private var status = 0
     private var responseBytes = 0
     private var usage = UsageScanner()
@@ -51,6 +60,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     private var timeout: Scheduled<Void>?
 
     var isDone: Bool { if case .done = phase { true } else { false } }
+    /// Pass-through requests (no inference body) are not GIE requests and stay out of its metrics.
+    private var measured: Bool { route.inference != nil }
 
     init(context: GatewayContext, writer: ResponseWriter, head: HTTPRequestHead, body: ByteBuffer, route: Route) {
         self.context = context
@@ -61,10 +72,14 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         if let target = route.targetModel, let client = route.clientModel, target != client {
             rewriter = ModelNameRewriter(target: target, client: client)
         }
+        // A retry asks the picker again: it must keep the target model already in the body.
+        if let target = route.targetModel { self.route.inference?.modelRewriteHeader = target }
     }
 
     func start() {
-        context.picker.metrics.requestStarted(route.clientModel, route.targetModel, priority: route.priority, requestBytes: body.readableBytes)
+        if measured {
+            context.picker.metrics.requestStarted(route.clientModel, route.targetModel, priority: route.priority, requestBytes: body.readableBytes)
+        }
         attemptNext()
     }
 
@@ -88,11 +103,10 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             if !tried.contains(candidate.address) { return candidate }
         }
         guard let inference = route.inference else { return context.picker.pickAny(excluding: tried) }
-        if case .route(let endpoints, _, _, _) = context.picker.decide(inference, subset: route.subset, excluding: tried) {
-            route.endpoints = Array(endpoints.dropFirst())
-            return endpoints.first
-        }
-        return nil
+        guard case .route(let endpoints, _, _, _) = context.picker.decide(inference, subset: route.subset, excluding: tried) else { return nil }
+        let untried = endpoints.filter { !tried.contains($0.address) }
+        route.endpoints = Array(untried.dropFirst())
+        return untried.first
     }
 
     private func connect(to target: Endpoint, fresh: Bool) {
@@ -103,7 +117,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
                 guard !isDone else { return context.pool.release(upstream) }
                 connection = upstream
                 connectionWasReused = upstream.reused
-                retriedFreshConnection = retriedFreshConnection || fresh
+                sentTo = target
                 head.headers.replaceOrAdd(name: "x-gateway-destination-endpoint", value: target.address)
                 lastActivity = .now()
                 armTimeout()
@@ -128,9 +142,10 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             collected = ByteBuffer()
             return
         }
+        let framed = rewriter == nil && upstreamHead.headers.contains(name: "content-length")
         let filter = rewriter == nil ? HeaderFilter.response : HeaderFilter.rewrittenResponse
         writer.writeHead(status: upstreamHead.status, headers: filter.apply(upstreamHead.headers, adding: servedHeaders))
-        phase = .relaying(eventStream: eventStream)
+        phase = .relaying(eventStream: eventStream, framed: framed)
     }
 
     func upstreamBody(_ buffer: ByteBuffer) {
@@ -140,17 +155,37 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         case .relaying:
             usage.scan(buffer)
             if rewriter != nil {
-                let rewritten = rewriter!.feed(buffer)
-                if rewritten.readableBytes > 0 { writer.writeBody(rewritten, flush: false) }
+                send(rewriter!.feed(buffer))
             } else {
-                writer.writeBody(buffer, flush: false)
+                send(buffer)
             }
         case .collecting:
             var buffer = buffer
             collected?.writeBuffer(&buffer)
+            if (collected?.readableBytes ?? 0) > Self.maxCollectedBytes {
+                connection?.close()
+                connection = nil
+                finishBeforeHead(APIError(status: 502, type: "BadGateway", message: "upstream response larger than \(Self.maxCollectedBytes) bytes"))
+            }
         case .awaitingHead, .done:
             break
         }
+    }
+
+    /// Relays body bytes (flushed at the end of the read burst). A client that cannot take
+    /// them as fast pauses reading from the upstream until it can.
+    private func send(_ bytes: ByteBuffer) {
+        guard bytes.readableBytes > 0 else { return }
+        writer.writeBody(bytes, flush: false)
+        atEventBoundary = bytes.readableBytesView.suffix(2).elementsEqual([0x0A, 0x0A])
+        if !writer.isWritable {
+            writer.flush()
+            connection?.pauseReading()
+        }
+    }
+
+    func clientWritabilityChanged(_ writable: Bool) {
+        if writable { connection?.resumeReading() }
     }
 
     func upstreamReadComplete() {
@@ -169,6 +204,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             var tail = rewriter!.finish()
             body.writeBuffer(&tail)
             usage.scan(body)
+            responseBytes = body.readableBytes
             let headers = HeaderFilter.rewrittenResponse.apply(
                 upstreamHead.headers, adding: servedHeaders + [("content-length", String(body.readableBytes))])
             end(.success)
@@ -182,18 +218,22 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     func upstreamFailed() {
         connection = nil
         switch phase {
-        case .awaitingHead, .collecting:
-            // Nothing reached the client yet: try again. A kept-alive connection may simply have
-            // been closed by the server as we reused it, so it gets one fresh try first.
-            phase = .awaitingHead
-            collected = nil
-            if let endpoint, connectionWasReused, !retriedFreshConnection {
+        case .awaitingHead:
+            // The upstream sent nothing: try again. A kept-alive connection may simply have been
+            // closed by the server as it was reused, so each endpoint gets one fresh try first.
+            guard let endpoint else { return attemptNext() }
+            if connectionWasReused, !freshRetried.contains(endpoint.address) {
+                freshRetried.insert(endpoint.address)
                 return connect(to: endpoint, fresh: true)
             }
-            if let endpoint { context.picker.reportConnectFailure(endpoint.address) }
+            context.picker.reportConnectFailure(endpoint.address)
             attemptNext()
-        case .relaying(let eventStream):
-            failAfterHead(eventStream: eventStream, APIError(
+        case .collecting:
+            // The upstream answered and then failed: not retried (it may have done the work).
+            finishBeforeHead(APIError(
+                status: 502, type: "BadGateway", message: "upstream \(endpoint?.address ?? "") closed the connection before the response ended"))
+        case .relaying(let eventStream, let framed):
+            failAfterHead(eventStream: eventStream && !framed, APIError(
                 status: 502, type: "BadGateway",
                 message: "upstream \(endpoint?.address ?? "") closed the connection before the response ended"))
         case .done:
@@ -219,25 +259,29 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     }
 
     /// A stream that cannot finish ends with an SSE error event (as vLLM reports an engine
-    /// error mid-stream) and `[DONE]`; a body with a known length can only be cut off.
+    /// error mid-stream) and `[DONE]`, after whatever was held back and on an event boundary;
+    /// a body with a known length can only be cut off.
     private func failAfterHead(eventStream: Bool, _ error: APIError) {
         end(.error(error.type))
-        if eventStream {
-            var event = writer.allocator.buffer(capacity: 256)
-            SSE.beginEvent(&event)
-            error.write(to: &event)
-            SSE.endEvent(&event)
-            SSE.writeDone(&event)
-            writer.writeBodyAndEnd(event)
-        } else {
-            writer.abort()
+        guard eventStream else { return writer.abort() }
+        var event = writer.allocator.buffer(capacity: 256)
+        if var held = rewriter?.finish() {
+            if held.readableBytes > 0 { atEventBoundary = false }
+            event.writeBuffer(&held)
         }
+        if !atEventBoundary { event.writeStaticString("\n\n") }
+        SSE.beginEvent(&event)
+        error.write(to: &event)
+        SSE.endEvent(&event)
+        SSE.writeDone(&event)
+        writer.writeBodyAndEnd(event)
     }
 
     private func end(_ outcome: GatewayMetrics.Outcome) {
         phase = .done
         timeout?.cancel()
         timeout = nil
+        guard measured else { return }
         let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
         context.picker.metrics.requestFinished(
             route.clientModel, route.targetModel, outcome: outcome, status: status, seconds: seconds,
@@ -259,11 +303,12 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         if NIODeadline.now() - lastActivity < context.configuration.upstreamTimeout { return armTimeout() }
         connection?.close()
         connection = nil
+        let error = APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout")
         switch phase {
         case .awaitingHead, .collecting:
-            finishBeforeHead(APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout"))
-        case .relaying(let eventStream):
-            failAfterHead(eventStream: eventStream, APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout"))
+            finishBeforeHead(error)
+        case .relaying(let eventStream, let framed):
+            failAfterHead(eventStream: eventStream && !framed, error)
         case .done:
             break
         }
@@ -275,6 +320,6 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// name the EPP protocol gives it.
     static let servedHeader = "x-gateway-destination-endpoint-served"
 
-    /// The served-endpoint header, once an endpoint was tried.
-    private var servedHeaders: [(String, String)] { endpoint.map { [(Self.servedHeader, $0.address)] } ?? [] }
+    /// The served-endpoint header, once the request was sent to an endpoint.
+    private var servedHeaders: [(String, String)] { sentTo.map { [(Self.servedHeader, $0.address)] } ?? [] }
 }

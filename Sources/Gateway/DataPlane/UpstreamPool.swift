@@ -29,6 +29,7 @@ final class UpstreamConnection: ChannelInboundHandler {
     private(set) var reused = false
     var idleSince = NIODeadline.now()
     private var keepAlive = true
+    private var paused = false
 
     init(address: String, pool: UpstreamPool) {
         self.address = address
@@ -58,6 +59,7 @@ final class UpstreamConnection: ChannelInboundHandler {
             let finished = exchange
             exchange = nil
             reused = true
+            resumeReading()
             if keepAlive {
                 pool?.release(self)
             } else {
@@ -80,6 +82,20 @@ final class UpstreamConnection: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+
+    /// Stops reading the response until `resumeReading` (the client is slower than the pod).
+    func pauseReading() {
+        guard let channel, !paused else { return }
+        paused = true
+        try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    func resumeReading() {
+        guard let channel, paused else { return }
+        paused = false
+        try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
+        channel.read()
     }
 
     /// Drops the connection, with whatever it was carrying (a client went away, a timeout).

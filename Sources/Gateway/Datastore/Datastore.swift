@@ -151,6 +151,8 @@ final class MetricsScrape: UpstreamResponseHandler {
     private var body = ByteBuffer()
     private var status: HTTPResponseStatus = .ok
     private var timer: Scheduled<Void>?
+    private var fresh = false
+    private var answered = false
 
     init(address: String, pool: UpstreamPool, timeout: TimeAmount, completion: @escaping (Result<String, ScrapeFailure>) -> Void) {
         self.address = address
@@ -159,8 +161,9 @@ final class MetricsScrape: UpstreamResponseHandler {
         self.completion = completion
     }
 
-    func start() {
-        pool.acquire(address) { [self] result in
+    func start(fresh: Bool = false) {
+        self.fresh = fresh
+        pool.acquire(address, fresh: fresh) { [self] result in
             guard case .success(let connection) = result else { return finish(.failure(.unreachable)) }
             self.connection = connection
             timer = pool.loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
@@ -174,7 +177,10 @@ final class MetricsScrape: UpstreamResponseHandler {
         }
     }
 
-    func upstreamHead(_ head: HTTPResponseHead) { status = head.status }
+    func upstreamHead(_ head: HTTPResponseHead) {
+        answered = true
+        status = head.status
+    }
     func upstreamBody(_ buffer: ByteBuffer) {
         var buffer = buffer
         body.writeBuffer(&buffer)
@@ -193,7 +199,15 @@ final class MetricsScrape: UpstreamResponseHandler {
         finish(status == .ok ? .success(String(buffer: body)) : .failure(.badResponse))
     }
     func upstreamFailed() {
+        let reused = connection?.reused == true
         connection = nil
+        // A kept-alive connection the pod closed as it was reused says nothing about the pod:
+        // one fresh connection decides.
+        if reused, !fresh, !answered {
+            timer?.cancel()
+            timer = nil
+            return start(fresh: true)
+        }
         finish(.failure(.unreachable))
     }
 

@@ -63,10 +63,22 @@ public enum MetricsExtractor {
             }
             return sample.value
         }
+        /// A count as an Int; NaN, infinities, negatives and absurd sizes are a bad page, not a trap.
+        func count(_ selector: String) throws -> Int {
+            let number = try value(selector) ?? 0
+            guard number.isFinite, number >= 0, number < 1e12 else {
+                throw MetricsExtractionError(description: "metric \(selector) is \(number), not a count")
+            }
+            return Int(number)
+        }
         var metrics = EndpointMetrics(updateTime: now)
-        metrics.waitingQueueSize = Int(try value(mapping.queuedRequests) ?? 0)
-        metrics.runningRequestsSize = Int(try value(mapping.runningRequests) ?? 0)
-        metrics.kvCacheUsage = try value(mapping.kvCacheUsage) ?? 0
+        metrics.waitingQueueSize = try count(mapping.queuedRequests)
+        metrics.runningRequestsSize = try count(mapping.runningRequests)
+        let usage = try value(mapping.kvCacheUsage) ?? 0
+        guard usage.isFinite, usage >= 0 else {
+            throw MetricsExtractionError(description: "metric \(mapping.kvCacheUsage) is \(usage), not a fraction")
+        }
+        metrics.kvCacheUsage = usage
         if !mapping.lora.isEmpty {
             // One series per label set ever seen; the value is when it was set: the newest wins.
             let (name, _) = parseSelector(mapping.lora)
