@@ -67,18 +67,7 @@ extension EndToEnd {
     }
 
     @Test func aTargetModelSplitRewritesTheBodyAndTheResponseBack() async throws {
-        let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + """
-
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceModelRewrite
-            metadata: {name: alias}
-            spec:
-              poolRef: {name: pool}
-              rules:
-              - matches: [{model: {value: friendly-name}}]
-                targets: [{modelRewrite: meta-llama/Meta-Llama-3-8B, weight: 1}]
-            """)
+        let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + GatewayStack.alias("friendly-name", to: "meta-llama/Meta-Llama-3-8B"))
         defer { Task { await stack.stop() } }
         let plain = try await stack.post("/v1/completions", #"{"model": "friendly-name", "prompt": "Hi", "max_tokens": 3}"#)
         #expect(plain.status == 200)
