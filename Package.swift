@@ -50,7 +50,13 @@ let package = Package(
             ]
         ),
         // Fleet, lifecycle, chaos, bench and sim (issues 4 and 5).
-        .target(name: "FleetManager", dependencies: ["InferenceAPI", "FakeVLLM", "Gateway"]),
+        .target(
+            name: "FleetManager",
+            dependencies: [
+                "InferenceAPI", "FakeVLLM", "Gateway", .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "understudy",
             dependencies: [
@@ -60,6 +66,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        .testTarget(name: "FleetManagerTests", dependencies: ["FleetManager"]),
         // Helpers the test targets share: running external tools (promtool, the OpenAI SDK).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.

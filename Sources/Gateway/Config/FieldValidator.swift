@@ -13,6 +13,14 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
     public var field: String
     public var reason: String
 
+    public init(file: String, document: Int, object: String, field: String, reason: String) {
+        self.file = file
+        self.document = document
+        self.object = object
+        self.field = field
+        self.reason = reason
+    }
+
     public var description: String {
         let location = "\(file): document \(document)"
         let subject = object.isEmpty ? "" : "The \(object) is invalid: "
@@ -22,17 +30,24 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
 
 /// Reads a decoded YAML tree (Yams' `Any` values) field by field, checking the OpenAPI rules
 /// the CRDs declare. Every check names the field path, so the error says exactly what is wrong.
-struct FieldValidator {
-    let file: String
-    let document: Int
-    var object = ""
+/// The fleet manager reads its fleet files with it too.
+public struct FieldValidator {
+    public let file: String
+    public let document: Int
+    public var object = ""
+
+    public init(file: String, document: Int, object: String = "") {
+        self.file = file
+        self.document = document
+        self.object = object
+    }
 
     /// A failure at `path`.
-    func fail(_ path: String, _ reason: String) -> ConfigError {
+    public func fail(_ path: String, _ reason: String) -> ConfigError {
         ConfigError(file: file, document: document, object: object, field: path, reason: reason)
     }
 
-    func map(_ value: Any?, _ path: String, required: Bool = false) throws(ConfigError) -> [String: Any]? {
+    public func map(_ value: Any?, _ path: String, required: Bool = false) throws(ConfigError) -> [String: Any]? {
         guard let value = present(value) else {
             if required { throw fail(path, "Required value") }
             return nil
@@ -43,7 +58,7 @@ struct FieldValidator {
         return map
     }
 
-    func list(_ value: Any?, _ path: String, required: Bool = false, minItems: Int = 0, maxItems: Int = .max) throws(ConfigError) -> [Any]? {
+    public func list(_ value: Any?, _ path: String, required: Bool = false, minItems: Int = 0, maxItems: Int = .max) throws(ConfigError) -> [Any]? {
         guard let value = present(value) else {
             if required { throw fail(path, "Required value") }
             return nil
@@ -60,7 +75,7 @@ struct FieldValidator {
         return items
     }
 
-    func string(
+    public func string(
         _ value: Any?, _ path: String, required: Bool = false, minLength: Int = 0, maxLength: Int = .max,
         allowed: [String]? = nil, pattern: (String, (String) -> Bool)? = nil
     ) throws(ConfigError) -> String? {
@@ -86,7 +101,7 @@ struct FieldValidator {
         return text
     }
 
-    func integer(_ value: Any?, _ path: String, required: Bool = false, minimum: Int = .min, maximum: Int = .max) throws(ConfigError) -> Int? {
+    public func integer(_ value: Any?, _ path: String, required: Bool = false, minimum: Int = .min, maximum: Int = .max) throws(ConfigError) -> Int? {
         guard let value = present(value) else {
             if required { throw fail(path, "Required value") }
             return nil
@@ -103,14 +118,14 @@ struct FieldValidator {
         return number
     }
 
-    func number(_ value: Any?, _ path: String) throws(ConfigError) -> Double? {
+    public func number(_ value: Any?, _ path: String) throws(ConfigError) -> Double? {
         guard let value = present(value) else { return nil }
         if let number = value as? Int, !(value is Bool) { return Double(number) }
         if let number = value as? Double { return number }
         throw fail(path, "Invalid value: \(Self.describe(value)): \(path) in body must be of type number")
     }
 
-    func bool(_ value: Any?, _ path: String) throws(ConfigError) -> Bool? {
+    public func bool(_ value: Any?, _ path: String) throws(ConfigError) -> Bool? {
         guard let value = present(value) else { return nil }
         guard let flag = value as? Bool else {
             throw fail(path, "Invalid value: \(Self.describe(value)): \(path) in body must be of type boolean")
@@ -136,7 +151,7 @@ func present(_ value: Any?) -> Any? {
 }
 
 /// Kubernetes name and label rules, as the CRDs' patterns spell them.
-enum KubernetesPatterns {
+public enum KubernetesPatterns {
     /// A DNS subdomain (RFC 1123): `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`.
     static let groupExpression = #"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"#
     static func isGroup(_ text: String) -> Bool {
@@ -152,7 +167,7 @@ enum KubernetesPatterns {
 
     /// A label value: `^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`, at most 63 characters.
     static let labelValueExpression = #"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"#
-    static func isLabelValue(_ text: String) -> Bool {
+    public static func isLabelValue(_ text: String) -> Bool {
         guard !text.isEmpty else { return true }
         let scalars = Array(text.unicodeScalars)
         let alphanumeric: (Unicode.Scalar) -> Bool = { $0.isASCIILetter || $0.isASCIIDigit }
@@ -161,7 +176,7 @@ enum KubernetesPatterns {
     }
 
     /// A label key: an optional DNS-subdomain prefix and `/`, then a name segment (≤ 63).
-    static func isLabelKey(_ text: String) -> Bool {
+    public static func isLabelKey(_ text: String) -> Bool {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let name = parts.last, !name.isEmpty, name.count <= 63, isLabelValue(String(name)) else { return false }
         if parts.count == 2 { return !parts[0].isEmpty && parts[0].count <= 253 && isGroup(String(parts[0])) }
