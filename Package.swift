@@ -66,7 +66,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
-        .testTarget(name: "FleetManagerTests", dependencies: ["FleetManager"]),
+        .testTarget(
+            name: "FleetManagerTests",
+            dependencies: [
+                "FleetManager", "FakeVLLM", "Gateway", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // Helpers the test targets share: running external tools (promtool, the OpenAI SDK).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.

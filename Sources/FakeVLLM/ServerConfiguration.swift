@@ -31,6 +31,8 @@ public struct ServerConfiguration: Sendable {
     public var accelerator: String = "h100-sxm"
     public var modelProfile: String?
     public var timeScale: Double = 1
+    /// Seconds of emulated model loading before /health turns 200; infinity waits for
+    /// `VLLMServer.markReady()`.
     public var startupDelay: Double = 0
     public var showHiddenMetricsForVersion: String?
     /// Largest request body accepted, bytes.

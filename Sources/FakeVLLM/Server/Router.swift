@@ -43,6 +43,13 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Ends the emulated model load: from now on /health is 200 and requests are served.
     func markReady() { ready = true }
 
+    /// Shutting down: /health fails and new requests are refused; those in flight go on.
+    private(set) var draining = false
+    func beginDraining() {
+        draining = true
+        ready = false
+    }
+
     /// Serves one request; returns the responder when the response outlives this call.
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
         let path = String(request.path)
@@ -70,6 +77,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             respondJSON(writer, #"{"version":"\#(Self.vllmVersion)"}"#)
         case (.GET, "/load"):
             respondJSON(writer, #"{"server_load":\#(configuration.enableServerLoadTracking ? driver.serverLoad : 0)}"#)
+        case _ where draining:
+            writer.respond(APIError(status: 503, type: "ServiceUnavailableError", message: "The server is shutting down.", param: nil))
         case _ where !ready:
             writer.respond(APIError(status: 503, type: "ServiceUnavailableError", message: "The model is still loading.", param: nil))
         case (.GET, "/v1/models"):

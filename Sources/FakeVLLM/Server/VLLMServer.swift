@@ -66,7 +66,7 @@ public final class VLLMServer: Sendable {
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
-        if configuration.startupDelay > 0 {
+        if configuration.startupDelay > 0, configuration.startupDelay.isFinite {
             loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.markReady() }
         }
         return VLLMServer(
@@ -74,9 +74,30 @@ public final class VLLMServer: Sendable {
             router: router, connections: connections)
     }
 
+    /// Ends the emulated model load now (with an infinite `startupDelay`, the only way: the fleet
+    /// manager's lifecycle decides when a pod is Ready).
+    public func markReady() async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.markReady() }.get()
+    }
+
+    /// A graceful shutdown's first half: no new connections, /health fails, new requests get
+    /// 503; requests in flight finish. `stop()` ends the rest.
+    public func beginDraining() async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.beginDraining() }.get()
+        try await channel.close()
+    }
+
+    /// Generation requests still being answered.
+    public func requestsInFlight() async throws -> Int {
+        let router = self.router
+        return try await router.driver.loop.submit { router.driver.serverLoad }.get()
+    }
+
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
     public func stop() async throws {
-        try await channel.close()
+        try? await channel.close()
         for connection in connections.withLockedValue({ Array($0.values) }) {
             try? await connection.close()
         }

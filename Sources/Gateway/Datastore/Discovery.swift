@@ -6,12 +6,16 @@ public struct DiscoveredPod: Sendable, Equatable {
     public var ip: String
     public var labels: [String: String]
     public var ready: Bool
+    /// Where the pool's target ports are on this pod, in their order, when they differ from the
+    /// target ports themselves: emulated pods share one address and get a port each.
+    public var ports: [Int]?
 
-    public init(name: String, ip: String, labels: [String: String], ready: Bool) {
+    public init(name: String, ip: String, labels: [String: String], ready: Bool, ports: [Int]? = nil) {
         self.name = name
         self.ip = ip
         self.labels = labels
         self.ready = ready
+        self.ports = ports
     }
 }
 
@@ -33,7 +37,7 @@ extension InferencePool {
     /// names data-parallel ranks (`<pod>-rank-<i>`) when there are several ports.
     public func endpoints(from pods: [DiscoveredPod]) -> [DiscoveredEndpoint] {
         pods.filter { selects($0.labels) }.flatMap { pod in
-            targetPorts.enumerated().map { rank, port in
+            (pod.ports ?? targetPorts).prefix(targetPorts.count).enumerated().map { rank, port in
                 DiscoveredEndpoint(
                     endpoint: Endpoint(address: "\(pod.ip):\(port)", podName: targetPorts.count > 1 ? "\(pod.name)-rank-\(rank)" : pod.name),
                     labels: pod.labels, ready: pod.ready)

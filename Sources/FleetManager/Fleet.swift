@@ -1,0 +1,245 @@
+import FakeVLLM
+import Foundation
+import Gateway
+import NIOCore
+import NIOPosix
+
+/// A fleet running in this process, in real time: every pod an emulated vLLM server on its own
+/// loopback port, driven through `PodLifecycle`, listed in the registry the gateway follows.
+public actor Fleet {
+    public nonisolated let spec: FleetSpec
+    public nonisolated let registry = PodRegistry()
+    public nonisolated let gateway: GatewayServer
+    private let profiles: ProfileStore
+    private let started = ContinuousClock.now
+    private var pods: [String: RunningPod] = [:]
+    private var ticker: Task<Void, Never>?
+    /// Grace period for deleted pods (Kubernetes' default terminationGracePeriodSeconds).
+    public nonisolated let gracePeriod: Double
+
+    struct RunningPod {
+        var lifecycle: PodLifecycle
+        let pool: PodPoolSpec
+        /// Kept across restarts, as a pod keeps its address; 0 until an ephemeral port is bound.
+        var port: Int
+        var server: VLLMServer?
+    }
+
+    public nonisolated let backoff: RestartBackoff
+
+    private init(spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff) {
+        self.spec = spec
+        self.gateway = gateway
+        self.profiles = profiles
+        self.gracePeriod = gracePeriod
+        self.backoff = backoff
+    }
+
+    /// Starts the gateway (following the registry) and every pod of every pool. With
+    /// `firstPodPort` 0 every pod gets an ephemeral port (tests).
+    public static func start(
+        _ spec: FleetSpec, profiles: ProfileStore, gracePeriod: Double = 30, backoff: RestartBackoff = RestartBackoff()
+    ) async throws -> Fleet {
+        // Refuse a fleet whose pods could not start before binding anything.
+        for pool in spec.pools {
+            var configuration = ServerConfiguration()
+            try configure(&configuration, pool: pool, port: 0)
+            _ = try EngineSetup(configuration, profiles: profiles)
+        }
+        let gateway = try await GatewayServer.start(
+            resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort)
+        let fleet = Fleet(spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff)
+        gateway.follow(fleet.registry)
+        await fleet.createPods()
+        await fleet.startTicking()
+        return fleet
+    }
+
+    /// Seconds since the fleet started: the lifecycle's clock.
+    private var now: Double {
+        let elapsed = started.duration(to: .now)
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    private func createPods() async {
+        var port = spec.firstPodPort
+        for pool in spec.pools {
+            for index in 0..<pool.replicas {
+                let name = "\(pool.name)-\(index)"
+                pods[name] = RunningPod(
+                    lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff), pool: pool, port: port, server: nil)
+                publish(name)
+                if port != 0 { port += 1 }
+            }
+        }
+        for name in pods.keys.sorted() {
+            let effects = pods[name]!.lifecycle.start(now: now)
+            await apply(effects, to: name)
+        }
+    }
+
+    /// Time-driven transitions (model loads, restarts, grace periods), checked every 50 ms.
+    private func startTicking() {
+        ticker = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                await self?.tick()
+            }
+        }
+    }
+
+    private func tick() async {
+        let now = self.now
+        for name in pods.keys.sorted() {
+            guard var pod = pods[name] else { continue }
+            if case .terminating = pod.lifecycle.phase, let server = pod.server, (try? await server.requestsInFlight()) == 0 {
+                let effects = pod.lifecycle.drained(now: now)
+                pods[name] = pod
+                await apply(effects, to: name)
+                continue
+            }
+            let effects = pod.lifecycle.tick(now: now)
+            pods[name] = pod
+            await apply(effects, to: name)
+        }
+    }
+
+    private func apply(_ effects: [PodEffect], to name: String) async {
+        for effect in effects {
+            guard let pod = pods[name] else { return }
+            switch effect {
+            case .launch:
+                var configuration = ServerConfiguration()
+                try? Self.configure(&configuration, pool: pod.pool, port: pod.port)
+                do {
+                    let server = try await VLLMServer.start(configuration, profiles: profiles)
+                    pods[name]?.server = server
+                    pods[name]?.port = server.port
+                } catch {
+                    // The port is taken, or the like: the container fails and backs off.
+                    let effects = pods[name]?.lifecycle.crashed(now: now) ?? []
+                    publish(name)
+                    return await apply(effects, to: name)
+                }
+            case .markReady:
+                try? await pod.server?.markReady()
+            case .stopAccepting:
+                try? await pod.server?.beginDraining()
+            case .kill:
+                try? await pod.server?.stop()
+                pods[name]?.server = nil
+            case .scheduleRestart:
+                break
+            }
+        }
+        publish(name)
+        if pods[name]?.lifecycle.phase == .terminated {
+            pods[name] = nil
+            registry.remove(name)
+        }
+    }
+
+    private func publish(_ name: String) {
+        guard let pod = pods[name] else { return }
+        registry.update(PodRecord(
+            name: name, pool: pod.pool.name, host: "127.0.0.1", port: pod.port, labels: pod.pool.labels, phase: pod.lifecycle.phase,
+            restarts: pod.lifecycle.restarts))
+    }
+
+    // MARK: Operations (the admin API and chaos call these)
+
+    /// Ends a pod's server abruptly, as a crash or `kill -9` would; it restarts with back-off.
+    public func kill(_ name: String) async throws {
+        guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
+        try? await pod.server?.stop()
+        pod.server = nil
+        let effects = pod.lifecycle.crashed(now: now)
+        pods[name] = pod
+        await apply(effects, to: name)
+    }
+
+    /// Deletes a pod gracefully: it leaves the pool, finishes its requests, then goes.
+    public func delete(_ name: String) async throws {
+        guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
+        let effects = pod.lifecycle.delete(now: now, grace: gracePeriod)
+        pods[name] = pod
+        await apply(effects, to: name)
+    }
+
+    /// Drains every pod and stops the gateway (Ctrl-C, SIGTERM).
+    public func stop() async {
+        for name in pods.keys.sorted() { try? await delete(name) }
+        let deadline = now + gracePeriod
+        while !pods.isEmpty, now < deadline {
+            await tick()
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for name in pods.keys.sorted() {
+            try? await pods[name]?.server?.stop()
+            pods[name] = nil
+            registry.remove(name)
+        }
+        ticker?.cancel()
+        try? await gateway.stop()
+    }
+
+    // MARK: Pod configuration
+
+    /// A pod's server configuration from its pool: model, accelerator, adapters, engine flags.
+    static func configure(_ configuration: inout ServerConfiguration, pool: PodPoolSpec, port: Int) throws {
+        configuration.host = "127.0.0.1"
+        configuration.port = port
+        configuration.model = pool.model
+        configuration.accelerator = pool.accelerator
+        configuration.tensorParallelSize = pool.tensorParallelSize
+        // The lifecycle decides when the model has loaded.
+        configuration.startupDelay = .infinity
+        if !pool.adapters.isEmpty {
+            configuration.enableLoRA = true
+            configuration.loraModules = pool.adapters.filter { !$0.runtimeOnly }.map { LoRAModule(name: $0.name, path: "/adapters/\($0.name)") }
+            configuration.allowRuntimeLoRAUpdating = pool.adapters.contains { $0.runtimeOnly }
+        }
+        for (flag, value) in pool.engineArgs {
+            func int() throws -> Int {
+                guard let number = Int(value) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not an integer: \(value)") }
+                return number
+            }
+            func double() throws -> Double {
+                guard let number = Double(value) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not a number: \(value)") }
+                return number
+            }
+            func bool() throws -> Bool {
+                guard let flag = Bool(value.lowercased()) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not true or false: \(value)") }
+                return flag
+            }
+            switch flag {
+            case "max-model-len": configuration.maxModelLen = try int()
+            case "max-num-seqs": configuration.maxNumSeqs = try int()
+            case "max-num-batched-tokens": configuration.maxNumBatchedTokens = try int()
+            case "block-size": configuration.blockSize = try int()
+            case "gpu-memory-utilization": configuration.gpuMemoryUtilization = try double()
+            case "quantization": configuration.quantization = value
+            case "kv-cache-dtype": configuration.kvCacheDtype = value
+            case "enable-prefix-caching": configuration.enablePrefixCaching = try bool()
+            case "max-loras": configuration.maxLoras = try int()
+            case "max-cpu-loras": configuration.maxCPULoras = try int()
+            case "max-lora-rank": configuration.maxLoRARank = try int()
+            case "seed": configuration.seed = UInt64(try int())
+            case "enable-prompt-tokens-details": configuration.enablePromptTokensDetails = try bool()
+            case "enable-server-load-tracking": configuration.enableServerLoadTracking = try bool()
+            case "time-scale": configuration.timeScale = try double()
+            case "served-model-name": configuration.servedModelNames = [value]
+            default: throw FleetError("pool \(pool.name): engineArgs.\(flag) is not a flag the fleet sets")
+            }
+        }
+    }
+
+    /// The pods, as the registry lists them.
+    public nonisolated func list() -> [PodRecord] { registry.list() }
+}
+
+/// Why a fleet operation failed.
+public struct FleetError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

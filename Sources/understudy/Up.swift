@@ -1,0 +1,86 @@
+import ArgumentParser
+import FakeVLLM
+import FleetManager
+import Foundation
+import Gateway
+
+/// `understudy up`: a fleet of emulated pods and the gateway in front of them, from one command.
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Bring up a fleet of emulated vLLM pods and the gateway in front of them (Ctrl-C drains and stops).")
+
+    @Argument(help: "Fleet file (default: profiles/fleets/demo.yaml).") var fleetFile: String?
+    @Option(help: "Seconds a stopping pod may take to finish its requests.") var gracePeriod = 30.0
+
+    func run() async throws {
+        let profiles = try ProfileStore.locate()
+        let path = fleetFile ?? profiles.root.appendingPathComponent("fleets/demo.yaml").path
+        let spec: FleetSpec
+        do {
+            spec = try FleetSpec.load(file: path)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod)
+        let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
+        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods; gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
+        if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
+        let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
+        let rows = [["POD", "POOL", "ACCELERATOR", "ADDRESS", "STATUS"]]
+            + fleet.list().map { [$0.name, $0.pool, pools[$0.pool]?.accelerator ?? "", $0.address, $0.phase.status] }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print("  " + zip(row.dropLast(), widths).map { $0.0.padding(toLength: $0.1 + 2, withPad: " ", startingAt: 0) }.joined() + row.last!)
+        }
+        print("  try: curl -s \(gateway)/v1/completions -H 'content-type: application/json' -d '{\"model\":\"\(spec.pools[0].model)\",\"prompt\":\"Hello\",\"max_tokens\":16}'")
+        FileHandle.standardOutput.synchronizeFile()
+
+        let started = ContinuousClock.now
+        Task {
+            while !fleet.list().isEmpty, !fleet.list().allSatisfy(\.isReady) { try await Task.sleep(for: .milliseconds(100)) }
+            print("  all \(fleet.list().count) pods Ready after \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))")
+            FileHandle.standardOutput.synchronizeFile()
+        }
+        let signal = await Self.waitForTermination()
+        print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s)")
+        FileHandle.standardOutput.synchronizeFile()
+        await fleet.stop()
+    }
+
+    /// Waits for SIGINT or SIGTERM, which then no longer end the process by themselves.
+    static func waitForTermination() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let once = OnceBox(continuation)
+            var sources: [DispatchSourceSignal] = []
+            for number in [SIGINT, SIGTERM] {
+                Foundation.signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { once.resume(number) }
+                source.resume()
+                sources.append(source)
+            }
+            once.keep(sources)
+        }
+    }
+
+    /// Resumes a continuation at most once and keeps the signal sources alive meanwhile.
+    final class OnceBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var continuation: CheckedContinuation<Int32, Never>?
+        private var sources: [DispatchSourceSignal] = []
+
+        init(_ continuation: CheckedContinuation<Int32, Never>) { self.continuation = continuation }
+
+        func keep(_ sources: [DispatchSourceSignal]) {
+            lock.withLock { self.sources = sources }
+        }
+
+        func resume(_ signal: Int32) {
+            let continuation = lock.withLock {
+                defer { self.continuation = nil }
+                return self.continuation
+            }
+            continuation?.resume(returning: signal)
+        }
+    }
+}
