@@ -55,6 +55,7 @@ let package = Package(
             dependencies: [
                 "InferenceAPI", "FakeVLLM", "Gateway", .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .executableTarget(
@@ -69,8 +70,8 @@ let package = Package(
         .testTarget(
             name: "FleetManagerTests",
             dependencies: [
-                "FleetManager", "FakeVLLM", "Gateway", .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                "FleetManager", "FakeVLLM", "Gateway", "InferenceAPI", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Helpers the test targets share: running external tools (promtool, the OpenAI SDK).

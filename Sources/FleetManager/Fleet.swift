@@ -128,6 +128,7 @@ public actor Fleet {
             case .kill:
                 try? await pod.server?.stop()
                 pods[name]?.server = nil
+                faults[name] = nil
             case .scheduleRestart:
                 break
             }
@@ -165,6 +166,34 @@ public actor Fleet {
         pods[name] = pod
         await apply(effects, to: name)
     }
+
+    /// Chaos: the pod hangs — it accepts connections and reads requests but answers none and
+    /// takes no engine step, as a SIGSTOP'd process — until `restore`.
+    public func hang(_ name: String) async throws {
+        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
+        try await server.setHung(true)
+        faults[name, default: []].insert("hang")
+    }
+
+    /// Chaos: the pod's engine steps take `factor` times as long, until `restore`.
+    public func slow(_ name: String, factor: Double) async throws {
+        guard factor > 0, factor.isFinite else { throw FleetError("slow factor must be a positive number, got \(factor)") }
+        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
+        try await server.setSlowdown(factor)
+        faults[name, default: []].insert("slow ×\(factor)")
+    }
+
+    /// Undoes a pod's faults (hang, slow).
+    public func restore(_ name: String) async throws {
+        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
+        try await server.setHung(false)
+        try await server.setSlowdown(1)
+        faults[name] = nil
+    }
+
+    /// The faults a pod is under, for listings.
+    public func faults(of name: String) -> [String] { faults[name].map { $0.sorted() } ?? [] }
+    private var faults: [String: Set<String>] = [:]
 
     /// Drains every pod and stops the gateway (Ctrl-C, SIGTERM).
     public func stop() async {

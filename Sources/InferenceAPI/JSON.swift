@@ -33,6 +33,15 @@ public enum JSONValue: Sendable, Equatable {
 
 /// A JSON object's members in document order. A repeated key keeps its first position and its
 /// last value, as a Python dict built by `json.loads` does. Equality ignores order.
+extension JSONValue {
+    /// The integer, when this is one.
+    public var int: Int? { if case .integer(let value) = self { value } else { nil } }
+    /// The string, when this is one.
+    public var string: String? { if case .string(let value) = self { value } else { nil } }
+    /// The items, when this is an array.
+    public var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+}
+
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, Sequence {
     public private(set) var members: [(key: String, value: JSONValue)] = []
 

@@ -22,9 +22,11 @@ struct Up: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod)
+        let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
         print("understudy up: fleet \(spec.name), \(fleet.list().count) pods; gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
+        print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list|kill|hang|slow|restore|delete)")
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
         let rows = [["POD", "POOL", "ACCELERATOR", "ADDRESS", "STATUS"]]
             + fleet.list().map { [$0.name, $0.pool, pools[$0.pool]?.accelerator ?? "", $0.address, $0.phase.status] }
@@ -44,6 +46,7 @@ struct Up: AsyncParsableCommand {
         let signal = await Self.waitForTermination()
         print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s)")
         FileHandle.standardOutput.synchronizeFile()
+        try? await admin.close()
         await fleet.stop()
     }
 

@@ -56,9 +56,3 @@ struct LiveServer {
         try await metrics().first { (sample: PrometheusSample) in sample.name == name && labels.allSatisfy { sample.labels[$0.key] == $0.value } }?.value
     }
 }
-
-extension JSONValue {
-    var int: Int? { if case .integer(let value) = self { value } else { nil } }
-    var string: String? { if case .string(let value) = self { value } else { nil } }
-    var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
-}

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import FakeVLLM
-import FleetManager
+@testable import FleetManager
 import Foundation
 import Gateway
 import NIOCore

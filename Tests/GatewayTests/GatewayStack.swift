@@ -111,9 +111,3 @@ struct GatewayStack {
         return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
     }
 }
-
-extension JSONValue {
-    var int: Int? { if case .integer(let value) = self { value } else { nil } }
-    var string: String? { if case .string(let value) = self { value } else { nil } }
-    var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
-}

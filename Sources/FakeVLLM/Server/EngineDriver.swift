@@ -21,6 +21,12 @@ final class EngineDriver: @unchecked Sendable {
     private var nextRequestID: RequestID = 1
     /// API requests being served, for /load.
     var serverLoad = 0
+    /// Chaos: every step takes this many times its emulated duration.
+    var slowdown = 1.0
+    /// Chaos: a hung engine takes no step until released (as a stopped process).
+    var hung = false {
+        didSet { if !hung { scheduleStep() } }
+    }
 
     init(loop: EventLoop, engine: Engine, metrics: EngineMetrics, timeScale: Double) {
         self.loop = loop
@@ -71,7 +77,7 @@ final class EngineDriver: @unchecked Sendable {
     /// Arms the stepping loop after new work arrives; the short pause lets the other requests
     /// that arrived in this tick join the first batch.
     private func scheduleStep() {
-        guard !stepInFlight, engine.hasWork else { return }
+        guard !stepInFlight, !hung, engine.hasWork else { return }
         stepInFlight = true
         loop.scheduleTask(in: Self.stepYield) { self.runSteps() }
     }
@@ -80,7 +86,7 @@ final class EngineDriver: @unchecked Sendable {
         let burstStart = self.burstStart ?? NIODeadline.now()
         self.burstStart = burstStart
         while true {
-            guard let outcome = engine.step(now: max(now, lastStepEnd)) else {
+            guard !hung, let outcome = engine.step(now: max(now, lastStepEnd)) else {
                 stop()
                 return
             }
@@ -91,7 +97,7 @@ final class EngineDriver: @unchecked Sendable {
             if outcome.duration > 0 || overBudget {
                 // The step's emulated time passes on a timer, during which I/O is served; a burst
                 // that ran long waits at least `stepYield`, however short the step.
-                var delay = TimeAmount.nanoseconds(Int64(min(outcome.duration / timeScale, 86_400) * 1e9))
+                var delay = TimeAmount.nanoseconds(Int64(min(outcome.duration / timeScale * slowdown, 86_400) * 1e9))
                 if overBudget {
                     delay = max(delay, Self.stepYield)
                     self.burstStart = nil

@@ -43,6 +43,21 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Ends the emulated model load: from now on /health is 200 and requests are served.
     func markReady() { ready = true }
 
+    /// Chaos: while hung, requests are read and left unanswered (as by a stopped process);
+    /// on release they are served in arrival order.
+    private var heldRequests: [(IncomingRequest, ResponseWriter, HeldResponse)] = []
+    var hung = false {
+        didSet {
+            driver.hung = hung
+            guard !hung else { return }
+            let held = heldRequests
+            heldRequests = []
+            for (request, writer, placeholder) in held where !placeholder.isDone {
+                placeholder.inner = route(request, writer: writer)
+            }
+        }
+    }
+
     /// Shutting down: /health fails and new requests are refused; those in flight go on.
     private(set) var draining = false
     func beginDraining() {
@@ -52,6 +67,11 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
 
     /// Serves one request; returns the responder when the response outlives this call.
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+        if hung {
+            let placeholder = HeldResponse()
+            heldRequests.append((request, writer, placeholder))
+            return placeholder
+        }
         let path = String(request.path)
         if let key = configuration.apiKey, path.hasPrefix("/v1"), request.method != .OPTIONS {
             let given = request.headers.first(name: "authorization") ?? ""
@@ -404,4 +424,15 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         }
         return hex16(idGenerator.next()) + hex16(idGenerator.next())
 }
+}
+
+/// A request held by a hung server; once released, the real response stands in for it.
+final class HeldResponse: InFlightResponse {
+    var inner: (any InFlightResponse)?
+    private var cancelled = false
+    var isDone: Bool { cancelled || (inner.map { $0.isDone } ?? false) }
+    func cancel() {
+        cancelled = true
+        inner?.cancel()
+    }
 }

@@ -89,6 +89,19 @@ public final class VLLMServer: Sendable {
         try await channel.close()
     }
 
+    /// Chaos: hang (read requests, answer none, take no engine step) or resume, as SIGSTOP and
+    /// SIGCONT would a vLLM process.
+    public func setHung(_ hung: Bool) async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.hung = hung }.get()
+    }
+
+    /// Chaos: every engine step takes `factor` times its emulated duration (1 restores).
+    public func setSlowdown(_ factor: Double) async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.driver.slowdown = factor }.get()
+    }
+
     /// Generation requests still being answered.
     public func requestsInFlight() async throws -> Int {
         let router = self.router

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `understudy chaos`: a client of a running fleet's admin API (`understudy up`).
+struct Chaos: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Break a running fleet on purpose, through its admin API.",
+        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Restore.self, Delete.self])
+
+    struct Target: ParsableArguments {
+        @Option(help: "The fleet's admin API.") var admin = "http://127.0.0.1:8070"
+    }
+
+    /// Sends one admin request and prints the pods it answers with, or its error.
+    static func call(_ admin: String, _ method: String, _ path: String) async throws {
+        guard let url = URL(string: admin + path) else { throw ChaosError(description: "bad admin URL \(admin)") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: request)
+        } catch {
+            throw ChaosError(description: "cannot reach the fleet's admin API at \(admin) (is `understudy up` running?): \(error.localizedDescription)")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else {
+            let message = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])
+                .flatMap { ($0["error"] as? [String: Any])?["message"] as? String } ?? String(decoding: data, as: UTF8.self)
+            throw ChaosError(description: message)
+        }
+        guard let pods = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return }
+        let rows = [["POD", "POOL", "ADDRESS", "STATE", "RESTARTS", "FAULTS"]] + pods.map { pod in
+            [pod["name"], pod["pool"], pod["address"], pod["state"], pod["restarts"], (pod["faults"] as? [String])?.joined(separator: ",")]
+                .map { $0.map { "\($0)" } ?? "" }
+        }
+        let widths = (0..<6).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(zip(row.dropLast(), widths).map { $0.0.padding(toLength: $0.1 + 2, withPad: " ", startingAt: 0) }.joined() + row.last!)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The fleet's pods, their state and faults.")
+        @OptionGroup var target: Target
+        func run() async throws { try await Chaos.call(target.admin, "GET", "/pods") }
+    }
+
+    struct Kill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "End a pod abruptly (connections reset); it restarts with back-off.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/kill") }
+    }
+
+    struct Hang: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a pod accept requests and answer none, until restored.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/hang") }
+    }
+
+    struct Slow: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Multiply a pod's step time, until restored.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        @Option(help: "Step-time factor.") var factor = 4.0
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/slow?factor=\(factor)") }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Undo a pod's hang or slow.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/restore") }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Drain a pod: it leaves the pool, finishes its requests, and goes.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/delete") }
+    }
+}
+
+/// What the admin API refused, or why it could not be reached.
+struct ChaosError: Error, CustomStringConvertible {
+    var description: String
+}
