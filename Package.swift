@@ -22,7 +22,10 @@ let package = Package(
         // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text.
         .target(
             name: "InferenceAPI",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         // The emulated vLLM server: engine core, timing model, HTTP driver.
         .target(

@@ -12,16 +12,7 @@ import NIOPosix
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
 public enum AdminServer {
     public static func start(fleet: Fleet, host: String, port: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Channel {
-        try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: AdminRouter(fleet: fleet)))
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
+        try await HTTPListener.bind(host: host, port: port, group: group) { AdminRouter(fleet: fleet) }
     }
 
     /// A pod as `GET /pods` lists it.

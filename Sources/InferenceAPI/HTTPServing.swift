@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Writes one HTTP response on a connection. Confined to the connection's event loop.
 public final class ResponseWriter {
@@ -202,5 +203,24 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         inFlight?.cancel()
         inFlight = nil
         context.close(promise: nil)
+    }
+}
+
+/// A small HTTP/1.1 listener: every connection gets its own router from `makeRouter` (admin
+/// and metrics ports; the model servers and the gateway tune their listeners themselves).
+public enum HTTPListener {
+    public static func bind(
+        host: String, port: Int, group: EventLoopGroup, makeRouter: @escaping @Sendable () -> any HTTPRequestRouter
+    ) async throws -> Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: makeRouter()))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
     }
 }

@@ -155,16 +155,7 @@ public struct GatewayStartError: Error, CustomStringConvertible {
 /// Serves `/metrics` (GIE's EPP metrics port) and nothing else.
 enum MetricsListener {
     static func bind(host: String, port: Int, metrics: GatewayMetrics, group: EventLoopGroup) async throws -> Channel {
-        try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: MetricsRouter(metrics: metrics)))
-                }
-            }
-            .bind(host: host, port: port)
-            .get()
+        try await HTTPListener.bind(host: host, port: port, group: group) { MetricsRouter(metrics: metrics) }
     }
 
     final class MetricsRouter: HTTPRequestRouter {
