@@ -1,0 +1,110 @@
+import AsyncHTTPClient
+import FakeVLLM
+@testable import FleetManager
+import Foundation
+import Gateway
+import InferenceAPI
+import NIOCore
+import NIOConcurrencyHelpers
+import Testing
+
+/// Issue 4's kill scenario at steady load on four pods: what clients see when a pod dies.
+@Suite(.serialized) struct KillScenarioTests {
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    typealias Answer = (status: Int, servedBy: String?, body: String)
+
+    static func post(_ port: Int, _ body: String, onlyTo subset: String? = nil) async throws -> Answer {
+        try await open(port, body, onlyTo: subset).value
+    }
+
+    /// Sends a request and returns once its response head arrived; the task collects the body.
+    static func open(_ port: Int, _ body: String, onlyTo subset: String? = nil) async throws -> Task<Answer, Error> {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/completions")
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if let subset { request.headers.add(name: "x-gateway-destination-endpoint-subset", value: subset) }
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await client.execute(request, timeout: .seconds(30))
+        return Task {
+            let text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+            return (Int(response.status.code), response.headers.first(name: "x-gateway-destination-endpoint-served"), text)
+        }
+    }
+
+    @Test func killingAPodFailsNoUnansweredRequestAndEndsItsStreamsClearly() async throws {
+        let spec = try FleetSpec.parse("""
+            apiVersion: understudy.dev/v1alpha1
+            kind: Fleet
+            metadata: {name: four}
+            spec:
+              gateway: {port: 0, metricsPort: 0}
+              firstPodPort: 0
+              pools:
+              - {name: gpu, accelerator: h100-sxm, model: meta-llama/Meta-Llama-3-8B, replicas: 4, labels: {app: llama}, startupSeconds: 0.2,
+                 engineArgs: {time-scale: 4}}
+            """, file: "four.yaml")
+        let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles, backoff: RestartBackoff(initial: 0.5, maximum: 5))
+        let store = fleet.gateway.picker.datastore
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        let port = fleet.gateway.port
+
+        // Steady load: eight clients sending short completions until told to stop.
+        let stop = NIOLockedValueBox(false)
+        let load = (0..<8).map { worker in
+            Task { () -> [Int] in
+                var statuses: [Int] = []
+                var index = 0
+                while !stop.withLockedValue({ $0 }) {
+                    let prompt = "Worker \(worker) request \(index)"
+                    statuses.append(try await Self.post(port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "\#(prompt)", "max_tokens": 24}"#).status)
+                    index += 1
+                }
+                return statuses
+            }
+        }
+        // Long streams: two held on the pod that will die (GIE's subset hint), six anywhere.
+        let victim = fleet.list()[1]
+        var streams: [Task<Answer, Error>] = []
+        for index in 0..<8 {
+            // Each stream's head has arrived (its tokens are flowing) before the kill.
+            streams.append(try await Self.open(
+                port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Story \#(index)", "max_tokens": 1500, "ignore_eos": true, "stream": true}"#,
+                onlyTo: index < 2 ? victim.address : nil))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        try await fleet.kill(victim.name)
+        // The registry says so at once, and the gateway stops routing there.
+        #expect(!store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address))
+        #expect(fleet.list()[1].phase.status == "CrashLoopBackOff")
+
+        // It restarts after its back-off and rejoins once Ready.
+        #expect(try await FleetTests().eventually { fleet.list()[1].isReady })
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(fleet.list()[1].restarts == 1)
+        stop.withLockedValue { $0 = true }
+
+        var statuses: [Int] = []
+        for task in load { statuses += try await task.value }
+        #expect(statuses.count > 20)
+        #expect(statuses.allSatisfy { $0 == 200 }, "requests not yet answered are retried elsewhere: \(Set(statuses))")
+        var cutStreams = 0
+        for task in streams {
+            let stream = try await task.value
+            #expect(stream.status == 200)
+            #expect(stream.body.hasSuffix("data: [DONE]\n\n"), "every stream ends, none is silently truncated")
+            if stream.servedBy == victim.address {
+                cutStreams += 1
+                #expect(stream.body.contains(#""code":502"#), "a stream on the killed pod ends with an error event: …\(stream.body.suffix(400))")
+            } else {
+                #expect(!stream.body.contains(#""error""#))
+            }
+        }
+        #expect(cutStreams >= 2, "the streams held on the killed pod")
+        await fleet.stop()
+    }
+}
