@@ -47,7 +47,8 @@ public actor Fleet {
             _ = try EngineSetup(configuration, profiles: profiles)
         }
         let gateway = try await GatewayServer.start(
-            resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort)
+            resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
+            configuration: spec.dataPlane)
         let fleet = Fleet(spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff)
         gateway.follow(fleet.registry)
         await fleet.createPods()

@@ -11,6 +11,8 @@ public struct FleetSpec: Sendable {
     /// the labels every pod pool shares.
     public var resources: GatewayResources
     public var gateway: Listener
+    /// How the gateway treats its upstreams (timeouts, retries).
+    public var dataPlane: DataPlaneConfiguration
     public var admin: Listener
     /// Pods listen from this port upward, one port each (vLLM's 8000 by default).
     public var firstPodPort: Int
@@ -113,6 +115,16 @@ extension FleetSpec {
             host: try v.string(gatewayMap["host"], "spec.gateway.host") ?? "127.0.0.1",
             port: try v.integer(gatewayMap["port"], "spec.gateway.port", minimum: 0, maximum: 65535) ?? 8080,
             metricsPort: try v.integer(gatewayMap["metricsPort"], "spec.gateway.metricsPort", minimum: 0, maximum: 65535) ?? 9090)
+        var dataPlane = DataPlaneConfiguration()
+        if let seconds = try v.number(gatewayMap["upstreamTimeoutSeconds"], "spec.gateway.upstreamTimeoutSeconds") {
+            guard seconds > 0, seconds.isFinite else { throw v.fail("spec.gateway.upstreamTimeoutSeconds", "Invalid value: \(seconds): must be > 0") }
+            dataPlane.upstreamTimeout = .nanoseconds(Int64(seconds * 1e9))
+        }
+        if let seconds = try v.number(gatewayMap["connectTimeoutSeconds"], "spec.gateway.connectTimeoutSeconds") {
+            guard seconds > 0, seconds.isFinite else { throw v.fail("spec.gateway.connectTimeoutSeconds", "Invalid value: \(seconds): must be > 0") }
+            dataPlane.connectTimeout = .nanoseconds(Int64(seconds * 1e9))
+        }
+        dataPlane.maxAttempts = try v.integer(gatewayMap["maxAttempts"], "spec.gateway.maxAttempts", minimum: 1, maximum: 10) ?? dataPlane.maxAttempts
         let adminMap = try v.map(spec["admin"], "spec.admin") ?? [:]
         let admin = Listener(
             host: try v.string(adminMap["host"], "spec.admin.host") ?? "127.0.0.1",
@@ -146,7 +158,8 @@ extension FleetSpec {
         if resources.pools.isEmpty {
             resources.pools = [try generatedPool(name: name, pools: pools, v)]
         }
-        return FleetSpec(name: name, pools: pools, resources: resources, gateway: gateway, admin: admin, firstPodPort: firstPodPort)
+        return FleetSpec(
+            name: name, pools: pools, resources: resources, gateway: gateway, dataPlane: dataPlane, admin: admin, firstPodPort: firstPodPort)
     }
 
     private static func pool(_ item: Any, _ path: String, _ v: FieldValidator) throws(ConfigError) -> PodPoolSpec {

@@ -1,0 +1,59 @@
+import FakeVLLM
+@testable import FleetManager
+import Foundation
+import Gateway
+import InferenceAPI
+import Testing
+
+/// Issue 4's hang scenario on four pods: the pod answers nothing, as a SIGSTOP'd process.
+@Suite(.serialized) struct HangScenarioTests {
+    @Test func aHungPodIsRoutedAroundAndItsRequestsEndWithinTheTimeout() async throws {
+        let spec = try FleetSpec.parse("""
+            apiVersion: understudy.dev/v1alpha1
+            kind: Fleet
+            metadata: {name: four}
+            spec:
+              gateway: {port: 0, metricsPort: 0, upstreamTimeoutSeconds: 1}
+              firstPodPort: 0
+              pools:
+              - {name: gpu, accelerator: h100-sxm, model: meta-llama/Meta-Llama-3-8B, replicas: 4, labels: {app: llama}, startupSeconds: 0.2,
+                 engineArgs: {time-scale: 4}}
+            """, file: "four.yaml")
+        let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles)
+        let store = fleet.gateway.picker.datastore
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        let port = fleet.gateway.port
+        let victim = fleet.list()[2]
+
+        // On the pod that will hang: a stream whose tokens are flowing, and a completion that
+        // would take about 0.7 s.
+        let stream = try await KillScenarioTests.open(
+            port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Story", "max_tokens": 1500, "ignore_eos": true, "stream": true}"#,
+            onlyTo: victim.address)
+        let completion = Task {
+            try await KillScenarioTests.post(
+                port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Essay", "max_tokens": 400, "ignore_eos": true}"#, onlyTo: victim.address)
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        try await fleet.hang(victim.name)
+
+        // Its scrapes hang too: its metrics go stale and it leaves the candidates.
+        #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
+        for index in 0..<12 {
+            let answer = try await KillScenarioTests.post(port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "After \#(index)", "max_tokens": 4}"#)
+            #expect(answer.status == 200)
+            #expect(answer.servedBy != victim.address)
+        }
+        // What was stuck on it ends with a clear error once the upstream timeout (1 s) passes.
+        let stuck = try await completion.value
+        #expect(stuck.status == 504)
+        #expect(stuck.body.contains("upstream request timeout"))
+        let cut = try await stream.value
+        #expect(cut.status == 200)
+        #expect(cut.body.contains(#""code":504"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
+
+        try await fleet.restore(victim.name)
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        await fleet.stop()
+    }
+}
