@@ -106,6 +106,8 @@ public actor Fleet {
     }
 
     private func apply(_ effects: [PodEffect], to name: String) async {
+        // Most ticks change nothing; only a transition is published.
+        guard !effects.isEmpty else { return }
         for effect in effects {
             guard let pod = pods[name] else { return }
             switch effect {

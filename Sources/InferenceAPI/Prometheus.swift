@@ -187,6 +187,8 @@ public struct PrometheusWriter {
     }
 
     static func escapeHelp(_ help: String) -> String {
+        // Almost every help text needs no escaping; this runs for every family on every scrape.
+        guard help.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 0x0A }) else { return help }
         var escaped = ""
         for character in help {
             switch character {
