@@ -59,7 +59,7 @@ struct GatewayCommand: AsyncParsableCommand {
         print("understudy gateway: InferencePool \(picker.pool.name) (failureMode \(picker.pool.failureMode.rawValue)), \(list.count) endpoint(s)")
         print("  picker: \(resources.pickerConfig == nil ? "GIE's default profile (queue 2, kv-cache 2, prefix 3)" : "EndpointPickerConfig from --config")")
         print("  listening on http://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)  // print is buffered when stdout is not a terminal
         try await server.waitUntilClosed()
     }
 }

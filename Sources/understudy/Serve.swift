@@ -84,7 +84,7 @@ struct Serve: AsyncParsableCommand {
             print("  WARNING: LoRA dynamic loading & unloading is enabled in the API server. This should ONLY be used for local development!")
         }
         print("  listening on http://\(host):\(server.port)")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)  // print is buffered when stdout is not a terminal
         try await server.waitUntilClosed()
     }
 

@@ -35,17 +35,17 @@ struct Up: AsyncParsableCommand {
             print("  " + zip(row.dropLast(), widths).map { $0.0.padding(toLength: $0.1 + 2, withPad: " ", startingAt: 0) }.joined() + row.last!)
         }
         print("  try: curl -s \(gateway)/v1/completions -H 'content-type: application/json' -d '{\"model\":\"\(spec.pools[0].model)\",\"prompt\":\"Hello\",\"max_tokens\":16}'")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)  // print is buffered when stdout is not a terminal
 
         let started = ContinuousClock.now
         Task {
             while !fleet.list().isEmpty, !fleet.list().allSatisfy(\.isReady) { try await Task.sleep(for: .milliseconds(100)) }
             print("  all \(fleet.list().count) pods Ready after \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))")
-            FileHandle.standardOutput.synchronizeFile()
+            fflush(nil)  // print is buffered when stdout is not a terminal
         }
         let signal = await Self.waitForTermination()
         print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s)")
-        FileHandle.standardOutput.synchronizeFile()
+        fflush(nil)  // print is buffered when stdout is not a terminal
         try? await admin.close()
         await fleet.stop()
     }

@@ -43,6 +43,9 @@ public final class EngineMetrics {
     private let baseLabels: String
     /// Pre-rendered lines of every histogram, by metric name.
     private var histogramLines: [String: HistogramLines] = [:]
+    /// The last page rendered, until a recorded change makes it stale: an idle pod is scraped 20
+    /// times a second and its page does not change.
+    private var renderedPage: ByteBuffer?
     /// When the series were created: prometheus_client exposes it as `<name>_created`.
     private let createdAt: Double
 
@@ -147,6 +150,7 @@ public final class EngineMetrics {
     /// Records one step: tokens, cache stats, per-token latencies and finished requests, then
     /// refreshes the gauges from the engine.
     public func record(_ outcome: StepOutcome, engine: Engine, wallClock: Double) {
+        renderedPage = nil
         // vLLM 0.11 counts a prompt when its first token appears, and observes that count plus
         // the generated tokens as the iteration's tokens (not the tokens computed in the step).
         iterationTokens.observe(Double(outcome.promptTokensCompleted + outcome.generatedTokens))
@@ -170,6 +174,7 @@ public final class EngineMetrics {
 
     /// Records a request leaving the engine (finished, or aborted when its client went away).
     public func recordFinished(_ finished: FinishedRequest) {
+        renderedPage = nil
         // vLLM 0.11 records finished-request stats only for requests the engine finished; a
         // client's disconnect aborts without touching request_success or the histograms.
         guard finished.reason != .abort else { return }
@@ -199,12 +204,14 @@ public final class EngineMetrics {
     /// Records a prompt whose `n` sequences have all finished, as vLLM's parent request:
     /// its `n` and the most tokens any of its sequences generated.
     public func recordParentFinished(n: Int, maxGeneratedTokens: Int) {
+        renderedPage = nil
         paramsN.observe(Double(n))
         maxGenerationTokens.observe(Double(maxGeneratedTokens))
     }
 
     /// Reads running/waiting/KV usage and the adapter lists from the engine.
     public func refreshGauges(_ engine: Engine, wallClock: Double) {
+        renderedPage = nil
         running = Double(engine.numRunning)
         waiting = Double(engine.numWaiting)
         kvUsage = engine.kvCacheUsage
@@ -224,6 +231,13 @@ public final class EngineMetrics {
 
     /// The /metrics body.
     public func render() -> ByteBuffer {
+        if let renderedPage { return renderedPage }
+        let page = renderPage()
+        renderedPage = page
+        return page
+    }
+
+    private func renderPage() -> ByteBuffer {
         var out = PrometheusWriter(buffer: ByteBuffer())
         out.buffer.reserveCapacity(24 * 1024)
         gauge(&out, "vllm:num_requests_running", "Number of requests in model execution batches.", running)

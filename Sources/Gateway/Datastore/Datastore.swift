@@ -1,4 +1,5 @@
 import Foundation
+import InferenceAPI
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -38,6 +39,8 @@ public final class Datastore: Sendable {
         var discovered: DiscoveredEndpoint
         var metrics: EndpointMetrics?
         var scrapeInFlight = false
+        /// The hash of the page `metrics` came from: an identical page is not read again.
+        var pageHash: UInt64?
     }
 
     public init(loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2) {
@@ -116,15 +119,29 @@ public final class Datastore: Sendable {
             let mapping = MetricsMapping.forEngine(discovered.labels[MetricsMapping.engineLabel])
             MetricsScrape(address: address, pool: connections, timeout: .seconds(1)) { [weak self] result in
                 guard let self else { return }
-                let metrics = (try? result.get()).flatMap { try? MetricsExtractor.extract($0, mapping: mapping, now: self.now) }
+                let now = self.now
+                guard case .success(let page) = result else {
+                    self.endpoints.withLockedValue { endpoints in
+                        endpoints[address]?.scrapeInFlight = false
+                        // Refused or reset: the pod is gone, whatever its last metrics said.
+                        if case .failure(.unreachable) = result { endpoints[address]?.metrics = nil }
+                    }
+                    return
+                }
+                let hash = page.withUnsafeReadableBytes { XXHash64.hash($0) }
+                let unchanged = self.endpoints.withLockedValue { endpoints -> Bool in
+                    guard let entry = endpoints[address], entry.pageHash == hash, entry.metrics != nil else { return false }
+                    endpoints[address]?.metrics?.updateTime = now
+                    endpoints[address]?.scrapeInFlight = false
+                    return true
+                }
+                if unchanged { return }
+                let metrics = try? MetricsExtractor.extract(String(buffer: page), mapping: mapping, now: now)
                 self.endpoints.withLockedValue { endpoints in
                     endpoints[address]?.scrapeInFlight = false
-                    if let metrics {
-                        endpoints[address]?.metrics = metrics
-                    } else if case .failure(.unreachable) = result {
-                        // Refused or reset: the pod is gone, whatever its last metrics said.
-                        endpoints[address]?.metrics = nil
-                    }
+                    guard let metrics else { return }  // an unreadable page leaves the last good metrics to age
+                    endpoints[address]?.metrics = metrics
+                    endpoints[address]?.pageHash = hash
                 }
             }.start()
         }
@@ -146,7 +163,7 @@ final class MetricsScrape: UpstreamResponseHandler {
     private let address: String
     private let pool: UpstreamPool
     private let timeout: TimeAmount
-    private var completion: ((Result<String, ScrapeFailure>) -> Void)?
+    private var completion: ((Result<ByteBuffer, ScrapeFailure>) -> Void)?
     private var connection: UpstreamConnection?
     private var body = ByteBuffer()
     private var status: HTTPResponseStatus = .ok
@@ -154,7 +171,7 @@ final class MetricsScrape: UpstreamResponseHandler {
     private var fresh = false
     private var answered = false
 
-    init(address: String, pool: UpstreamPool, timeout: TimeAmount, completion: @escaping (Result<String, ScrapeFailure>) -> Void) {
+    init(address: String, pool: UpstreamPool, timeout: TimeAmount, completion: @escaping (Result<ByteBuffer, ScrapeFailure>) -> Void) {
         self.address = address
         self.pool = pool
         self.timeout = timeout
@@ -196,7 +213,7 @@ final class MetricsScrape: UpstreamResponseHandler {
     func upstreamReadComplete() {}
     func upstreamEnd() {
         connection = nil
-        finish(status == .ok ? .success(String(buffer: body)) : .failure(.badResponse))
+        finish(status == .ok ? .success(body) : .failure(.badResponse))
     }
     func upstreamFailed() {
         let reused = connection?.reused == true
@@ -211,7 +228,7 @@ final class MetricsScrape: UpstreamResponseHandler {
         finish(.failure(.unreachable))
     }
 
-    private func finish(_ result: Result<String, ScrapeFailure>) {
+    private func finish(_ result: Result<ByteBuffer, ScrapeFailure>) {
         timer?.cancel()
         timer = nil
         let completion = self.completion
