@@ -8,7 +8,8 @@ import NIOPosix
 /// - `GET /pods`: every pod as JSON (name, pool, address, state, labels, restarts, faults);
 ///   `GET /pods?watch=true`: the same list again, one JSON line per change — the registry's
 ///   list + watch;
-/// - `POST /pods/NAME/kill|hang|restore|delete`, `POST /pods/NAME/slow?factor=F`: chaos.
+/// - `POST /pods/NAME/kill|hang|restore|delete`, `POST /pods/NAME/slow?factor=F`: chaos;
+/// - `POST /pools/NAME/scale?replicas=N`: scale a pool.
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
 public enum AdminServer {
     public static func start(fleet: Fleet, host: String, port: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Channel {
@@ -88,6 +89,14 @@ final class AdminRouter: HTTPRequestRouter {
                     try await fleet.slow(name, factor: factor)
                 default: return error(404, "no action \(path[2]); actions: kill, hang, slow, restore, delete")
                 }
+            } catch {
+                return (.notFound, APIError(status: 404, type: "NotFoundError", message: "\(error)").body())
+            }
+            return (.ok, await AdminServer.listing(fleet))
+        case (.POST, 3, "pools") where path[2] == "scale":
+            guard let replicas = query["replicas"].flatMap(Int.init), replicas >= 0 else { return error(400, "scale needs ?replicas=N (N ≥ 0)") }
+            do {
+                try await fleet.scale(path[1], replicas: replicas)
             } catch {
                 return (.notFound, APIError(status: 404, type: "NotFoundError", message: "\(error)").body())
             }

@@ -63,21 +63,54 @@ public actor Fleet {
     }
 
     private func createPods() async {
-        var port = spec.firstPodPort
+        nextPort = spec.firstPodPort
+        var created: [String] = []
         for pool in spec.pools {
-            for index in 0..<pool.replicas {
-                let name = "\(pool.name)-\(index)"
-                pods[name] = RunningPod(
-                    lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff), pool: pool, port: port, server: nil)
-                publish(name)
-                if port != 0 { port += 1 }
-            }
+            created += (0..<pool.replicas).map { addPod(pool, index: $0) }
         }
-        for name in pods.keys.sorted() {
-            let effects = pods[name]!.lifecycle.start(now: now)
-            await apply(effects, to: name)
+        for name in created { await apply(pods[name]!.lifecycle.start(now: now), to: name) }
+    }
+
+    /// The port the next new pod listens on (0: an ephemeral one).
+    private var nextPort = 0
+    /// Replicas created per pool so far, for names that are never reused.
+    private var created: [String: Int] = [:]
+
+    private func addPod(_ pool: PodPoolSpec, index: Int? = nil) -> String {
+        let number = index ?? created[pool.name, default: 0]
+        created[pool.name] = max(created[pool.name, default: 0], number + 1)
+        let name = "\(pool.name)-\(number)"
+        pods[name] = RunningPod(
+            lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff), pool: pool, port: nextPort, server: nil)
+        if nextPort != 0 { nextPort += 1 }
+        publish(name)
+        return name
+    }
+
+    /// Scales a pool, as `kubectl scale deployment`: new pods start (and load) on new ports;
+    /// extra pods — the newest first — are deleted gracefully.
+    public func scale(_ poolName: String, replicas: Int) async throws {
+        guard replicas >= 0 else { throw FleetError("replicas must be ≥ 0, got \(replicas)") }
+        guard let pool = spec.pools.first(where: { $0.name == poolName }) else { throw FleetError("no pool named \(poolName)") }
+        let current = pods.filter { $0.value.pool.name == poolName && !Self.isLeaving($0.value.lifecycle.phase) }
+            .keys.sorted { Self.ordinal($0) < Self.ordinal($1) }
+        if replicas > current.count {
+            for _ in current.count..<replicas {
+                let name = addPod(pool)
+                await apply(pods[name]!.lifecycle.start(now: now), to: name)
+            }
+        } else {
+            for name in current.suffix(current.count - replicas).reversed() { try await delete(name) }
         }
     }
+
+    private static func isLeaving(_ phase: PodPhase) -> Bool {
+        if case .terminating = phase { return true }
+        return phase == .terminated
+    }
+
+    /// The number at the end of a pod's name (`pool-12` → 12).
+    private static func ordinal(_ name: String) -> Int { Int(name.split(separator: "-").last ?? "") ?? 0 }
 
     /// Time-driven transitions (model loads, restarts, grace periods), checked every 50 ms.
     private func startTicking() {

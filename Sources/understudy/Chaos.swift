@@ -8,7 +8,7 @@ import FoundationNetworking
 struct Chaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Break a running fleet on purpose, through its admin API.",
-        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Restore.self, Delete.self])
+        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Restore.self, Delete.self, Scale.self])
 
     struct Target: ParsableArguments {
         @Option(help: "The fleet's admin API.") var admin = "http://127.0.0.1:8070"
@@ -75,6 +75,14 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/restore") }
+    }
+
+    struct Scale: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a pool's number of pods; extra pods drain, new ones start and load.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pool.") var pool: String
+        @Argument(help: "Pods wanted.") var replicas: Int
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
     }
 
     struct Delete: AsyncParsableCommand {

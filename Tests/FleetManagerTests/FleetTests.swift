@@ -74,3 +74,21 @@ import Testing
         await fleet.stop()
     }
 }
+
+extension FleetTests {
+    @Test func scalingAddsPodsThatJoinAndDrainsTheNewestFirst() async throws {
+        let fleet = try await Fleet.start(try Self.spec(), profiles: Self.profiles, gracePeriod: 5)
+        let store = fleet.gateway.picker.datastore
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
+        try await fleet.scale("fast", replicas: 3)
+        #expect(fleet.list().map(\.name) == ["fast-0", "fast-1", "fast-2"])
+        #expect(try await eventually { store.candidates(now: store.now).count == 3 })
+        try await fleet.scale("fast", replicas: 1)
+        // The two newest leave the pool at once and go when their (no) requests are done.
+        #expect(store.candidates(now: store.now).map(\.endpoint.podName) == ["fast-0"])
+        #expect(try await eventually { fleet.list().map(\.name) == ["fast-0"] })
+        #expect(try await complete(fleet).status == 200)
+        await #expect(throws: FleetError.self) { try await fleet.scale("nope", replicas: 1) }
+        await fleet.stop()
+    }
+}
