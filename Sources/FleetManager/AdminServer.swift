@@ -1,3 +1,4 @@
+import FakeVLLM
 import Foundation
 import InferenceAPI
 import NIOCore
@@ -8,7 +9,8 @@ import NIOPosix
 /// - `GET /pods`: every pod as JSON (name, pool, address, state, labels, restarts, faults);
 ///   `GET /pods?watch=true`: the same list again, one JSON line per change — the registry's
 ///   list + watch;
-/// - `POST /pods/NAME/kill|hang|restore|delete`, `POST /pods/NAME/slow?factor=F`: chaos;
+/// - `POST /pods/NAME/kill|hang|restore|delete`, `POST /pods/NAME/slow?factor=F`,
+///   `POST /pods/NAME/errors?rate=R&status=CODE` or `…&kind=cut`: chaos;
 /// - `POST /pools/NAME/scale?replicas=N`: scale a pool.
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
 public enum AdminServer {
@@ -84,10 +86,22 @@ final class AdminRouter: HTTPRequestRouter {
                 case "hang": try await fleet.hang(name)
                 case "restore": try await fleet.restore(name)
                 case "delete": try await fleet.delete(name)
+                case "errors":
+                    guard let rate = query["rate"].flatMap(Double.init), rate >= 0, rate <= 1 else {
+                        return error(400, "errors needs ?rate=R (0…1) and ?status=CODE or ?kind=cut")
+                    }
+                    if query["kind"] == "cut" {
+                        try await fleet.errors(name, FaultInjection(rate: rate, kind: .cutStream))
+                    } else {
+                        guard let status = query["status"].flatMap(Int.init), (400...599).contains(status) else {
+                            return error(400, "errors needs ?status=CODE (400…599) or ?kind=cut")
+                        }
+                        try await fleet.errors(name, FaultInjection(rate: rate, kind: .status(status)))
+                    }
                 case "slow":
                     guard let factor = query["factor"].flatMap(Double.init) else { return error(400, "slow needs ?factor=F (F > 0)") }
                     try await fleet.slow(name, factor: factor)
-                default: return error(404, "no action \(path[2]); actions: kill, hang, slow, restore, delete")
+                default: return error(404, "no action \(path[2]); actions: kill, hang, slow, errors, restore, delete")
                 }
             } catch {
                 return (.notFound, APIError(status: 404, type: "NotFoundError", message: "\(error)").body())

@@ -219,11 +219,25 @@ public actor Fleet {
         faults[name, default: []].insert("slow ×\(factor)")
     }
 
-    /// Undoes a pod's faults (hang, slow).
+    /// Chaos: a share (`rate`, 0…1) of the pod's generation requests fails, as `kind` says.
+    public func errors(_ name: String, _ injection: FaultInjection) async throws {
+        guard injection.rate >= 0, injection.rate <= 1 else { throw FleetError("error rate must be within 0…1, got \(injection.rate)") }
+        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
+        try await server.setFaults(injection)
+        let kind: String
+        switch injection.kind {
+        case .status(let status): kind = "HTTP \(status)"
+        case .cutStream: kind = "cut"
+        }
+        faults[name, default: []].insert("errors \(Int((injection.rate * 100).rounded()))% \(kind)")
+    }
+
+    /// Undoes a pod's faults (hang, slow, errors).
     public func restore(_ name: String) async throws {
         guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
         try await server.setHung(false)
         try await server.setSlowdown(1)
+        try await server.setFaults(nil)
         faults[name] = nil
     }
 

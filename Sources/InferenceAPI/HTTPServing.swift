@@ -38,8 +38,16 @@ public final class ResponseWriter {
         context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
     }
 
+    /// Chaos: after this many more body chunks the connection is cut, mid-response (0 cuts the
+    /// body of a whole response before it is sent).
+    public var cutAfterBodyChunks: Int?
+
     /// One chunk of a streamed body, flushed at once unless told otherwise (then `flush()`).
     public func writeBody(_ buffer: ByteBuffer, flush: Bool = true) {
+        if let remaining = cutAfterBodyChunks {
+            guard remaining > 0 else { return abort() }
+            cutAfterBodyChunks = remaining - 1
+        }
         let part = NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer)))
         if flush { context.writeAndFlush(part, promise: nil) } else { context.write(part, promise: nil) }
     }
@@ -54,6 +62,7 @@ public final class ResponseWriter {
     }
 
     public func writeBodyAndEnd(_ buffer: ByteBuffer) {
+        if cutAfterBodyChunks != nil { return abort() }
         if buffer.readableBytes > 0 {
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
         }

@@ -8,7 +8,7 @@ import FoundationNetworking
 struct Chaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Break a running fleet on purpose, through its admin API.",
-        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Restore.self, Delete.self, Scale.self])
+        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Errors.self, Restore.self, Delete.self, Scale.self])
 
     struct Target: ParsableArguments {
         @Option(help: "The fleet's admin API.") var admin = "http://127.0.0.1:8070"
@@ -70,8 +70,20 @@ struct Chaos: AsyncParsableCommand {
         func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/slow?factor=\(factor)") }
     }
 
+    struct Errors: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a share of a pod's requests fail, with an HTTP status or a cut connection.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        @Option(help: "Share of requests that fail, 0…1.") var rate = 0.5
+        @Option(help: "HTTP status of the failures (400…599).") var status = 500
+        @Flag(help: "Cut the connection mid-response instead of answering with a status.") var cut = false
+        func run() async throws {
+            try await Chaos.call(target.admin, "POST", "/pods/\(pod)/errors?rate=\(rate)" + (cut ? "&kind=cut" : "&status=\(status)"))
+        }
+    }
+
     struct Restore: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Undo a pod's hang or slow.")
+        static let configuration = CommandConfiguration(abstract: "Undo a pod's hang, slow or errors.")
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/restore") }

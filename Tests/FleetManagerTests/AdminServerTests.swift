@@ -46,3 +46,36 @@ import Testing
         await fleet.stop()
     }
 }
+
+extension AdminServerTests {
+    @Test func injectedErrorsAreWhatClientsSeeThroughTheGateway() async throws {
+        let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
+        let store = fleet.gateway.picker.datastore
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        let port = fleet.gateway.port
+        let faulty = fleet.list()[0].address
+        let healthy = fleet.list()[1].address
+        let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true}"#
+        let stream = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true, "stream": true}"#
+
+        // An HTTP error is an answer: relayed as the pod gave it, not retried.
+        try await fleet.errors("fast-0", FaultInjection(rate: 1, kind: .status(500)))
+        let failed = try await KillScenarioTests.post(port, body, onlyTo: faulty)
+        #expect(failed.status == 500)
+        #expect(try JSONValue.parse(failed.body)["error"]?["message"]?.string == "Injected fault (understudy chaos).")
+
+        // A cut connection: a stream ends with the gateway's error event; a whole response that
+        // never came is retried on the healthy pod.
+        try await fleet.errors("fast-0", FaultInjection(rate: 1, kind: .cutStream))
+        let cut = try await KillScenarioTests.post(port, stream, onlyTo: faulty)
+        #expect(cut.status == 200)
+        #expect(cut.body.contains(#""code":502"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
+        let retried = try await KillScenarioTests.post(port, body, onlyTo: "\(faulty),\(healthy)")
+        #expect(retried.status == 200)
+        #expect(retried.servedBy == healthy)
+
+        try await fleet.restore("fast-0")
+        #expect(try await KillScenarioTests.post(port, body, onlyTo: faulty).status == 200)
+        await fleet.stop()
+    }
+}

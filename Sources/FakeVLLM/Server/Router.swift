@@ -58,6 +58,10 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         }
     }
 
+    /// Chaos: a share of generation requests fails, with an HTTP error or a cut connection.
+    var faults: FaultInjection?
+    private var faultGenerator = SplitMix64(seed: 0xFA17)
+
     /// Shutting down: /health fails and new requests are refused; those in flight go on.
     private(set) var draining = false
     func beginDraining() {
@@ -185,6 +189,17 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         }
 
         acceptedRequests[request.model ?? configuration.primaryModelName, default: 0] += 1
+        if let faults, faultGenerator.nextUnit() < faults.rate {
+            switch faults.kind {
+            case .status(let status):
+                writer.respond(APIError(
+                    status: status, type: status >= 500 ? "InternalServerError" : "BadRequestError", message: "Injected fault (understudy chaos)."))
+                return nil
+            case .cutStream:
+                // A stream gets a couple of events, then the connection goes; a whole response never comes.
+                writer.cutAfterBodyChunks = request.stream ? 2 : 0
+            }
+        }
         let now = driver.now
         let requestID = incoming.headers.first(name: "x-request-id") ?? randomHex()
         let responder = GenerationResponder(
@@ -434,5 +449,24 @@ final class HeldResponse: InFlightResponse {
     func cancel() {
         cancelled = true
         inner?.cancel()
+    }
+}
+
+/// Chaos: what share of generation requests fails, and how.
+public struct FaultInjection: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Answer with this HTTP status and vLLM's error envelope.
+        case status(Int)
+        /// Cut the connection mid-response: after two events of a stream, before a whole body.
+        case cutStream
+    }
+
+    /// 0…1.
+    public var rate: Double
+    public var kind: Kind
+
+    public init(rate: Double, kind: Kind) {
+        self.rate = rate
+        self.kind = kind
     }
 }

@@ -102,6 +102,12 @@ public final class VLLMServer: Sendable {
         try await router.driver.loop.submit { router.driver.slowdown = factor }.get()
     }
 
+    /// Chaos: make a share of generation requests fail (nil stops it).
+    public func setFaults(_ faults: FaultInjection?) async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.faults = faults }.get()
+    }
+
     /// Generation requests still being answered.
     public func requestsInFlight() async throws -> Int {
         let router = self.router
