@@ -13,6 +13,9 @@ public actor Fleet {
     private let profiles: ProfileStore
     private let started = ContinuousClock.now
     private var pods: [String: RunningPod] = [:]
+    private var launches = 0
+    /// Set by `stop()`: no pod is created or restarted after it.
+    private var stopping = false
     private var ticker: Task<Void, Never>?
     /// Grace period for deleted pods (Kubernetes' default terminationGracePeriodSeconds).
     public nonisolated let gracePeriod: Double
@@ -23,6 +26,8 @@ public actor Fleet {
         /// Kept across restarts, as a pod keeps its address; 0 until an ephemeral port is bound.
         var port: Int
         var server: VLLMServer?
+        /// Which launch the server belongs to: a launch overtaken by a kill or delete is dropped.
+        var launch = 0
     }
 
     public nonisolated let backoff: RestartBackoff
@@ -73,6 +78,10 @@ public actor Fleet {
 
     /// The port the next new pod listens on (0: an ephemeral one).
     private var nextPort = 0
+    /// The gateway's, its metrics' and the admin API's ports, which no pod may take.
+    private var reservedPorts: Set<Int> {
+        Set([spec.gateway.port, spec.gateway.metricsPort ?? 0, spec.admin.port].filter { $0 != 0 })
+    }
     /// Replicas created per pool so far, for names that are never reused.
     private var created: [String: Int] = [:]
 
@@ -82,7 +91,10 @@ public actor Fleet {
         let name = "\(pool.name)-\(number)"
         pods[name] = RunningPod(
             lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff), pool: pool, port: nextPort, server: nil)
-        if nextPort != 0 { nextPort += 1 }
+        if nextPort != 0 {
+            nextPort += 1
+            while reservedPorts.contains(nextPort) { nextPort += 1 }
+        }
         publish(name)
         return name
     }
@@ -91,16 +103,19 @@ public actor Fleet {
     /// extra pods — the newest first — are deleted gracefully.
     public func scale(_ poolName: String, replicas: Int) async throws {
         guard replicas >= 0 else { throw FleetError("replicas must be ≥ 0, got \(replicas)") }
+        guard !stopping else { throw FleetError("the fleet is stopping") }
         guard let pool = spec.pools.first(where: { $0.name == poolName }) else { throw FleetError("no pool named \(poolName)") }
-        let current = pods.filter { $0.value.pool.name == poolName && !Self.isLeaving($0.value.lifecycle.phase) }
-            .keys.sorted { Self.ordinal($0) < Self.ordinal($1) }
-        if replicas > current.count {
-            for _ in current.count..<replicas {
-                let name = addPod(pool)
-                await apply(pods[name]!.lifecycle.start(now: now), to: name)
-            }
-        } else {
-            for name in current.suffix(current.count - replicas).reversed() { try await delete(name) }
+        // Counted again after every step: another scale may run while this one awaits.
+        func current() -> [String] {
+            pods.filter { $0.value.pool.name == poolName && !Self.isLeaving($0.value.lifecycle.phase) }
+                .keys.sorted { Self.ordinal($0) < Self.ordinal($1) }
+        }
+        while current().count < replicas, !stopping {
+            let name = addPod(pool)
+            await apply(pods[name]!.lifecycle.start(now: now), to: name)
+        }
+        while current().count > replicas, let newest = current().last {
+            try await delete(newest)
         }
     }
 
@@ -123,15 +138,18 @@ public actor Fleet {
     }
 
     private func tick() async {
-        let now = self.now
         for name in pods.keys.sorted() {
-            guard var pod = pods[name] else { continue }
-            if case .terminating = pod.lifecycle.phase, let server = pod.server, (try? await server.requestsInFlight()) == 0 {
+            if case .terminating? = pods[name]?.lifecycle.phase, let server = pods[name]?.server,
+               (try? await server.requestsInFlight()) == 0 {
+                // Read again after the await: the pod may have moved on meanwhile.
+                guard var pod = pods[name], case .terminating = pod.lifecycle.phase else { continue }
                 let effects = pod.lifecycle.drained(now: now)
                 pods[name] = pod
                 await apply(effects, to: name)
                 continue
             }
+            guard var pod = pods[name] else { continue }
+            if stopping, Self.isBackingOff(pod.lifecycle.phase) { continue }
             let effects = pod.lifecycle.tick(now: now)
             pods[name] = pod
             await apply(effects, to: name)
@@ -139,24 +157,39 @@ public actor Fleet {
     }
 
     private func apply(_ effects: [PodEffect], to name: String) async {
-        // Most ticks change nothing; only a transition is published.
-        guard !effects.isEmpty else { return }
+        // Most ticks change nothing; only a transition is published. A pod that ended without
+        // an effect (deleted while backing off) still goes.
+        guard !effects.isEmpty else {
+            if pods[name]?.lifecycle.phase == .terminated { remove(name) }
+            return
+        }
         for effect in effects {
             guard let pod = pods[name] else { return }
             switch effect {
             case .launch:
                 var configuration = ServerConfiguration()
                 try? Self.configure(&configuration, pool: pod.pool, port: pod.port)
+                launches += 1
+                let launch = launches
+                pods[name]?.launch = launch
+                let started: VLLMServer
                 do {
-                    let server = try await VLLMServer.start(configuration, profiles: profiles)
-                    pods[name]?.server = server
-                    pods[name]?.port = server.port
+                    started = try await VLLMServer.start(configuration, profiles: profiles)
                 } catch {
                     // The port is taken, or the like: the container fails and backs off.
+                    guard pods[name]?.launch == launch else { return }
                     let effects = pods[name]?.lifecycle.crashed(now: now) ?? []
                     publish(name)
                     return await apply(effects, to: name)
                 }
+                // Killed, deleted or relaunched while it started: this server is not wanted.
+                guard let current = pods[name], current.launch == launch, current.server == nil,
+                      current.lifecycle.phase != .terminated, !Self.isBackingOff(current.lifecycle.phase) else {
+                    try? await started.stop()
+                    return
+                }
+                pods[name]?.server = started
+                pods[name]?.port = started.port
             case .markReady:
                 try? await pod.server?.markReady()
             case .stopAccepting:
@@ -171,9 +204,19 @@ public actor Fleet {
         }
         publish(name)
         if pods[name]?.lifecycle.phase == .terminated {
-            pods[name] = nil
-            registry.remove(name)
+            remove(name)
         }
+    }
+
+    private func remove(_ name: String) {
+        pods[name] = nil
+        faults[name] = nil
+        registry.remove(name)
+    }
+
+    private static func isBackingOff(_ phase: PodPhase) -> Bool {
+        if case .crashLoopBackOff = phase { return true }
+        return false
     }
 
     private func publish(_ name: String) {
@@ -188,10 +231,15 @@ public actor Fleet {
     /// Ends a pod's server abruptly, as a crash or `kill -9` would; it restarts with back-off.
     public func kill(_ name: String) async throws {
         guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
-        try? await pod.server?.stop()
+        // The pod's new state is recorded and published before anything is awaited, so nothing
+        // that runs meanwhile sees it Ready or acts on an old copy.
+        let server = pod.server
         pod.server = nil
         let effects = pod.lifecycle.crashed(now: now)
         pods[name] = pod
+        faults[name] = nil
+        publish(name)
+        try? await server?.stop()
         await apply(effects, to: name)
     }
 
@@ -247,6 +295,8 @@ public actor Fleet {
 
     /// Drains every pod and stops the gateway (Ctrl-C, SIGTERM).
     public func stop() async {
+        stopping = true
+        ticker?.cancel()
         for name in pods.keys.sorted() { try? await delete(name) }
         let deadline = now + gracePeriod
         while !pods.isEmpty, now < deadline {
@@ -295,7 +345,9 @@ public actor Fleet {
             case "max-model-len": configuration.maxModelLen = try int()
             case "max-num-seqs": configuration.maxNumSeqs = try int()
             case "max-num-batched-tokens": configuration.maxNumBatchedTokens = try int()
-            case "block-size": configuration.blockSize = try int()
+            case "block-size":
+                configuration.blockSize = try int()
+                guard configuration.blockSize > 0 else { throw FleetError("pool \(pool.name): engineArgs.block-size must be positive") }
             case "gpu-memory-utilization": configuration.gpuMemoryUtilization = try double()
             case "quantization": configuration.quantization = value
             case "kv-cache-dtype": configuration.kvCacheDtype = value
@@ -303,10 +355,16 @@ public actor Fleet {
             case "max-loras": configuration.maxLoras = try int()
             case "max-cpu-loras": configuration.maxCPULoras = try int()
             case "max-lora-rank": configuration.maxLoRARank = try int()
-            case "seed": configuration.seed = UInt64(try int())
+            case "seed":
+                guard let seed = UInt64(exactly: try int()) else { throw FleetError("pool \(pool.name): engineArgs.seed must be ≥ 0") }
+                configuration.seed = seed
             case "enable-prompt-tokens-details": configuration.enablePromptTokensDetails = try bool()
             case "enable-server-load-tracking": configuration.enableServerLoadTracking = try bool()
-            case "time-scale": configuration.timeScale = try double()
+            case "time-scale":
+                configuration.timeScale = try double()
+                guard configuration.timeScale > 0, configuration.timeScale.isFinite else {
+                    throw FleetError("pool \(pool.name): engineArgs.time-scale must be a positive number")
+                }
             case "served-model-name": configuration.servedModelNames = [value]
             default: throw FleetError("pool \(pool.name): engineArgs.\(flag) is not a flag the fleet sets")
             }

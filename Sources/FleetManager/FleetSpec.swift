@@ -131,6 +131,15 @@ extension FleetSpec {
             port: try v.integer(adminMap["port"], "spec.admin.port", minimum: 0, maximum: 65535) ?? 8070, metricsPort: nil)
         let firstPodPort = try v.integer(spec["firstPodPort"], "spec.firstPodPort", minimum: 0, maximum: 65535) ?? 8000
 
+        let podCount = pools.reduce(0) { $0 + $1.replicas }
+        if firstPodPort != 0 {
+            // Pods take consecutive ports, skipping the gateway's, its metrics' and the admin API's.
+            let reserved = Set([gateway.port, gateway.metricsPort ?? 0, admin.port].filter { $0 != 0 })
+            let lastPort = firstPodPort + podCount - 1 + reserved.filter { $0 >= firstPodPort && $0 < firstPodPort + podCount + reserved.count }.count
+            guard lastPort <= 65535 else {
+                throw v.fail("spec.firstPodPort", "Invalid value: \(firstPodPort): \(podCount) pods from here would need ports up to \(lastPort)")
+            }
+        }
         var resources = GatewayResources()
         for (index, item) in (try v.list(spec["manifests"], "spec.manifests") ?? []).enumerated() {
             let path = "spec.manifests[\(index)]"
@@ -204,7 +213,7 @@ extension FleetSpec {
             name: name, accelerator: try v.string(map["accelerator"], path + ".accelerator", required: true, minLength: 1)!,
             model: try v.string(map["model"], path + ".model", required: true, minLength: 1)!,
             tensorParallelSize: try v.integer(map["tensorParallelSize"], path + ".tensorParallelSize", minimum: 1, maximum: 64) ?? 1,
-            replicas: try v.integer(map["replicas"], path + ".replicas", required: true, minimum: 0)!,
+            replicas: try v.integer(map["replicas"], path + ".replicas", required: true, minimum: 0, maximum: 10_000)!,
             labels: labels, adapters: adapters, engineArgs: engineArgs, startupSeconds: startup)
     }
 

@@ -44,7 +44,7 @@ struct Up: AsyncParsableCommand {
             fflush(nil)  // print is buffered when stdout is not a terminal
         }
         let signal = await Self.waitForTermination()
-        print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s)")
+        print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s; again to quit now)")
         fflush(nil)  // print is buffered when stdout is not a terminal
         try? await admin.close()
         await fleet.stop()
@@ -78,12 +78,14 @@ struct Up: AsyncParsableCommand {
             lock.withLock { self.sources = sources }
         }
 
+        /// The first signal starts the drain; a second one ends the process at once.
         func resume(_ signal: Int32) {
             let continuation = lock.withLock {
                 defer { self.continuation = nil }
                 return self.continuation
             }
-            continuation?.resume(returning: signal)
+            guard let continuation else { Foundation.exit(128 + signal) }
+            continuation.resume(returning: signal)
         }
     }
 }

@@ -75,6 +75,8 @@ extension AdminServerTests {
         #expect(retried.servedBy == healthy)
 
         try await fleet.restore("fast-0")
+        // A cut before any byte also counts as a connection failure: the pod is out until its next scrape.
+        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
         #expect(try await KillScenarioTests.post(port, body, onlyTo: faulty).status == 200)
         await fleet.stop()
     }

@@ -92,3 +92,32 @@ extension FleetTests {
         await fleet.stop()
     }
 }
+
+extension FleetTests {
+    /// Found in review: a pod deleted while backing off never left the list, and a kill that
+    /// raced a delete brought the pod back.
+    @Test func aPodDeletedWhileBackingOffIsGoneAndStaysGone() async throws {
+        let fleet = try await Fleet.start(try Self.spec(), profiles: Self.profiles, gracePeriod: 5, backoff: RestartBackoff(initial: 0.3, maximum: 1))
+        #expect(try await eventually { fleet.list().allSatisfy(\.isReady) })
+        try await fleet.kill("fast-0")
+        try await fleet.delete("fast-0")
+        #expect(fleet.list().map(\.name) == ["fast-1"])
+        try await Task.sleep(for: .milliseconds(600))  // past the back-off: no restart
+        #expect(fleet.list().map(\.name) == ["fast-1"])
+        await fleet.stop()
+    }
+
+    @Test func podPortsMayNotRunPastTheLastPort() {
+        #expect(throws: ConfigError.self) {
+            _ = try FleetSpec.parse("""
+                apiVersion: understudy.dev/v1alpha1
+                kind: Fleet
+                metadata: {name: f}
+                spec:
+                  firstPodPort: 65500
+                  pools:
+                  - {name: a, accelerator: instant, model: m, replicas: 100, labels: {app: x}}
+                """, file: "f.yaml")
+        }
+    }
+}

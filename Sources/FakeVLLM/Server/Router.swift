@@ -46,6 +46,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Chaos: while hung, requests are read and left unanswered (as by a stopped process);
     /// on release they are served in arrival order.
     private var heldRequests: [(IncomingRequest, ResponseWriter, HeldResponse)] = []
+    var heldRequestCount: Int { heldRequests.filter { !$0.2.isDone }.count }
     var hung = false {
         didSet {
             driver.hung = hung

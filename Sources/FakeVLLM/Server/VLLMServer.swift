@@ -108,10 +108,10 @@ public final class VLLMServer: Sendable {
         try await router.driver.loop.submit { router.faults = faults }.get()
     }
 
-    /// Generation requests still being answered.
+    /// Generation requests still being answered, held ones (a hung server's) included.
     public func requestsInFlight() async throws -> Int {
         let router = self.router
-        return try await router.driver.loop.submit { router.driver.serverLoad }.get()
+        return try await router.driver.loop.submit { router.driver.serverLoad + router.heldRequestCount }.get()
     }
 
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
