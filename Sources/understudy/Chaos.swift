@@ -42,24 +42,31 @@ struct Chaos: AsyncParsableCommand {
         }
     }
 
+    /// A chaos action on one pod with no parameters: `POST /pods/POD/ACTION`.
+    protocol PodAction: AsyncParsableCommand {
+        static var action: String { get }
+        var target: Target { get }
+        var pod: String { get }
+    }
+
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The fleet's pods, their state and faults.")
         @OptionGroup var target: Target
         func run() async throws { try await Chaos.call(target.admin, "GET", "/pods") }
     }
 
-    struct Kill: AsyncParsableCommand {
+    struct Kill: PodAction {
         static let configuration = CommandConfiguration(abstract: "End a pod abruptly (connections reset); it restarts with back-off.")
+        static let action = "kill"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/kill") }
     }
 
-    struct Hang: AsyncParsableCommand {
+    struct Hang: PodAction {
         static let configuration = CommandConfiguration(abstract: "Make a pod accept requests and answer none, until restored.")
+        static let action = "hang"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/hang") }
     }
 
     struct Slow: AsyncParsableCommand {
@@ -82,11 +89,11 @@ struct Chaos: AsyncParsableCommand {
         }
     }
 
-    struct Restore: AsyncParsableCommand {
+    struct Restore: PodAction {
         static let configuration = CommandConfiguration(abstract: "Undo a pod's hang, slow or errors.")
+        static let action = "restore"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/restore") }
     }
 
     struct Scale: AsyncParsableCommand {
@@ -97,15 +104,19 @@ struct Chaos: AsyncParsableCommand {
         func run() async throws { try await Chaos.call(target.admin, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
     }
 
-    struct Delete: AsyncParsableCommand {
+    struct Delete: PodAction {
         static let configuration = CommandConfiguration(abstract: "Drain a pod: it leaves the pool, finishes its requests, and goes.")
+        static let action = "delete"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/delete") }
     }
 }
 
 /// What the admin API refused, or why it could not be reached.
 struct ChaosError: Error, CustomStringConvertible {
     var description: String
+}
+
+extension Chaos.PodAction {
+    func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/\(Self.action)") }
 }

@@ -8,17 +8,7 @@ import Testing
 /// Issue 4's hang scenario on four pods: the pod answers nothing, as a SIGSTOP'd process.
 @Suite(.serialized) struct HangScenarioTests {
     @Test func aHungPodIsRoutedAroundAndItsRequestsEndWithinTheTimeout() async throws {
-        let spec = try FleetSpec.parse("""
-            apiVersion: understudy.dev/v1alpha1
-            kind: Fleet
-            metadata: {name: four}
-            spec:
-              gateway: {port: 0, metricsPort: 0, upstreamTimeoutSeconds: 1}
-              firstPodPort: 0
-              pools:
-              - {name: gpu, accelerator: h100-sxm, model: meta-llama/Meta-Llama-3-8B, replicas: 4, labels: {app: llama}, startupSeconds: 0.2,
-                 engineArgs: {time-scale: 4}}
-            """, file: "four.yaml")
+        let spec = try KillScenarioTests.fourPods(gateway: ", upstreamTimeoutSeconds: 1")
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })

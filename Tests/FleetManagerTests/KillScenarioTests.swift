@@ -16,6 +16,21 @@ import Testing
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// Four emulated H100 pods (time running 4× fast) behind the gateway, on ephemeral ports.
+    static func fourPods(gateway: String = "") throws -> FleetSpec {
+        try FleetSpec.parse("""
+            apiVersion: understudy.dev/v1alpha1
+            kind: Fleet
+            metadata: {name: four}
+            spec:
+              gateway: {port: 0, metricsPort: 0\(gateway)}
+              firstPodPort: 0
+              pools:
+              - {name: gpu, accelerator: h100-sxm, model: meta-llama/Meta-Llama-3-8B, replicas: 4, labels: {app: llama}, startupSeconds: 0.2,
+                 engineArgs: {time-scale: 4}}
+            """, file: "four.yaml")
+    }
+
     typealias Answer = (status: Int, servedBy: String?, body: String)
 
     static func post(_ port: Int, _ body: String, onlyTo subset: String? = nil) async throws -> Answer {
@@ -37,17 +52,7 @@ import Testing
     }
 
     @Test func killingAPodFailsNoUnansweredRequestAndEndsItsStreamsClearly() async throws {
-        let spec = try FleetSpec.parse("""
-            apiVersion: understudy.dev/v1alpha1
-            kind: Fleet
-            metadata: {name: four}
-            spec:
-              gateway: {port: 0, metricsPort: 0}
-              firstPodPort: 0
-              pools:
-              - {name: gpu, accelerator: h100-sxm, model: meta-llama/Meta-Llama-3-8B, replicas: 4, labels: {app: llama}, startupSeconds: 0.2,
-                 engineArgs: {time-scale: 4}}
-            """, file: "four.yaml")
+        let spec = try Self.fourPods()
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles, backoff: RestartBackoff(initial: 0.5, maximum: 5))
         let store = fleet.gateway.picker.datastore
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })

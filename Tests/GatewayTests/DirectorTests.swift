@@ -7,15 +7,7 @@ func makeDirector(_ yaml: String, config: EndpointPickerConfig = .default) throw
     return Director(resources: resources, pool: resources.pools[0], scheduler: try Scheduler(config: config, seed: 3), seed: 3)
 }
 
-let pool = """
-    apiVersion: inference.networking.k8s.io/v1
-    kind: InferencePool
-    metadata: {name: pool}
-    spec:
-      selector: {matchLabels: {app: vllm}}
-      targetPorts: [{number: 8000}]
-      endpointPickerRef: {name: epp, port: {number: 9002}}
-    """
+let pool = GatewayStack.poolYAML
 
 @Suite struct DirectorTests {
     @Test func weightedSplitHoldsWithinThreePercent() throws {

@@ -17,14 +17,7 @@ extension EndToEnd {
     }
 
     @Test func gatewayMetricsHaveGIEsNamesAndPromtoolAcceptsThem() async throws {
-        let objectives = """
-
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceObjective
-            metadata: {name: batch}
-            spec: {priority: -1, poolRef: {name: pool}}
-            """
+        let objectives = GatewayStack.objectives(["batch": -1])
         let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + objectives, metricsPort: 0) { _, pod in
             pod.enablePromptTokensDetails = true
         }

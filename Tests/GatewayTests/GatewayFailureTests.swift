@@ -44,10 +44,7 @@ extension EndToEnd {
     @Test func aStreamWhosePodDiesEndsWithAnErrorEventNotASilentCut() async throws {
         let stack = try await GatewayStack.start(pods: 1) { _, pod in pod.accelerator = "h100-sxm" }
         defer { Task { await stack.stop() } }
-        var request = HTTPClientRequest(url: stack.base + "/v1/completions")
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Go", "max_tokens": 3000, "stream": true}"#))
+        let request = stack.completionRequest(#"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Go", "max_tokens": 3000, "stream": true}"#)
         let response = try await GatewayStack.client.execute(request, timeout: .seconds(30))
         #expect(response.status == .ok)
         var chunks = response.body.makeAsyncIterator()

@@ -135,19 +135,7 @@ extension EndToEnd {
     }
 
     @Test func underSaturationOnlySheddableRequestsAreRefused() async throws {
-        let objectives = """
-
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceObjective
-            metadata: {name: critical}
-            spec: {priority: 10, poolRef: {name: pool}}
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceObjective
-            metadata: {name: batch}
-            spec: {priority: -1, poolRef: {name: pool}}
-            """
+        let objectives = GatewayStack.objectives(["critical": 10, "batch": -1])
         let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + objectives) { _, pod in
             pod.accelerator = "h100-sxm"
             pod.maxNumSeqs = 2
@@ -198,10 +186,7 @@ extension EndToEnd {
     @Test func aClientThatGoesAwayCancelsTheRequestOnThePod() async throws {
         let stack = try await GatewayStack.start(pods: 1) { _, pod in pod.accelerator = "h100-sxm" }
         defer { Task { await stack.stop() } }
-        var request = HTTPClientRequest(url: stack.base + "/v1/completions")
-        request.method = .POST
-        request.headers.add(name: "content-type", value: "application/json")
-        request.body = .bytes(ByteBuffer(string: completion(Self.model, "Tell a long story", maxTokens: 2000, stream: true)))
+        let request = stack.completionRequest(completion(Self.model, "Tell a long story", maxTokens: 2000, stream: true))
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = client.shutdown() }
         let response = try await client.execute(request, timeout: .seconds(30))

@@ -28,6 +28,29 @@ struct GatewayStack {
           endpointPickerRef: {name: epp, port: {number: 9002}}
         """
 
+    /// InferenceObjectives of the pool, by name and priority.
+    static func objectives(_ priorities: KeyValuePairs<String, Int>) -> String {
+        priorities.map { name, priority in
+            """
+
+            ---
+            apiVersion: inference.networking.x-k8s.io/v1alpha2
+            kind: InferenceObjective
+            metadata: {name: \(name)}
+            spec: {priority: \(priority), poolRef: {name: pool}}
+            """
+        }.joined()
+    }
+
+    /// A POST of `body` to the gateway's /v1/completions, for tests that read the response as it comes.
+    func completionRequest(_ body: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: base + "/v1/completions")
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: body))
+        return request
+    }
+
     /// An InferenceModelRewrite sending every request for `name` to `target`.
     static func alias(_ name: String, to target: String) -> String {
         """

@@ -177,7 +177,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     private func send(_ bytes: ByteBuffer) {
         guard bytes.readableBytes > 0 else { return }
         writer.writeBody(bytes, flush: false)
-        atEventBoundary = bytes.readableBytesView.suffix(2).elementsEqual([0x0A, 0x0A])
+        atEventBoundary = bytes.getInteger(at: bytes.writerIndex - 2, as: UInt16.self) == 0x0A0A
         if !writer.isWritable {
             writer.flush()
             connection?.pauseReading()
