@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FakeVLLM", targets: ["FakeVLLM"]),
         .library(name: "Gateway", targets: ["Gateway"]),
         .library(name: "FleetManager", targets: ["FleetManager"]),
+        .library(name: "Load", targets: ["Load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -52,11 +53,22 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
-        // Fleet, lifecycle, chaos, bench and sim (issues 4 and 5).
+        // Open-loop load and what clients saw: the HTTP load client, arrivals, percentiles.
+        .target(
+            name: "Load",
+            dependencies: [
+                "InferenceAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+        // Fleet, lifecycle, chaos, scenarios, bench and sim (issues 4 and 5).
         .target(
             name: "FleetManager",
             dependencies: [
-                "InferenceAPI", "FakeVLLM", "Gateway", .product(name: "Yams", package: "Yams"),
+                "InferenceAPI", "FakeVLLM", "Gateway", "Load", .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -9,8 +9,9 @@ import NIOPosix
 /// - `GET /pods`: every pod as JSON (name, pool, address, state, labels, restarts, faults);
 ///   `GET /pods?watch=true`: the same list again, one JSON line per change — the registry's
 ///   list + watch;
-/// - `POST /pods/NAME/kill|hang|restore|delete`, `POST /pods/NAME/slow?factor=F`,
-///   `POST /pods/NAME/errors?rate=R&status=CODE` or `…&kind=cut`: chaos;
+/// - `POST /pods/NAME/kill|hang|partition|drain|restore`, `POST /pods/NAME/slow?factor=F`,
+///   `POST /pods/NAME/errors?rate=R&status=CODE` or `…&kind=cut`,
+///   `POST /pods/NAME/kv-pressure?usable=U`: chaos (`ChaosAction`);
 /// - `POST /pools/NAME/scale?replicas=N`: scale a pool.
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
 public enum AdminServer {
@@ -79,30 +80,14 @@ final class AdminRouter: HTTPRequestRouter {
         case (.GET, 1, "pods"):
             return (.ok, await AdminServer.listing(fleet))
         case (.POST, 3, "pods"):
-            let name = path[1]
+            let action: ChaosAction
             do {
-                switch path[2] {
-                case "kill": try await fleet.kill(name)
-                case "hang": try await fleet.hang(name)
-                case "restore": try await fleet.restore(name)
-                case "delete": try await fleet.delete(name)
-                case "errors":
-                    guard let rate = query["rate"].flatMap(Double.init), rate >= 0, rate <= 1 else {
-                        return error(400, "errors needs ?rate=R (0…1) and ?status=CODE or ?kind=cut")
-                    }
-                    if query["kind"] == "cut" {
-                        try await fleet.errors(name, FaultInjection(rate: rate, kind: .cutStream))
-                    } else {
-                        guard let status = query["status"].flatMap(Int.init), (400...599).contains(status) else {
-                            return error(400, "errors needs ?status=CODE (400…599) or ?kind=cut")
-                        }
-                        try await fleet.errors(name, FaultInjection(rate: rate, kind: .status(status)))
-                    }
-                case "slow":
-                    guard let factor = query["factor"].flatMap(Double.init) else { return error(400, "slow needs ?factor=F (F > 0)") }
-                    try await fleet.slow(name, factor: factor)
-                default: return error(404, "no action \(path[2]); actions: kill, hang, slow, errors, restore, delete")
-                }
+                action = try ChaosAction.pod(path[1], verb: path[2], query)
+            } catch let refused {
+                return error(ChaosAction.podVerbs.contains(path[2]) ? 400 : 404, refused.description)
+            }
+            do {
+                try await fleet.perform(action)
             } catch {
                 return (.notFound, APIError(status: 404, type: "NotFoundError", message: "\(error)").body())
             }
@@ -110,7 +95,7 @@ final class AdminRouter: HTTPRequestRouter {
         case (.POST, 3, "pools") where path[2] == "scale":
             guard let replicas = query["replicas"].flatMap(Int.init), replicas >= 0 else { return error(400, "scale needs ?replicas=N (N ≥ 0)") }
             do {
-                try await fleet.scale(path[1], replicas: replicas)
+                try await fleet.perform(.scale(pool: path[1], replicas: replicas))
             } catch {
                 return (.notFound, APIError(status: 404, type: "NotFoundError", message: "\(error)").body())
             }
@@ -151,8 +136,9 @@ final class AdminRouter: HTTPRequestRouter {
             task = Task {
                 let watcher = Task { try? await fleet.registry.watch { _ in continuation.yield() } }
                 for await _ in changes {
-                    var line = await AdminServer.listing(fleet)
-                    line.writeStaticString("\n")
+                    var listing = await AdminServer.listing(fleet)
+                    listing.writeStaticString("\n")
+                    let line = listing
                     loop.execute { writer.value.writeBody(line) }
                 }
                 watcher.cancel()

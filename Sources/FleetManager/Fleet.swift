@@ -251,47 +251,48 @@ public actor Fleet {
         await apply(effects, to: name)
     }
 
-    /// Chaos: the pod hangs — it accepts connections and reads requests but answers none and
-    /// takes no engine step, as a SIGSTOP'd process — until `restore`.
-    public func hang(_ name: String) async throws {
-        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
-        try await server.setHung(true)
-        faults[name, default: []].insert("hang")
+    /// Evicts a pod gracefully, as `kubectl drain` does: it leaves the pool and finishes its
+    /// requests, while its Deployment starts a replacement (a new pod, on a new port).
+    public func drain(_ name: String) async throws {
+        guard let pool = pods[name]?.pool else { throw FleetError("no pod named \(name)") }
+        try await delete(name)
+        guard !stopping else { return }
+        let replacement = addPod(pool)
+        await apply(pods[replacement]!.lifecycle.start(now: now), to: replacement)
     }
 
-    /// Chaos: the pod's engine steps take `factor` times as long, until `restore`.
-    public func slow(_ name: String, factor: Double) async throws {
-        guard factor > 0, factor.isFinite else { throw FleetError("slow factor must be a positive number, got \(factor)") }
-        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
-        try await server.setSlowdown(factor)
-        faults[name, default: []].insert("slow ×\(factor)")
-    }
-
-    /// Chaos: a share (`rate`, 0…1) of the pod's generation requests fails, as `kind` says.
-    public func errors(_ name: String, _ injection: FaultInjection) async throws {
-        guard injection.rate >= 0, injection.rate <= 1 else { throw FleetError("error rate must be within 0…1, got \(injection.rate)") }
-        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
-        try await server.setFaults(injection)
-        let kind: String
-        switch injection.kind {
-        case .status(let status): kind = "HTTP \(status)"
-        case .cutStream: kind = "cut"
+    /// Does a chaos action (the admin API, `understudy chaos` and scenarios come here).
+    public func perform(_ action: ChaosAction) async throws {
+        switch action {
+        case .kill(let pod): return try await kill(pod)
+        case .drain(let pod): return try await drain(pod)
+        case .scale(let pool, let replicas): return try await scale(pool, replicas: replicas)
+        default: break
         }
-        faults[name, default: []].insert("errors \(Int((injection.rate * 100).rounded()))% \(kind)")
-    }
-
-    /// Undoes a pod's faults (hang, slow, errors).
-    public func restore(_ name: String) async throws {
-        guard let server = pods[name]?.server else { throw FleetError("no running pod named \(name)") }
-        try await server.setHung(false)
-        try await server.setSlowdown(1)
-        try await server.setFaults(nil)
-        faults[name] = nil
+        guard let server = pods[action.target]?.server else { throw FleetError("no running pod named \(action.target)") }
+        switch action {
+        case .hang: try await server.setHung(true)
+        case .slow(_, let factor): try await server.setSlowdown(factor)
+        case .errors(_, let injection): try await server.setFaults(injection)
+        case .partition: try await server.setPartitioned(true)
+        case .kvPressure(_, let usable): try await server.setKVPressure(usable: usable)
+        case .restore:
+            try await server.setHung(false)
+            try await server.setSlowdown(1)
+            try await server.setFaults(nil)
+            try await server.setPartitioned(false)
+            try await server.setKVPressure(usable: 1)
+            faults[action.target] = nil
+        case .kill, .drain, .scale: break
+        }
+        // One fault of each kind at a time: a second `slow` replaces the first.
+        if let label = action.faultLabel { faults[action.target, default: [:]][action.verb] = label }
     }
 
     /// The faults a pod is under, for listings.
-    public func faults(of name: String) -> [String] { faults[name].map { $0.sorted() } ?? [] }
-    private var faults: [String: Set<String>] = [:]
+    public func faults(of name: String) -> [String] { faults[name].map { $0.values.sorted() } ?? [] }
+    /// Each pod's faults, by kind (hang, slow, errors, …).
+    private var faults: [String: [String: String]] = [:]
 
     /// Drains every pod and stops the gateway (Ctrl-C, SIGTERM).
     public func stop() async {

@@ -8,7 +8,7 @@ import FoundationNetworking
 struct Chaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Break a running fleet on purpose, through its admin API.",
-        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Errors.self, Restore.self, Delete.self, Scale.self])
+        subcommands: [List.self, Kill.self, Hang.self, Slow.self, Errors.self, Partition.self, KVPressure.self, Drain.self, Restore.self, Scale.self])
 
     struct Target: ParsableArguments {
         @Option(help: "The fleet's admin API.") var admin = "http://127.0.0.1:8070"
@@ -90,7 +90,7 @@ struct Chaos: AsyncParsableCommand {
     }
 
     struct Restore: PodAction {
-        static let configuration = CommandConfiguration(abstract: "Undo a pod's hang, slow or errors.")
+        static let configuration = CommandConfiguration(abstract: "Undo a pod's hang, slow, errors, partition or KV pressure.")
         static let action = "restore"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
@@ -104,9 +104,26 @@ struct Chaos: AsyncParsableCommand {
         func run() async throws { try await Chaos.call(target.admin, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
     }
 
-    struct Delete: PodAction {
-        static let configuration = CommandConfiguration(abstract: "Drain a pod: it leaves the pool, finishes its requests, and goes.")
-        static let action = "delete"
+    struct Partition: PodAction {
+        static let configuration = CommandConfiguration(abstract: "Reset every connection to a pod, the gateway's included, until restored.")
+        static let action = "partition"
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+    }
+
+    struct KVPressure: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "kv-pressure", abstract: "Leave only a share of a pod's KV cache to requests, until restored.")
+        @OptionGroup var target: Target
+        @Argument(help: "The pod.") var pod: String
+        @Option(help: "Share of the KV cache left usable, 0…1.") var usable = 0.1
+        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/kv-pressure?usable=\(usable)") }
+    }
+
+    struct Drain: PodAction {
+        static let configuration = CommandConfiguration(
+            abstract: "Evict a pod gracefully: it leaves the pool and finishes its requests; a replacement starts.")
+        static let action = "drain"
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
     }

@@ -59,14 +59,14 @@ extension AdminServerTests {
         let stream = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true, "stream": true}"#
 
         // An HTTP error is an answer: relayed as the pod gave it, not retried.
-        try await fleet.errors("fast-0", FaultInjection(rate: 1, kind: .status(500)))
+        try await fleet.perform(.errors(pod: "fast-0", FaultInjection(rate: 1, kind: .status(500))))
         let failed = try await KillScenarioTests.post(port, body, onlyTo: faulty)
         #expect(failed.status == 500)
         #expect(try JSONValue.parse(failed.body)["error"]?["message"]?.string == "Injected fault (understudy chaos).")
 
         // A cut connection: a stream ends with the gateway's error event; a whole response that
         // never came is retried on the healthy pod.
-        try await fleet.errors("fast-0", FaultInjection(rate: 1, kind: .cutStream))
+        try await fleet.perform(.errors(pod: "fast-0", FaultInjection(rate: 1, kind: .cutStream)))
         let cut = try await KillScenarioTests.post(port, stream, onlyTo: faulty)
         #expect(cut.status == 200)
         #expect(cut.body.contains(#""code":502"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
@@ -74,7 +74,7 @@ extension AdminServerTests {
         #expect(retried.status == 200)
         #expect(retried.servedBy == healthy)
 
-        try await fleet.restore("fast-0")
+        try await fleet.perform(.restore(pod: "fast-0"))
         // A cut before any byte also counts as a connection failure: the pod is out until its next scrape.
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
         #expect(try await KillScenarioTests.post(port, body, onlyTo: faulty).status == 200)

@@ -25,7 +25,7 @@ import Testing
                 port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Essay", "max_tokens": 400, "ignore_eos": true}"#, onlyTo: victim.address)
         }
         try await Task.sleep(for: .milliseconds(100))
-        try await fleet.hang(victim.name)
+        try await fleet.perform(.hang(pod: victim.name))
 
         // Its scrapes hang too: its metrics go stale and it leaves the candidates.
         #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
@@ -42,7 +42,7 @@ import Testing
         #expect(cut.status == 200)
         #expect(cut.body.contains(#""code":504"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
 
-        try await fleet.restore(victim.name)
+        try await fleet.perform(.restore(pod: victim.name))
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
         await fleet.stop()
     }

@@ -15,6 +15,11 @@ struct BlockPool {
     private var next: [BlockID]
     private var previous: [BlockID]
     private(set) var numFree: Int
+    /// Blocks held out of use by KV pressure (chaos: memory taken by something else), as a
+    /// request holds blocks, so usage counts them and the scheduler cannot have them.
+    private var pressure: [BlockID] = []
+    /// How many blocks pressure should hold; taken as they come free.
+    private var pressureTarget = 0
 
     init(numBlocks: Int) {
         precondition(numBlocks >= 2, "a KV cache needs at least two blocks")
@@ -74,6 +79,24 @@ struct BlockPool {
         blockForHash[hash] = block
     }
 
+    /// Keeps `usable` of the usable blocks for requests and holds the rest, taking free blocks
+    /// now and the others as requests free them. 1 lifts the pressure.
+    mutating func setPressure(usable fraction: Double) {
+        let usable = numBlocks - 1
+        pressureTarget = usable - Int((Double(usable) * min(max(fraction, 0), 1)).rounded(.down))
+        applyPressure()
+    }
+
+    /// Takes free blocks for pressure up to its target, or gives back what is above it.
+    mutating func applyPressure() {
+        var held = pressure
+        if held.count < pressureTarget, numFree > 0 { allocate(min(numFree, pressureTarget - held.count), into: &held) }
+        if held.count > pressureTarget {
+            release(held[pressureTarget...].reversed())
+            held.removeLast(held.count - pressureTarget)
+        }
+        pressure = held
+    }
 
     private mutating func pushBack(_ block: BlockID) {
         let sentinel = BlockID(numBlocks)

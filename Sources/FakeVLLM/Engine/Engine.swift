@@ -70,6 +70,11 @@ public struct Engine: Sendable {
         waiting.append(slot)
     }
 
+    /// Chaos: KV pressure leaves only `usable` (0…1) of the KV cache to requests; the rest is
+    /// held, as if another process took the memory, until pressure is set back to 1. Running
+    /// requests that no longer fit are preempted as vLLM preempts when blocks run out.
+    public mutating func setKVPressure(usable fraction: Double) { kv.setPressure(usable: fraction) }
+
     /// Puts an adapter in the host cache, as vLLM's add_lora does for a runtime load.
     public mutating func cacheAdapter(_ name: String) { adapters.cache(name) }
 

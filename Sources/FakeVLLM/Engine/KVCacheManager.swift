@@ -14,6 +14,9 @@ struct KVCacheManager {
 
     var usage: Double { pool.usage }
 
+    /// Chaos: only `usable` of the blocks stay available to requests (see `BlockPool`).
+    mutating func setPressure(usable fraction: Double) { pool.setPressure(usable: fraction) }
+
     /// The longest run of cached full blocks at the start of the request's tokens, keeping at
     /// least one token to compute (vLLM recomputes the last one to get logits), and how many
     /// cached tokens that rule makes the step compute again.
@@ -54,6 +57,7 @@ struct KVCacheManager {
     /// Returns every block of the request to the pool; cached ones stay findable until evicted.
     mutating func free(_ state: inout RequestState) {
         pool.release(state.blockTable.reversed())
+        pool.applyPressure()
         state.blockTable.removeAll(keepingCapacity: true)
         state.numRegisteredBlocks = 0
     }

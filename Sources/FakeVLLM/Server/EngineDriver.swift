@@ -66,6 +66,13 @@ final class EngineDriver: @unchecked Sendable {
 
     func cacheAdapter(_ name: String) { engine.cacheAdapter(name) }
 
+    /// Chaos: KV pressure (see `Engine.setKVPressure`); lifting it may let waiting requests in.
+    func setKVPressure(usable fraction: Double) {
+        engine.setKVPressure(usable: fraction)
+        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+        scheduleStep()
+    }
+
     /// SwiftNIO runs every task that is due before it polls its sockets again, so steps that
     /// re-armed themselves with no delay (the instant device) would starve all I/O until the
     /// batch drained. Zero-time steps therefore run back to back for at most `inlineBudget` of

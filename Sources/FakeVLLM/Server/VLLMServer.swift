@@ -17,10 +17,12 @@ public final class VLLMServer: Sendable {
     private let router: Router
     /// Open client connections, so stopping the server ends them too (as a killed pod would).
     private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
+    /// Chaos: connections are reset as they arrive (see `setPartitioned`).
+    private let partitioned: NIOLockedValueBox<Bool>
 
     private init(
         configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router,
-        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
+        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, partitioned: NIOLockedValueBox<Bool>
     ) {
         self.configuration = configuration
         self.setup = setup
@@ -28,6 +30,7 @@ public final class VLLMServer: Sendable {
         self.channel = channel
         self.router = router
         self.connections = connections
+        self.partitioned = partitioned
     }
 
     /// Resolves profiles, builds the engine and binds. With `--startup-delay`, /health is 503
@@ -51,11 +54,13 @@ public final class VLLMServer: Sendable {
             return Router(configuration: configuration, setup: setup, driver: driver)
         }.get()
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
+        let partitioned = NIOLockedValueBox(false)
         let channel = try await ServerBootstrap(group: group, childGroup: loop)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
+                if partitioned.withLockedValue({ $0 }) { return Self.reset(channel) }
                 let key = ObjectIdentifier(channel)
                 connections.withLockedValue { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
@@ -71,7 +76,15 @@ public final class VLLMServer: Sendable {
         }
         return VLLMServer(
             configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel,
-            router: router, connections: connections)
+            router: router, connections: connections, partitioned: partitioned)
+    }
+
+    /// Closes a connection with a TCP reset (SO_LINGER 0), as a rejecting firewall would.
+    private static func reset(_ channel: Channel) -> EventLoopFuture<Void> {
+        guard let socket = channel as? SocketOptionProvider else { return channel.close().flatMapErrorThrowing { _ in } }
+        return socket.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            .flatMap { channel.close() }
+            .flatMapErrorThrowing { _ in }
     }
 
     /// Ends the emulated model load now (with an infinite `startupDelay`, the only way: the fleet
@@ -94,6 +107,23 @@ public final class VLLMServer: Sendable {
     public func setHung(_ hung: Bool) async throws {
         let router = self.router
         try await router.driver.loop.submit { router.hung = hung }.get()
+    }
+
+    /// Chaos: a network partition between the pod and its clients (the gateway included):
+    /// open connections and every new one are reset, so requests in flight end abruptly and the
+    /// gateway's scrapes are refused; the engine itself keeps its state (unlike a kill).
+    public func setPartitioned(_ isPartitioned: Bool) async throws {
+        partitioned.withLockedValue { $0 = isPartitioned }
+        guard isPartitioned else { return }
+        for connection in connections.withLockedValue({ Array($0.values) }) {
+            try? await Self.reset(connection).get()
+        }
+    }
+
+    /// Chaos: KV pressure — only `usable` (0…1) of the KV cache is left to requests (1 lifts it).
+    public func setKVPressure(usable fraction: Double) async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.driver.setKVPressure(usable: fraction) }.get()
     }
 
     /// Chaos: every engine step takes `factor` times its emulated duration (1 restores).

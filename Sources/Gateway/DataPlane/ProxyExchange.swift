@@ -320,6 +320,13 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// name the EPP protocol gives it.
     static let servedHeader = "x-gateway-destination-endpoint-served"
 
-    /// The served-endpoint header, once the request was sent to an endpoint.
-    private var servedHeaders: [(String, String)] { sentTo.map { [(Self.servedHeader, $0.address)] } ?? [] }
+    /// Envoy's count of upstream attempts for this request (its `x-envoy-attempt-count`, sent
+    /// when a route sets `include_attempt_count_in_response`): above 1 the request was retried.
+    static let attemptCountHeader = "x-envoy-attempt-count"
+
+    /// The served-endpoint header, once the request was sent to an endpoint, and the attempts.
+    private var servedHeaders: [(String, String)] {
+        guard let sentTo else { return [] }
+        return [(Self.servedHeader, sentTo.address), (Self.attemptCountHeader, String(attempts))]
+    }
 }

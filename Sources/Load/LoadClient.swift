@@ -1,0 +1,243 @@
+import InferenceAPI
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One request to send: an OpenAI-style JSON body to a path, with extra headers.
+public struct LoadRequest: Sendable {
+    public var stream: String
+    public var path: String
+    public var body: ByteBuffer
+    public var headers: [(String, String)]
+    /// The body asks for `"stream": true`: the answer is read as server-sent events.
+    public var streaming: Bool
+
+    public init(stream: String, path: String = "/v1/completions", body: ByteBuffer, headers: [(String, String)] = [], streaming: Bool) {
+        self.stream = stream
+        self.path = path
+        self.body = body
+        self.headers = headers
+        self.streaming = streaming
+    }
+}
+
+/// An HTTP/1.1 load client for one target, on SwiftNIO: keep-alive connections reused as a
+/// browser or the OpenAI SDK's pool would, one request per connection at a time, each request
+/// timed from send to its last byte. It never retries: what the target answered is what is
+/// recorded.
+public final class LoadClient: Sendable {
+    public let host: String
+    public let port: Int
+    /// Longest a request may take before the client gives up on it.
+    public let timeout: TimeAmount
+    private let group: any EventLoopGroup
+    private let epoch: NIODeadline
+    private let idle = NIOLockedValueBox<[Connection]>([])
+
+    public init(host: String, port: Int, group: any EventLoopGroup, timeout: TimeAmount = .seconds(300), epoch: NIODeadline = .now()) {
+        self.host = host
+        self.port = port
+        self.group = group
+        self.timeout = timeout
+        self.epoch = epoch
+    }
+
+    /// Seconds since the client's epoch: the time base of every record.
+    public func now() -> Double { Double((NIODeadline.now() - epoch).nanoseconds) / 1e9 }
+
+    /// Sends a request (due at `scheduled`, seconds since the epoch) and records its answer.
+    public func send(_ request: LoadRequest, scheduled: Double? = nil) async -> RequestRecord {
+        let sent = now()
+        var record = RequestRecord(stream: request.stream, scheduled: scheduled ?? sent, sent: sent, finished: sent, outcome: .ok)
+        let connection: Connection
+        do {
+            connection = try await takeConnection()
+        } catch {
+            record.finished = now()
+            record.outcome = .connectionFailed(Self.describe(error))
+            return record
+        }
+        let begun = record
+        let finished = await withCheckedContinuation { continuation in
+            connection.channel.eventLoop.execute {
+                let exchange = Exchange(record: begun, streaming: request.streaming, clock: self.now, done: continuation)
+                connection.exchange.begin(exchange, on: connection.channel, timeout: self.timeout)
+                self.write(request, on: connection.channel)
+            }
+        }
+        if finished.reusable, connection.channel.isActive {
+            idle.withLockedValue { $0.append(connection) }
+        } else {
+            connection.channel.close(promise: nil)
+        }
+        return finished.record
+    }
+
+    /// Closes the idle connections.
+    public func close() {
+        for connection in idle.withLockedValue({ pool in defer { pool = [] }; return pool }) {
+            connection.channel.close(promise: nil)
+        }
+    }
+
+    private func write(_ request: LoadRequest, on channel: any Channel) {
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: request.path)
+        head.headers.add(name: "host", value: "\(host):\(port)")
+        head.headers.add(name: "content-type", value: "application/json")
+        head.headers.add(name: "content-length", value: String(request.body.readableBytes))
+        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(request.body)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+    }
+
+    private struct Connection: Sendable {
+        let channel: any Channel
+        let exchange: ExchangeHandler
+    }
+
+    private func takeConnection() async throws -> Connection {
+        while let reused = idle.withLockedValue({ $0.popLast() }) {
+            if reused.channel.isActive { return reused }
+        }
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler())
+                }
+            }
+            .connect(host: host, port: port).get()
+        let exchange = try await channel.pipeline.handler(type: ExchangeHandler.self).get()
+        return Connection(channel: channel, exchange: exchange)
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError, error.errnoCode == 111 { return "connection refused" }
+        if error is ChannelError { return "connect timeout" }
+        return "\(error)"
+    }
+}
+
+/// One request in flight on a connection: its record so far and how its answer is read.
+struct Exchange {
+    var record: RequestRecord
+    let streaming: Bool
+    let clock: @Sendable () -> Double
+    let done: CheckedContinuation<(record: RequestRecord, reusable: Bool), Never>
+    var status = 0
+    var keepAlive = true
+    var events = ServerSentEvents()
+    var body: ByteBuffer?
+    var sawDone = false
+    var streamError: Int?
+    var lastToken: Double?
+}
+
+/// Reads one answer at a time off a connection and fills in its exchange's record.
+final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    /// Only touched on the channel's event loop.
+    private var current: Exchange?
+    private var deadline: Scheduled<Void>?
+
+    func begin(_ exchange: Exchange, on channel: any Channel, timeout: TimeAmount) {
+        current = exchange
+        deadline = channel.eventLoop.scheduleTask(in: timeout) { [self] in
+            fail(.timedOut)
+            channel.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard var exchange = current else { return }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            exchange.record.head = exchange.clock()
+            exchange.status = Int(head.status.code)
+            exchange.keepAlive = head.isKeepAlive
+            exchange.record.servedBy = head.headers.first(name: "x-gateway-destination-endpoint-served")
+            exchange.record.attempts = head.headers.first(name: "x-envoy-attempt-count").flatMap { Int($0) }
+        case .body(var chunk):
+            if exchange.streaming, exchange.status == 200 {
+                exchange.events.append(&chunk)
+                while let event = exchange.events.next() { Self.read(event, into: &exchange) }
+            } else {
+                exchange.body.setOrWriteBuffer(&chunk)
+            }
+        case .end:
+            current = nil
+            deadline?.cancel()
+            finish(exchange, reusable: exchange.keepAlive)
+            return
+        }
+        current = exchange
+    }
+
+    /// One `data:` event of a stream: generated text, the usage chunk, an error, or `[DONE]`.
+    private static func read(_ event: ByteBuffer, into exchange: inout Exchange) {
+        let bytes = event.readableBytesView
+        if bytes.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
+        if ServerSentEvents.containsKey("error", in: bytes) {
+            exchange.streamError = (try? JSONValue.parse(event))?["error"]?["code"]?.int ?? 0
+            return
+        }
+        if ServerSentEvents.contains(#""choices":[]"#, in: bytes) || ServerSentEvents.contains(#""choices": []"#, in: bytes) {
+            // The usage chunk `stream_options.include_usage` asks for comes last, without choices.
+            exchange.record.outputTokens = (try? JSONValue.parse(event))?["usage"]?["completion_tokens"]?.int
+            return
+        }
+        let now = exchange.clock()
+        if let last = exchange.lastToken {
+            exchange.record.interTokenGaps += 1
+            exchange.record.interTokenSeconds += now - last
+        } else {
+            exchange.record.firstToken = now
+        }
+        exchange.lastToken = now
+    }
+
+    private func finish(_ exchange: Exchange, reusable: Bool) {
+        var exchange = exchange
+        let now = exchange.clock()
+        exchange.record.finished = now
+        if !(200..<300).contains(exchange.status) {
+            exchange.record.outcome = .status(exchange.status)
+        } else if exchange.streaming {
+            if let code = exchange.streamError {
+                exchange.record.outcome = .streamError(code)
+            } else {
+                exchange.record.outcome = exchange.sawDone ? .ok : .truncated
+            }
+        } else {
+            exchange.record.firstToken = now
+            exchange.record.outputTokens = exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"]?["completion_tokens"]?.int
+            exchange.record.outcome = .ok
+        }
+        exchange.done.resume(returning: (exchange.record, reusable))
+    }
+
+    /// The connection ended with the request unanswered or half answered.
+    private func fail(_ outcome: Outcome) {
+        guard var exchange = current else { return }
+        current = nil
+        deadline?.cancel()
+        exchange.record.finished = exchange.clock()
+        exchange.record.outcome = exchange.record.head == nil || outcome == .timedOut ? outcome : .truncated
+        exchange.done.resume(returning: (exchange.record, false))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        fail(.connectionFailed("connection closed before an answer"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let reset = (error as? IOError)?.errnoCode == 104
+        fail(.connectionFailed(reset ? "connection reset before an answer" : "\(error)"))
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,66 @@
+/// One request as its client saw it: when it was due and sent, when its answer began and
+/// ended, how it ended, and who served it. Times are seconds since the run started.
+public struct RequestRecord: Sendable {
+    /// The load stream it belongs to (a scenario's `load[].name`, a bench stage).
+    public var stream: String
+    /// When the arrival process wanted it sent, and when it was.
+    public var scheduled: Double
+    public var sent: Double
+    /// The response head arrived.
+    public var head: Double?
+    /// The first generated text arrived: the first SSE event with a choice, or the whole
+    /// body of a non-streaming answer.
+    public var firstToken: Double?
+    /// The answer ended (or the request failed).
+    public var finished: Double
+    public var outcome: Outcome
+    /// `x-gateway-destination-endpoint-served` and Envoy's `x-envoy-attempt-count`.
+    public var servedBy: String?
+    public var attempts: Int?
+    /// From the answer's `usage` (streams ask for it with `stream_options.include_usage`).
+    public var outputTokens: Int?
+    /// Gaps between consecutive generated-text events of a stream: their count and sum.
+    public var interTokenGaps = 0
+    public var interTokenSeconds = 0.0
+
+    public var latency: Double { finished - sent }
+    public var timeToFirstToken: Double? { firstToken.map { $0 - sent } }
+    /// Normalised time per output token: end-to-end latency over the tokens generated.
+    public var timePerOutputToken: Double? {
+        guard let outputTokens, outputTokens > 0 else { return nil }
+        return latency / Double(outputTokens)
+    }
+    /// Sent later than due: the client, not the server, fell behind.
+    public var lateness: Double { sent - scheduled }
+    public var retried: Bool { (attempts ?? 1) > 1 }
+}
+
+/// How a request ended.
+public enum Outcome: Sendable, Hashable, CustomStringConvertible {
+    /// A 2xx answer, complete (a stream ended with `data: [DONE]` and no error event).
+    case ok
+    /// An HTTP error status before any body (429 is shedding).
+    case status(Int)
+    /// A stream that began (200) and ended with an error event carrying this code.
+    case streamError(Int)
+    /// A stream or body that stopped without its end: the connection closed mid-answer.
+    case truncated
+    /// No answer: the connection was refused, reset or closed before a response head.
+    case connectionFailed(String)
+    /// The client's own timeout passed.
+    case timedOut
+
+    public var isSuccess: Bool { self == .ok }
+    public var isShed: Bool { self == .status(429) }
+
+    public var description: String {
+        switch self {
+        case .ok: "ok"
+        case .status(let code): "HTTP \(code)"
+        case .streamError(let code): "stream error event \(code)"
+        case .truncated: "truncated (connection closed mid-answer)"
+        case .connectionFailed(let why): "no answer (\(why))"
+        case .timedOut: "client timeout"
+        }
+    }
+}
