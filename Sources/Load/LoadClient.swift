@@ -213,7 +213,6 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
                 exchange.record.outcome = exchange.sawDone ? .ok : .truncated
             }
         } else {
-            exchange.record.firstToken = now
             exchange.record.outputTokens = exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"]?["completion_tokens"]?.int
             exchange.record.outcome = .ok
         }

@@ -8,8 +8,8 @@ public struct RequestRecord: Sendable {
     public var sent: Double
     /// The response head arrived.
     public var head: Double?
-    /// The first generated text arrived: the first SSE event with a choice, or the whole
-    /// body of a non-streaming answer.
+    /// The first generated text of a stream arrived (its first SSE event with a choice); nil
+    /// for a whole response, whose text comes all at once at `finished`.
     public var firstToken: Double?
     /// The answer ended (or the request failed).
     public var finished: Double

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetManager
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -36,10 +37,7 @@ struct Chaos: AsyncParsableCommand {
             [pod["name"], pod["pool"], pod["address"], pod["state"], pod["restarts"], (pod["faults"] as? [String])?.joined(separator: ",")]
                 .map { $0.map { "\($0)" } ?? "" }
         }
-        let widths = (0..<6).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            print(zip(row.dropLast(), widths).map { $0.0.padding(toLength: $0.1 + 2, withPad: " ", startingAt: 0) }.joined() + row.last!)
-        }
+        for line in TextTable.lines(rows) { print(line) }
     }
 
     /// A chaos action on one pod with no parameters: `POST /pods/POD/ACTION`.

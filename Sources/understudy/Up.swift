@@ -30,10 +30,7 @@ struct Up: AsyncParsableCommand {
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
         let rows = [["POD", "POOL", "ACCELERATOR", "ADDRESS", "STATUS"]]
             + fleet.list().map { [$0.name, $0.pool, pools[$0.pool]?.accelerator ?? "", $0.address, $0.phase.status] }
-        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            print("  " + zip(row.dropLast(), widths).map { $0.0.padding(toLength: $0.1 + 2, withPad: " ", startingAt: 0) }.joined() + row.last!)
-        }
+        for line in TextTable.lines(rows, indent: "  ") { print(line) }
         print("  try: curl -s \(gateway)/v1/completions -H 'content-type: application/json' -d '{\"model\":\"\(spec.pools[0].model)\",\"prompt\":\"Hello\",\"max_tokens\":16}'")
         fflush(nil)  // print is buffered when stdout is not a terminal
 

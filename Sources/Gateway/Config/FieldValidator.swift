@@ -118,8 +118,11 @@ public struct FieldValidator {
         return number
     }
 
-    public func number(_ value: Any?, _ path: String) throws(ConfigError) -> Double? {
-        guard let value = present(value) else { return nil }
+    public func number(_ value: Any?, _ path: String, required: Bool = false) throws(ConfigError) -> Double? {
+        guard let value = present(value) else {
+            if required { throw fail(path, "Required value") }
+            return nil
+        }
         if let number = value as? Int, !(value is Bool) { return Double(number) }
         if let number = value as? Double { return number }
         throw fail(path, "Invalid value: \(Self.describe(value)): \(path) in body must be of type number")

@@ -1,0 +1,34 @@
+import ArgumentParser
+import FakeVLLM
+import FleetManager
+import Foundation
+
+/// `understudy scenario FILE`: a fleet, steady load through its gateway and a timeline of chaos,
+/// then a report of what clients saw.
+struct ScenarioCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenario",
+        abstract: "Run a chaos scenario (a fleet, steady load and a timeline of faults) and report what clients saw.")
+
+    @Argument(help: "Scenario file (profiles/scenarios/*.yaml).") var file: String
+
+    func run() async throws {
+        let profiles = try ProfileStore.locate()
+        let scenario: ScenarioSpec
+        do {
+            scenario = try ScenarioSpec.load(file: file)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let rates = scenario.load.map { "\($0.name) \($0.rate.formatted()) req/s" }.joined(separator: ", ")
+        print("understudy scenario \(scenario.name): fleet \(scenario.fleet.name), \(scenario.duration.formatted()) s of load (\(rates)), \(scenario.timeline.count) actions")
+        print("  waiting for the pods to be Ready…")
+        fflush(nil)  // print is buffered when stdout is not a terminal
+        let report = try await ScenarioRunner.run(scenario, profiles: profiles) { line in
+            print(line)
+            fflush(nil)
+        }
+        print("")
+        print(report.render())
+    }
+}
