@@ -1,6 +1,7 @@
 import FakeVLLM
 import Foundation
 import Gateway
+import Load
 import NIOCore
 import NIOPosix
 
@@ -90,7 +91,8 @@ public actor Fleet {
         created[pool.name] = max(created[pool.name, default: 0], number + 1)
         let name = "\(pool.name)-\(number)"
         pods[name] = RunningPod(
-            lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff), pool: pool, port: nextPort, server: nil)
+            lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff, probes: pool.probes), pool: pool,
+            port: nextPort, server: nil)
         if nextPort != 0 {
             nextPort += 1
             while reservedPorts.contains(nextPort) { nextPort += 1 }
@@ -154,6 +156,49 @@ public actor Fleet {
             pods[name] = pod
             await apply(effects, to: name)
         }
+        if !stopping { probeDuePods() }
+    }
+
+    // MARK: Probes
+
+    /// When each Running pod is next probed; a pod with a probe out is not probed again.
+    private var nextProbe: [String: Double] = [:]
+    private var probing: Set<String> = []
+    /// One keep-alive client per pod address, as the kubelet keeps one per container.
+    private var probeClients: [String: LoadClient] = [:]
+
+    /// Sends the kubelet's /health probe to every Running pod whose period has passed; the
+    /// first comes a period after the pod became Ready.
+    private func probeDuePods() {
+        for (name, pod) in pods where pod.lifecycle.phase == .ready && pod.server != nil && !probing.contains(name) {
+            let period = pod.pool.probes.periodSeconds
+            guard let due = nextProbe[name] else {
+                nextProbe[name] = now + period
+                continue
+            }
+            guard now >= due else { continue }
+            nextProbe[name] = max(due + period, now)
+            probing.insert(name)
+            let address = "127.0.0.1:\(pod.port)"
+            let client = probeClients[address] ?? LoadClient(
+                host: "127.0.0.1", port: pod.port, group: MultiThreadedEventLoopGroup.singleton,
+                timeout: .nanoseconds(Int64(pod.pool.probes.timeoutSeconds * 1e9)))
+            probeClients[address] = client
+            let launch = pod.launch
+            Task {
+                let answer = await client.send(.get("/health", stream: "probe"))
+                await self.probeAnswered(name, launch: launch, succeeded: answer.outcome.isSuccess)
+            }
+        }
+    }
+
+    private func probeAnswered(_ name: String, launch: Int, succeeded: Bool) async {
+        probing.remove(name)
+        // A probe of an earlier run of the pod says nothing about this one.
+        guard var pod = pods[name], pod.launch == launch else { return }
+        let effects = pod.lifecycle.probed(succeeded: succeeded, now: now)
+        pods[name] = pod
+        await apply(effects, to: name)
     }
 
     private func apply(_ effects: [PodEffect], to name: String) async {
@@ -171,6 +216,7 @@ public actor Fleet {
                 try? Self.configure(&configuration, pool: pod.pool, port: pod.port)
                 launches += 1
                 let launch = launches
+                nextProbe[name] = nil
                 pods[name]?.launch = launch
                 let started: VLLMServer
                 do {
@@ -198,7 +244,7 @@ public actor Fleet {
                 try? await pod.server?.stop()
                 pods[name]?.server = nil
                 faults[name] = nil
-            case .scheduleRestart:
+            case .scheduleRestart, .readinessChanged:
                 break
             }
         }
@@ -209,8 +255,10 @@ public actor Fleet {
     }
 
     private func remove(_ name: String) {
+        if let port = pods[name]?.port { probeClients.removeValue(forKey: "127.0.0.1:\(port)")?.close() }
         pods[name] = nil
         faults[name] = nil
+        nextProbe[name] = nil
         registry.remove(name)
     }
 
@@ -223,7 +271,7 @@ public actor Fleet {
         guard let pod = pods[name] else { return }
         registry.update(PodRecord(
             name: name, pool: pod.pool.name, host: "127.0.0.1", port: pod.port, labels: pod.pool.labels, phase: pod.lifecycle.phase,
-            restarts: pod.lifecycle.restarts))
+            restarts: pod.lifecycle.restarts, isReady: pod.lifecycle.isReady))
     }
 
     // MARK: Operations (the admin API and chaos call these)

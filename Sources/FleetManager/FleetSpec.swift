@@ -47,12 +47,14 @@ public struct PodPoolSpec: Sendable, Equatable {
     public var engineArgs: [(name: String, value: String)]
     /// The emulated model load: seconds from start to Ready.
     public var startupSeconds: Double
+    /// The kubelet's readiness and liveness probes on /health.
+    public var probes = ProbeSettings()
 
     public static func == (lhs: PodPoolSpec, rhs: PodPoolSpec) -> Bool {
         lhs.name == rhs.name && lhs.accelerator == rhs.accelerator && lhs.model == rhs.model
             && lhs.tensorParallelSize == rhs.tensorParallelSize && lhs.replicas == rhs.replicas && lhs.labels == rhs.labels
             && lhs.adapters == rhs.adapters && lhs.engineArgs.elementsEqual(rhs.engineArgs, by: { $0 == $1 })
-            && lhs.startupSeconds == rhs.startupSeconds
+            && lhs.startupSeconds == rhs.startupSeconds && lhs.probes == rhs.probes
     }
 }
 
@@ -173,7 +175,7 @@ extension FleetSpec {
 
     private static func pool(_ item: Any, _ path: String, _ v: FieldValidator) throws(ConfigError) -> PodPoolSpec {
         let map = try v.map(item, path, required: true)!
-        let known: Set<String> = ["name", "accelerator", "model", "tensorParallelSize", "replicas", "labels", "adapters", "engineArgs", "startupSeconds"]
+        let known: Set<String> = ["name", "accelerator", "model", "tensorParallelSize", "replicas", "labels", "adapters", "engineArgs", "startupSeconds", "probes"]
         if let unknown = map.keys.sorted().first(where: { !known.contains($0) }) {
             throw v.fail("\(path).\(unknown)", "field not declared in schema")
         }
@@ -209,12 +211,28 @@ extension FleetSpec {
         }
         let startup = try v.number(map["startupSeconds"], path + ".startupSeconds") ?? 5
         guard startup >= 0, startup.isFinite else { throw v.fail(path + ".startupSeconds", "Invalid value: \(startup): must be ≥ 0") }
+        var probes = ProbeSettings()
+        if let map = try v.map(map["probes"], path + ".probes") {
+            let known: Set<String> = ["periodSeconds", "timeoutSeconds", "readinessFailureThreshold", "livenessFailureThreshold"]
+            if let unknown = map.keys.sorted().first(where: { !known.contains($0) }) {
+                throw v.fail("\(path).probes.\(unknown)", "field not declared in schema")
+            }
+            for key in ["periodSeconds", "timeoutSeconds"] {
+                guard let seconds = try v.number(map[key], "\(path).probes.\(key)") else { continue }
+                guard seconds >= 0.01, seconds <= 3600 else { throw v.fail("\(path).probes.\(key)", "Invalid value: \(seconds): must be within 0.01…3600") }
+                if key == "periodSeconds" { probes.periodSeconds = seconds } else { probes.timeoutSeconds = seconds }
+            }
+            probes.readinessFailureThreshold = try v.integer(
+                map["readinessFailureThreshold"], path + ".probes.readinessFailureThreshold", minimum: 1, maximum: 1000) ?? probes.readinessFailureThreshold
+            probes.livenessFailureThreshold = try v.integer(
+                map["livenessFailureThreshold"], path + ".probes.livenessFailureThreshold", minimum: 0, maximum: 1000) ?? probes.livenessFailureThreshold
+        }
         return PodPoolSpec(
             name: name, accelerator: try v.string(map["accelerator"], path + ".accelerator", required: true, minLength: 1)!,
             model: try v.string(map["model"], path + ".model", required: true, minLength: 1)!,
             tensorParallelSize: try v.integer(map["tensorParallelSize"], path + ".tensorParallelSize", minimum: 1, maximum: 64) ?? 1,
             replicas: try v.integer(map["replicas"], path + ".replicas", required: true, minimum: 0, maximum: 10_000)!,
-            labels: labels, adapters: adapters, engineArgs: engineArgs, startupSeconds: startup)
+            labels: labels, adapters: adapters, engineArgs: engineArgs, startupSeconds: startup, probes: probes)
     }
 
     /// Without manifests: one InferencePool, named after the fleet, selecting the labels every

@@ -39,6 +39,22 @@ public enum PodEffect: Sendable, Equatable {
     case kill
     /// Start over at `restartAt` (the driver calls `tick` then).
     case scheduleRestart(at: Double)
+    /// The readiness probe's verdict changed: the pod joins or leaves its pools' endpoints.
+    case readinessChanged
+}
+
+/// The kubelet's probes of a Running pod, both on vLLM's `GET /health` as GIE's vLLM
+/// deployment (config/manifests/vllm/gpu-deployment.yaml) sets them: every second, a 1 s
+/// timeout; one failure makes the pod unready, five in a row restart it.
+public struct ProbeSettings: Sendable, Equatable {
+    public var periodSeconds: Double = 1
+    public var timeoutSeconds: Double = 1
+    /// Consecutive readiness failures that take the pod out of its endpoints.
+    public var readinessFailureThreshold = 1
+    /// Consecutive liveness failures that make the kubelet kill and restart it (0: no liveness probe).
+    public var livenessFailureThreshold = 5
+
+    public init() {}
 }
 
 /// Kubernetes' container restart back-off (kubelet: 10 s initial, doubling, capped at 300 s,
@@ -74,14 +90,42 @@ public struct PodLifecycle: Sendable, Equatable {
     private var crashesInARow = 0
     /// When the current run started (launch time).
     private var runningSince: Double?
+    public let probes: ProbeSettings
+    /// The readiness probe's verdict while Running (a hung pod fails it).
+    public private(set) var passesReadiness = true
+    private var readinessFailures = 0
+    private var livenessFailures = 0
 
-    public init(name: String, startupSeconds: Double, backoff: RestartBackoff = RestartBackoff()) {
+    public init(name: String, startupSeconds: Double, backoff: RestartBackoff = RestartBackoff(), probes: ProbeSettings = ProbeSettings()) {
         self.name = name
         self.startupSeconds = startupSeconds
         self.backoff = backoff
+        self.probes = probes
     }
 
-    public var isReady: Bool { phase == .ready }
+    /// Running and passing its readiness probe: one of its pools' endpoints.
+    public var isReady: Bool { phase == .ready && passesReadiness }
+
+    /// A probe of a Running pod answered (`succeeded`: /health said 200 within the timeout).
+    /// Readiness follows the verdicts; enough liveness failures in a row kill the pod, which
+    /// then restarts with back-off, as a crash would.
+    public mutating func probed(succeeded: Bool, now: Double) -> [PodEffect] {
+        guard phase == .ready else { return [] }
+        let wasReady = passesReadiness
+        if succeeded {
+            readinessFailures = 0
+            livenessFailures = 0
+            passesReadiness = true
+        } else {
+            readinessFailures += 1
+            livenessFailures += 1
+            if readinessFailures >= probes.readinessFailureThreshold { passesReadiness = false }
+            if probes.livenessFailureThreshold > 0, livenessFailures >= probes.livenessFailureThreshold {
+                return [.kill] + crashed(now: now)
+            }
+        }
+        return wasReady == passesReadiness ? [] : [.readinessChanged]
+    }
 
     /// The next time a transition is due on its own (a model load, a restart, a grace period).
     public var nextDeadline: Double? {
@@ -158,6 +202,9 @@ public struct PodLifecycle: Sendable, Equatable {
 
     private mutating func launch(now: Double) -> [PodEffect] {
         runningSince = now
+        passesReadiness = true
+        readinessFailures = 0
+        livenessFailures = 0
         if startupSeconds <= 0 {
             phase = .ready
             return [.launch, .markReady]

@@ -12,9 +12,10 @@ public struct PodRecord: Sendable, Equatable {
     public var labels: [String: String]
     public var phase: PodPhase
     public var restarts: Int
+    /// Running and passing its readiness probe.
+    public var isReady: Bool
 
     public var address: String { "\(host):\(port)" }
-    public var isReady: Bool { phase == .ready }
 }
 
 /// The fleet's pods as the Kubernetes API would list and watch them; the gateway follows it as

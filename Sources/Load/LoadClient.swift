@@ -4,21 +4,32 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One request to send: an OpenAI-style JSON body to a path, with extra headers.
+/// One request to send: an OpenAI-style JSON body POSTed to a path (or a GET without one),
+/// with extra headers.
 public struct LoadRequest: Sendable {
     public var stream: String
+    public var method: HTTPMethod
     public var path: String
-    public var body: ByteBuffer
+    public var body: ByteBuffer?
     public var headers: [(String, String)]
     /// The body asks for `"stream": true`: the answer is read as server-sent events.
     public var streaming: Bool
 
     public init(stream: String, path: String = "/v1/completions", body: ByteBuffer, headers: [(String, String)] = [], streaming: Bool) {
         self.stream = stream
+        self.method = .POST
         self.path = path
         self.body = body
         self.headers = headers
         self.streaming = streaming
+    }
+
+    /// A GET of `path` (a health check, a model list).
+    public static func get(_ path: String, stream: String) -> LoadRequest {
+        var request = LoadRequest(stream: stream, path: path, body: ByteBuffer(), streaming: false)
+        request.method = .GET
+        request.body = nil
+        return request
     }
 }
 
@@ -82,13 +93,15 @@ public final class LoadClient: Sendable {
     }
 
     private func write(_ request: LoadRequest, on channel: any Channel) {
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: request.path)
+        var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
         head.headers.add(name: "host", value: "\(host):\(port)")
-        head.headers.add(name: "content-type", value: "application/json")
-        head.headers.add(name: "content-length", value: String(request.body.readableBytes))
+        if let body = request.body {
+            head.headers.add(name: "content-type", value: "application/json")
+            head.headers.add(name: "content-length", value: String(body.readableBytes))
+        }
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(request.body)), promise: nil)
+        if let body = request.body { channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 

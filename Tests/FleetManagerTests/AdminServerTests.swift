@@ -9,6 +9,7 @@ import NIOHTTP1
 import Testing
 
 /// The admin API against a running fleet: listing, and chaos that clients can see.
+extension FleetEndToEnd {
 @Suite(.serialized) struct AdminServerTests {
     func call(_ port: Int, _ method: HTTPMethod, _ path: String) async throws -> (status: Int, json: JSONValue?) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
@@ -46,8 +47,9 @@ import Testing
         await fleet.stop()
     }
 }
+}
 
-extension AdminServerTests {
+extension FleetEndToEnd.AdminServerTests {
     @Test func injectedErrorsAreWhatClientsSeeThroughTheGateway() async throws {
         let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore

@@ -8,6 +8,7 @@ import NIOCore
 import Testing
 
 /// Partition, KV pressure and drain: what the pod, the gateway and clients see.
+extension FleetEndToEnd {
 @Suite(.serialized) struct ChaosActionTests {
     @Test func actionsAreParsedAlikeEverywhereAndBadParametersAreNamed() throws {
         #expect(try ChaosAction.pod("p", verb: "kv-pressure", [:]) == .kvPressure(pod: "p", usable: 0.1))
@@ -111,4 +112,5 @@ import Testing
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
         await fleet.stop()
     }
+}
 }

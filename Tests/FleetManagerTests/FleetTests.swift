@@ -7,6 +7,7 @@ import NIOCore
 import Testing
 
 /// A fleet in this process: pods, registry, gateway, lifecycle, in real time.
+extension FleetEndToEnd {
 @Suite(.serialized) struct FleetTests {
     static let profiles = ProfileStore(root: FleetSpecTests.root.appendingPathComponent("profiles"))
 
@@ -74,8 +75,9 @@ import Testing
         await fleet.stop()
     }
 }
+}
 
-extension FleetTests {
+extension FleetEndToEnd.FleetTests {
     @Test func scalingAddsPodsThatJoinAndDrainsTheNewestFirst() async throws {
         let fleet = try await Fleet.start(try Self.spec(), profiles: Self.profiles, gracePeriod: 5)
         let store = fleet.gateway.picker.datastore
@@ -93,7 +95,7 @@ extension FleetTests {
     }
 }
 
-extension FleetTests {
+extension FleetEndToEnd.FleetTests {
     /// Found in review: a pod deleted while backing off never left the list, and a kill that
     /// raced a delete brought the pod back.
     @Test func aPodDeletedWhileBackingOffIsGoneAndStaysGone() async throws {

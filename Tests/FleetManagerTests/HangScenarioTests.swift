@@ -6,6 +6,7 @@ import InferenceAPI
 import Testing
 
 /// Issue 4's hang scenario on four pods: the pod answers nothing, as a SIGSTOP'd process.
+extension FleetEndToEnd {
 @Suite(.serialized) struct HangScenarioTests {
     @Test func aHungPodIsRoutedAroundAndItsRequestsEndWithinTheTimeout() async throws {
         let spec = try KillScenarioTests.fourPods(gateway: ", upstreamTimeoutSeconds: 1")
@@ -46,4 +47,31 @@ import Testing
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
         await fleet.stop()
     }
+
+    /// The kubelet's probes, faster than GIE's one second so the test is short: a hung pod turns
+    /// unready, then its liveness probe fails five times and it is restarted, as Kubernetes would.
+    @Test func aPodHungForLongFailsItsProbesAndIsRestarted() async throws {
+        let spec = try FleetSpec.parse("""
+            apiVersion: understudy.dev/v1alpha1
+            kind: Fleet
+            metadata: {name: probed}
+            spec:
+              gateway: {port: 0, metricsPort: 0}
+              firstPodPort: 0
+              pools:
+              - {name: fast, accelerator: instant, model: meta-llama/Meta-Llama-3-8B, replicas: 2, labels: {app: llama}, startupSeconds: 0,
+                 probes: {periodSeconds: 0.2, timeoutSeconds: 0.2}}
+            """, file: "probed.yaml")
+        let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles, backoff: RestartBackoff(initial: 0.5, maximum: 5))
+        #expect(try await FleetTests().eventually { fleet.list().allSatisfy(\.isReady) })
+        try await fleet.perform(.hang(pod: "fast-0"))
+        #expect(try await FleetTests().eventually { fleet.list()[0].phase.status == "Running" && !fleet.list()[0].isReady })
+        #expect(try await FleetTests().eventually { fleet.list()[0].phase.status == "CrashLoopBackOff" })
+        // Restarted fresh: Ready again, its hang gone with the old process.
+        #expect(try await FleetTests().eventually { fleet.list()[0].isReady })
+        #expect(fleet.list()[0].restarts == 1 && fleet.list()[1].restarts == 0)
+        #expect(await fleet.faults(of: "fast-0").isEmpty)
+        await fleet.stop()
+    }
+}
 }

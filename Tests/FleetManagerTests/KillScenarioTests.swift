@@ -9,6 +9,7 @@ import NIOConcurrencyHelpers
 import Testing
 
 /// Issue 4's kill scenario at steady load on four pods: what clients see when a pod dies.
+extension FleetEndToEnd {
 @Suite(.serialized) struct KillScenarioTests {
     static let client: HTTPClient = {
         var configuration = HTTPClient.Configuration()
@@ -112,4 +113,5 @@ import Testing
         #expect(cutStreams >= 2, "the streams held on the killed pod")
         await fleet.stop()
     }
+}
 }

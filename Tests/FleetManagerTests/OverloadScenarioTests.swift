@@ -6,6 +6,7 @@ import Testing
 
 /// Issue 4's overload scenario: at three times what the fleet can serve, sheddable requests
 /// are refused (429) while critical ones are still served.
+extension FleetEndToEnd {
 @Suite(.serialized) struct OverloadScenarioTests {
     static func fleet() throws -> FleetSpec {
         try FleetSpec.parse("""
@@ -79,4 +80,5 @@ import Testing
         #expect(shedShare >= 0.5, "sheddable requests shed: \(shedShare)\n\(summary)")
         #expect(sheddableRecords.allSatisfy { $0.outcome.isSuccess || $0.outcome.isShed }, "sheddable requests are served or shed, nothing else")
     }
+}
 }

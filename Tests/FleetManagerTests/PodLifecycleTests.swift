@@ -53,4 +53,27 @@ import Testing
         #expect(crashing.delete(now: 2, grace: 30).isEmpty)
         #expect(crashing.tick(now: 100).isEmpty && crashing.phase == .terminated)
     }
+
+    @Test func probesTakeAnUnansweringPodOutAndThenRestartIt() {
+        var pod = PodLifecycle(name: "p", startupSeconds: 0)
+        _ = pod.start(now: 0)
+        #expect(pod.probed(succeeded: true, now: 1).isEmpty)
+        // GIE's vLLM deployment: one readiness failure makes it unready (still Running)…
+        #expect(pod.probed(succeeded: false, now: 2) == [.readinessChanged])
+        #expect(!pod.isReady && pod.phase.status == "Running")
+        // …a success brings it back, and resets the liveness count.
+        #expect(pod.probed(succeeded: true, now: 3) == [.readinessChanged] && pod.isReady)
+        for second in 4..<8 { #expect(pod.probed(succeeded: false, now: Double(second)) == (second == 4 ? [.readinessChanged] : [])) }
+        // The fifth liveness failure in a row: the kubelet kills it and it backs off.
+        #expect(pod.probed(succeeded: false, now: 8) == [.kill, .scheduleRestart(at: 18)])
+        #expect(pod.phase.status == "CrashLoopBackOff")
+        #expect(pod.tick(now: 18) == [.launch, .markReady] && pod.isReady && pod.restarts == 1)
+
+        var settings = ProbeSettings()
+        settings.livenessFailureThreshold = 0
+        var unwatched = PodLifecycle(name: "q", startupSeconds: 0, probes: settings)
+        _ = unwatched.start(now: 0)
+        for second in 1...20 { _ = unwatched.probed(succeeded: false, now: Double(second)) }
+        #expect(unwatched.phase == .ready && !unwatched.isReady, "without a liveness probe it stays, unready")
+    }
 }
