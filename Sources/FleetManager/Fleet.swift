@@ -376,6 +376,7 @@ public actor Fleet {
             configuration.enableLoRA = true
             configuration.loraModules = pool.adapters.filter { !$0.runtimeOnly }.map { LoRAModule(name: $0.name, path: "/adapters/\($0.name)") }
             configuration.allowRuntimeLoRAUpdating = pool.adapters.contains { $0.runtimeOnly }
+            configuration.preloadedLoRAs = pool.adapters.filter(\.preload).map(\.name)
         }
         for (flag, value) in pool.engineArgs {
             func int() throws -> Int {

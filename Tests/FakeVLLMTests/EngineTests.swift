@@ -189,6 +189,43 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         #expect(resident < warm)
     }
 
+    /// A preloaded adapter (the fleet's `preload: true`, a runtime load) sits in the host cache:
+    /// its first request is cheaper than one that reads the adapter from storage.
+    @Test func aCachedAdapterIsCheaperOnItsFirstRequest() throws {
+        var cold = makeEngine(maxLoras: 1)
+        cold.add(request(1, prompt: Array(0..<16), output: 1, lora: "a"))
+        var preloaded = makeEngine(maxLoras: 1)
+        preloaded.cacheAdapter("a")
+        preloaded.add(request(1, prompt: Array(0..<16), output: 1, lora: "a"))
+        let coldStep = cold.step(now: 0)
+        let warmStep = preloaded.step(now: 0)
+        #expect(try #require(warmStep).duration < #require(coldStep).duration)
+    }
+
+    /// Chaos KV pressure: the held share shows in the usage at once, a running request that no
+    /// longer fits is preempted, and lifting the pressure lets it finish.
+    @Test func kvPressureHoldsBlocksAndPreemptsWhatNoLongerFits() throws {
+        var engine = makeEngine(blocks: 100)
+        engine.add(request(1, prompt: Array(0..<320), output: 400))
+        let first = engine.step(now: 0)
+        var now = try #require(first).end
+        let before = engine.kvCacheUsage
+        engine.setKVPressure(usable: 0.25)
+        #expect(engine.kvCacheUsage >= 0.75 + before - 0.02)
+        var preemptions = 0
+        for _ in 0..<300 {
+            guard let outcome = engine.step(now: now) else { break }
+            preemptions += outcome.preemptions
+            now = outcome.end
+        }
+        #expect(preemptions > 0, "the request outgrew the quarter left to it")
+        #expect(engine.numWaiting == 1)
+        engine.setKVPressure(usable: 1)
+        let finished = drain(&engine, from: now)
+        #expect(finished.map(\.id) == [1])
+        #expect(engine.kvCacheUsage == 0)
+    }
+
     @Test func abortFreesBlocksAtOnce() throws {
         var engine = makeEngine(blocks: 100)
         engine.add(request(1, prompt: Array(0..<160), output: 100))

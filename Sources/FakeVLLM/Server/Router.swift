@@ -38,6 +38,9 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             // Like vLLM, --lora-modules only registers names; the first request loads the adapter.
             adapters.append((module.name, module.path, module.baseModelName ?? configuration.primaryModelName, LoRAAdapter(name: module.name, bytes: bytes)))
         }
+        for name in configuration.preloadedLoRAs where configuration.loraModules.contains(where: { $0.name == name }) {
+            driver.cacheAdapter(name)
+        }
     }
 
     /// Ends the emulated model load: from now on /health is 200 and requests are served.
