@@ -21,9 +21,6 @@ public struct ServerConfiguration: Sendable {
     public var maxCPULoras: Int?
     public var maxLoRARank: Int = 16
     public var loraModules: [LoRAModule] = []
-    /// Of the `loraModules`, those loaded into the host cache at start (as a runtime load
-    /// would), so their first request does not wait for the adapter to be read from storage.
-    public var preloadedLoRAs: [String] = []
     public var apiKey: String?
     public var seed: UInt64 = 0
     public var enablePromptTokensDetails: Bool = false

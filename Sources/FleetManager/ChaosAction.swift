@@ -93,6 +93,21 @@ public enum ChaosAction: Sendable, Equatable {
         }
     }
 
+    /// Its parameters as `pod(_:verb:_:)` reads them (the inverse of parsing).
+    public var parameters: [String: String] {
+        switch self {
+        case .slow(_, let factor): ["factor": "\(factor)"]
+        case .errors(_, let injection):
+            switch injection.kind {
+            case .cutStream: ["rate": "\(injection.rate)", "kind": "cut"]
+            case .status(let status): ["rate": "\(injection.rate)", "status": "\(status)"]
+            }
+        case .kvPressure(_, let usable): ["usable": "\(usable)"]
+        case .scale(_, let replicas): ["replicas": "\(replicas)"]
+        case .kill, .hang, .partition, .drain, .restore: [:]
+        }
+    }
+
     /// The pod (or pool) it acts on, for reports.
     public var target: String {
         switch self {

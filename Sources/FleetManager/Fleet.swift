@@ -26,14 +26,18 @@ public actor Fleet {
         let pool: PodPoolSpec
         /// Kept across restarts, as a pod keeps its address; 0 until an ephemeral port is bound.
         var port: Int
-        var server: VLLMServer?
+        var server: (any PodServer)?
         /// Which launch the server belongs to: a launch overtaken by a kill or delete is dropped.
         var launch = 0
     }
 
     public nonisolated let backoff: RestartBackoff
 
-    private init(spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff) {
+    /// Where pods run: here, or each in its own process.
+    public nonisolated let runtime: PodRuntime
+
+    private init(spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff, runtime: PodRuntime) {
+        self.runtime = runtime
         self.spec = spec
         self.gateway = gateway
         self.profiles = profiles
@@ -44,7 +48,8 @@ public actor Fleet {
     /// Starts the gateway (following the registry) and every pod of every pool. With
     /// `firstPodPort` 0 every pod gets an ephemeral port (tests).
     public static func start(
-        _ spec: FleetSpec, profiles: ProfileStore, gracePeriod: Double = 30, backoff: RestartBackoff = RestartBackoff()
+        _ spec: FleetSpec, profiles: ProfileStore, gracePeriod: Double = 30, backoff: RestartBackoff = RestartBackoff(),
+        runtime: PodRuntime = .inProcess
     ) async throws -> Fleet {
         // Refuse a fleet whose pods could not start before binding anything.
         for pool in spec.pools {
@@ -55,7 +60,7 @@ public actor Fleet {
         let gateway = try await GatewayServer.start(
             resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
             configuration: spec.dataPlane)
-        let fleet = Fleet(spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff)
+        let fleet = Fleet(spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime)
         gateway.follow(fleet.registry)
         await fleet.createPods()
         await fleet.startTicking()
@@ -218,9 +223,12 @@ public actor Fleet {
                 let launch = launches
                 nextProbe[name] = nil
                 pods[name]?.launch = launch
-                let started: VLLMServer
+                let started: any PodServer
                 do {
-                    started = try await VLLMServer.start(configuration, profiles: profiles)
+                    switch runtime {
+                    case .inProcess: started = try await VLLMServer.start(configuration, profiles: profiles)
+                    case .processes(let executable): started = try await ProcessPod.launch(configuration, executable: executable, profiles: profiles)
+                    }
                 } catch {
                     // The port is taken, or the like: the container fails and backs off.
                     guard pods[name]?.launch == launch else { return }
@@ -236,6 +244,7 @@ public actor Fleet {
                 }
                 pods[name]?.server = started
                 pods[name]?.port = started.port
+                try? await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
             case .markReady:
                 try? await pod.server?.markReady()
             case .stopAccepting:
@@ -318,21 +327,8 @@ public actor Fleet {
         default: break
         }
         guard let server = pods[action.target]?.server else { throw FleetError("no running pod named \(action.target)") }
-        switch action {
-        case .hang: try await server.setHung(true)
-        case .slow(_, let factor): try await server.setSlowdown(factor)
-        case .errors(_, let injection): try await server.setFaults(injection)
-        case .partition: try await server.setPartitioned(true)
-        case .kvPressure(_, let usable): try await server.setKVPressure(usable: usable)
-        case .restore:
-            try await server.setHung(false)
-            try await server.setSlowdown(1)
-            try await server.setFaults(nil)
-            try await server.setPartitioned(false)
-            try await server.setKVPressure(usable: 1)
-            faults[action.target] = nil
-        case .kill, .drain, .scale: break
-        }
+        try await server.perform(action)
+        if case .restore = action { faults[action.target] = nil }
         // One fault of each kind at a time: a second `slow` replaces the first.
         if let label = action.faultLabel { faults[action.target, default: [:]][action.verb] = label }
     }
@@ -376,7 +372,6 @@ public actor Fleet {
             configuration.enableLoRA = true
             configuration.loraModules = pool.adapters.filter { !$0.runtimeOnly }.map { LoRAModule(name: $0.name, path: "/adapters/\($0.name)") }
             configuration.allowRuntimeLoRAUpdating = pool.adapters.contains { $0.runtimeOnly }
-            configuration.preloadedLoRAs = pool.adapters.filter(\.preload).map(\.name)
         }
         for (flag, value) in pool.engineArgs {
             func int() throws -> Int {
@@ -423,6 +418,15 @@ public actor Fleet {
 
     /// The pods, as the registry lists them.
     public nonisolated func list() -> [PodRecord] { registry.list() }
+}
+
+/// Where a fleet's pods run.
+public enum PodRuntime: Sendable, Equatable {
+    /// Every pod an emulated server in this process (hundreds fit).
+    case inProcess
+    /// Every pod an `understudy serve` process of this executable, supervised by the fleet, so
+    /// kill is a real SIGKILL and hang a real SIGSTOP.
+    case processes(executable: String)
 }
 
 /// Why a fleet operation failed.

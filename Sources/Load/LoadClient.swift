@@ -123,13 +123,13 @@ public final class LoadClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ExchangeHandler())
                 }
             }
-            .connect(host: host, port: port).get()
+            .connect(to: try SocketAddress.makeAddressResolvingHost(host, port: port)).get()
         let exchange = try await channel.pipeline.handler(type: ExchangeHandler.self).get()
         return Connection(channel: channel, exchange: exchange)
     }
 
     private static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError, error.errnoCode == 111 { return "connection refused" }
+        if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused" }
         if error is ChannelError { return "connect timeout" }
         return "\(error)"
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FakeVLLM
+import FleetManager
 import Foundation
 import InferenceAPI
 
@@ -35,6 +36,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Emulated time runs this many times faster than real time.") var timeScale = 1.0
     @Option(help: "Seconds of emulated model loading before /health turns 200.") var startupDelay = 0.0
     @Option(help: "Also expose metrics deprecated after this vLLM version (e.g. 0.11).") var showHiddenMetricsForVersion: String?
+    @Flag(help: .hidden) var controlStdin = false
 
     func validate() throws {
         guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
@@ -85,7 +87,46 @@ struct Serve: AsyncParsableCommand {
         }
         print("  listening on http://\(host):\(server.port)")
         fflush(nil)  // print is buffered when stdout is not a terminal
+        if controlStdin {
+            Self.obeyControl(server)
+            // Drained, or the fleet went away: `obeyControl` exits the process.
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
         try await server.waitUntilClosed()
+    }
+
+    /// A fleet's pod (`understudy up --processes`): takes `PodControl` lines from stdin on a
+    /// thread of its own; exits when stdin closes (the fleet is gone) or once drained.
+    static func obeyControl(_ server: VLLMServer) {
+        let thread = Thread {
+            while let line = readLine() {
+                let command: PodControl
+                do {
+                    command = try PodControl(line: line)
+                } catch {
+                    FileHandle.standardError.write(Data("understudy serve: \(error)\n".utf8))
+                    continue
+                }
+                let done = DispatchSemaphore(value: 0)
+                Task {
+                    defer { done.signal() }
+                    switch command {
+                    case .ready: try? await server.markReady()
+                    case .preload(let adapter): try? await server.preload(adapters: [adapter])
+                    case .fault(let fault): try? await server.apply(fault)
+                    case .drain:
+                        try? await server.beginDraining()
+                        while (try? await server.requestsInFlight()) ?? 0 > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+                        Foundation.exit(0)
+                    }
+                }
+                // Commands apply in order; a drain never returns.
+                if case .drain = command { continue }
+                done.wait()
+            }
+            Foundation.exit(0)
+        }
+        thread.start()
     }
 
     static func parseLoRAModule(_ text: String) throws -> LoRAModule {

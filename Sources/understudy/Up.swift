@@ -11,6 +11,7 @@ struct Up: AsyncParsableCommand {
 
     @Argument(help: "Fleet file (default: profiles/fleets/demo.yaml).") var fleetFile: String?
     @Option(help: "Seconds a stopping pod may take to finish its requests.") var gracePeriod = 30.0
+    @Flag(help: "Run each pod as its own process (understudy serve), so kill is SIGKILL and hang is SIGSTOP.") var processes = false
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
@@ -21,10 +22,11 @@ struct Up: AsyncParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod)
+        let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
+        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime)
         let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
-        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods; gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
+        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
         print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list|kill|hang|slow|restore|delete)")
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
@@ -45,6 +47,11 @@ struct Up: AsyncParsableCommand {
         fflush(nil)  // print is buffered when stdout is not a terminal
         try? await admin.close()
         await fleet.stop()
+    }
+
+    /// This program's own path, for pods run as `understudy serve` processes.
+    static var executable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
     /// Waits for SIGINT or SIGTERM, which then no longer end the process by themselves.

@@ -38,9 +38,12 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             // Like vLLM, --lora-modules only registers names; the first request loads the adapter.
             adapters.append((module.name, module.path, module.baseModelName ?? configuration.primaryModelName, LoRAAdapter(name: module.name, bytes: bytes)))
         }
-        for name in configuration.preloadedLoRAs where configuration.loraModules.contains(where: { $0.name == name }) {
-            driver.cacheAdapter(name)
-        }
+    }
+
+    /// Loads registered adapters into the host cache now, as a runtime load would, so their
+    /// first request does not read them from storage. Unknown names are ignored.
+    func preload(_ names: [String]) {
+        for name in names where adapters.contains(where: { $0.name == name }) { driver.cacheAdapter(name) }
     }
 
     /// Ends the emulated model load: from now on /health is 200 and requests are served.

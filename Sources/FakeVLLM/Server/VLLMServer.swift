@@ -94,6 +94,12 @@ public final class VLLMServer: Sendable {
         try await router.driver.loop.submit { router.markReady() }.get()
     }
 
+    /// Loads these registered adapters into the host cache now (a fleet's `preload: true`).
+    public func preload(adapters: [String]) async throws {
+        let router = self.router
+        try await router.driver.loop.submit { router.preload(adapters) }.get()
+    }
+
     /// A graceful shutdown's first half: no new connections, /health fails, new requests get
     /// 503; requests in flight finish. `stop()` ends the rest.
     public func beginDraining() async throws {

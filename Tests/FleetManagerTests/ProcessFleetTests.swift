@@ -1,0 +1,60 @@
+import AsyncHTTPClient
+@testable import FleetManager
+import Foundation
+import Load
+import NIOPosix
+import Testing
+
+extension FleetEndToEnd {
+    /// `understudy up --processes`: every pod an `understudy serve` child; kill is SIGKILL and hang
+    /// SIGSTOP.
+    @Suite(.serialized) struct ProcessFleetTests {
+        /// The understudy executable built beside the test bundle.
+        static func executable() throws -> String {
+            let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("understudy").path
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw FleetError("the understudy executable is not built at \(path): run `swift build` first")
+            }
+            return path
+        }
+
+        @Test func processPodsServeAndTakeRealSignals() async throws {
+            let fleet = try await Fleet.start(
+                try FleetTests.spec(startup: 0.3), profiles: FleetTests.profiles, gracePeriod: 5, backoff: RestartBackoff(initial: 0.3, maximum: 1),
+                runtime: .processes(executable: try Self.executable()))
+            let store = fleet.gateway.picker.datastore
+            #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+            #expect(try await FleetTests().complete(fleet).status == 200)
+            let victim = fleet.list()[0]
+
+            // SIGSTOP: the process answers nothing; the gateway routes around it.
+            try await fleet.perform(.hang(pod: victim.name))
+            #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
+            for _ in 0..<4 { #expect(try await FleetTests().complete(fleet).servedBy == fleet.list()[1].address) }
+            // SIGCONT: back.
+            try await fleet.perform(.restore(pod: victim.name))
+            #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+
+            // Faults other than hang go over the child's stdin.
+            try await fleet.perform(.errors(pod: victim.name, .init(rate: 1, kind: .status(503))))
+            var request = HTTPClientRequest(url: "http://\(victim.address)/v1/completions")
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.body = .bytes(.init(string: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 2}"#))
+            let direct = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            #expect(direct.status.code == 503)
+            try await fleet.perform(.restore(pod: victim.name))
+
+            // SIGKILL: the process dies, the pod backs off and a new process takes its port.
+            try await fleet.kill(victim.name)
+            #expect(fleet.list()[0].phase.status == "CrashLoopBackOff")
+            #expect(try await FleetTests().eventually { fleet.list()[0].isReady && store.candidates(now: store.now).count == 2 })
+            #expect(fleet.list()[0].restarts == 1 && fleet.list()[0].address == victim.address)
+            #expect(try await FleetTests().complete(fleet).status == 200)
+            await fleet.stop()
+            // The children are gone with the fleet: nothing listens on their ports.
+            let after = LoadClient(host: "127.0.0.1", port: Int(victim.address.split(separator: ":")[1])!, group: MultiThreadedEventLoopGroup.singleton)
+            #expect(await after.send(.get("/health", stream: "check")).outcome == .connectionFailed("connection refused"))
+        }
+    }
+}
