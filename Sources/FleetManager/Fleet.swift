@@ -1,7 +1,6 @@
 import FakeVLLM
 import Foundation
 import Gateway
-import Load
 import NIOCore
 import NIOPosix
 
@@ -35,9 +34,15 @@ public actor Fleet {
 
     /// Where pods run: here, or each in its own process.
     public nonisolated let runtime: PodRuntime
+    /// The gateway's socket-free scrapes of in-process pods (nil for process pods).
+    private let scrapes: InProcessScrapes?
 
-    private init(spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff, runtime: PodRuntime) {
+    private init(
+        spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff, runtime: PodRuntime,
+        scrapes: InProcessScrapes?
+    ) {
         self.runtime = runtime
+        self.scrapes = scrapes
         self.spec = spec
         self.gateway = gateway
         self.profiles = profiles
@@ -57,10 +62,13 @@ public actor Fleet {
             try configure(&configuration, pool: pool, port: 0)
             _ = try EngineSetup(configuration, profiles: profiles)
         }
+        // In-process pods are scraped without sockets; process pods over HTTP, as GIE does.
+        let scrapes = runtime == .inProcess ? InProcessScrapes() : nil
         let gateway = try await GatewayServer.start(
             resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
-            configuration: spec.dataPlane)
-        let fleet = Fleet(spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime)
+            configuration: spec.dataPlane, metricsSource: scrapes)
+        let fleet = Fleet(
+            spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime, scrapes: scrapes)
         gateway.follow(fleet.registry)
         await fleet.createPods()
         await fleet.startTicking()
@@ -155,7 +163,8 @@ public actor Fleet {
                 await apply(effects, to: name)
                 continue
             }
-            guard var pod = pods[name] else { continue }
+            // Most pods have nothing due: leave them uncopied.
+            guard let deadline = pods[name]?.lifecycle.nextDeadline, deadline <= now, var pod = pods[name] else { continue }
             if stopping, Self.isBackingOff(pod.lifecycle.phase) { continue }
             let effects = pod.lifecycle.tick(now: now)
             pods[name] = pod
@@ -169,13 +178,12 @@ public actor Fleet {
     /// When each Running pod is next probed; a pod with a probe out is not probed again.
     private var nextProbe: [String: Double] = [:]
     private var probing: Set<String> = []
-    /// One keep-alive client per pod address, as the kubelet keeps one per container.
-    private var probeClients: [String: LoadClient] = [:]
 
     /// Sends the kubelet's /health probe to every Running pod whose period has passed; the
     /// first comes a period after the pod became Ready.
     private func probeDuePods() {
-        for (name, pod) in pods where pod.lifecycle.phase == .ready && pod.server != nil && !probing.contains(name) {
+        for (name, pod) in pods where pod.lifecycle.phase == .ready && !probing.contains(name) {
+            guard let server = pod.server else { continue }
             let period = pod.pool.probes.periodSeconds
             guard let due = nextProbe[name] else {
                 nextProbe[name] = now + period
@@ -184,15 +192,11 @@ public actor Fleet {
             guard now >= due else { continue }
             nextProbe[name] = max(due + period, now)
             probing.insert(name)
-            let address = "127.0.0.1:\(pod.port)"
-            let client = probeClients[address] ?? LoadClient(
-                host: "127.0.0.1", port: pod.port, group: MultiThreadedEventLoopGroup.singleton,
-                timeout: .nanoseconds(Int64(pod.pool.probes.timeoutSeconds * 1e9)))
-            probeClients[address] = client
             let launch = pod.launch
+            let timeout = pod.pool.probes.timeoutSeconds
             Task {
-                let answer = await client.send(.get("/health", stream: "probe"))
-                await self.probeAnswered(name, launch: launch, succeeded: answer.outcome.isSuccess)
+                let passed = await server.probe(timeout: timeout)
+                await self.probeAnswered(name, launch: launch, succeeded: passed)
             }
         }
     }
@@ -244,6 +248,7 @@ public actor Fleet {
                 }
                 pods[name]?.server = started
                 pods[name]?.port = started.port
+                scrapes?.serve("127.0.0.1:\(started.port)", by: started as? VLLMServer)
                 try? await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
             case .markReady:
                 try? await pod.server?.markReady()
@@ -264,7 +269,7 @@ public actor Fleet {
     }
 
     private func remove(_ name: String) {
-        if let port = pods[name]?.port { probeClients.removeValue(forKey: "127.0.0.1:\(port)")?.close() }
+        if let port = pods[name]?.port { scrapes?.serve("127.0.0.1:\(port)", by: nil) }
         pods[name] = nil
         faults[name] = nil
         nextProbe[name] = nil

@@ -18,10 +18,24 @@ protocol PodServer: AnyObject, Sendable {
     func stop() async throws
     /// Hang, slow, errors, partition, KV pressure or restore.
     func perform(_ fault: ChaosAction) async throws
+    /// The kubelet's probe: does `GET /health` answer 200 within `timeout` seconds?
+    func probe(timeout: Double) async -> Bool
 }
 
 extension VLLMServer: PodServer {
     func perform(_ fault: ChaosAction) async throws { try await apply(fault) }
+
+    /// Probed without a socket, with the same verdicts and timing: a hung server's probe fails
+    /// only once the timeout has passed.
+    func probe(timeout: Double) async -> Bool {
+        switch await checkHealth() {
+        case .status(let status): return status == 200
+        case .refused: return false
+        case .silent:
+            try? await Task.sleep(for: .nanoseconds(Int64(timeout * 1e9)))
+            return false
+        }
+    }
 }
 
 extension VLLMServer {

@@ -1,6 +1,8 @@
 import FakeVLLM
 import Foundation
+import Load
 import NIOConcurrencyHelpers
+import NIOPosix
 
 /// A pod as its own OS process: `understudy serve --control-stdin` with the pod's flags. Kill
 /// is SIGKILL and hang is SIGSTOP (SIGCONT on restore), as a node would do them; the rest goes
@@ -106,6 +108,20 @@ final class ProcessPod: PodServer, @unchecked Sendable {
 
     private var hasExited: Bool { exited.withLockedValue { $0 } }
 
+    /// Over HTTP, on a keep-alive connection, as the kubelet probes.
+    func probe(timeout: Double) async -> Bool {
+        let client = probeClient.withLockedValue { client in
+            if let client { return client }
+            let made = LoadClient(
+                host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton, timeout: .nanoseconds(Int64(timeout * 1e9)))
+            client = made
+            return made
+        }
+        return await client.send(.get("/health", stream: "probe")).outcome.isSuccess
+    }
+
+    private let probeClient = NIOLockedValueBox<LoadClient?>(nil)
+
     func preload(adapters: [String]) async throws {
         for adapter in adapters { try send(.preload(adapter)) }
     }
@@ -118,6 +134,7 @@ final class ProcessPod: PodServer, @unchecked Sendable {
     func requestsInFlight() async throws -> Int { hasExited ? 0 : 1 }
 
     func stop() async throws {
+        probeClient.withLockedValue { $0?.close() }
         guard !hasExited else { return }
         kill(process.processIdentifier, SIGKILL)
         while !hasExited { try await Task.sleep(for: .milliseconds(5)) }

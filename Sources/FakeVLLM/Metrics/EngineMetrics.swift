@@ -1,5 +1,6 @@
 import Foundation
 import InferenceAPI
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// vLLM V1's Prometheus metrics for one engine (reference/vllm-metrics.md §2–4), updated from
@@ -44,8 +45,9 @@ public final class EngineMetrics {
     /// Pre-rendered lines of every histogram, by metric name.
     private var histogramLines: [String: HistogramLines] = [:]
     /// The last page rendered, until a recorded change makes it stale: an idle pod is scraped 20
-    /// times a second and its page does not change.
-    private var renderedPage: ByteBuffer?
+    /// times a second and its page does not change. Readable from any thread, so a fleet's
+    /// in-process scrape of an idle pod needs no hop to its event loop.
+    let renderedPage = PublishedPage()
     /// When the series were created: prometheus_client exposes it as `<name>_created`.
     private let createdAt: Double
 
@@ -150,7 +152,7 @@ public final class EngineMetrics {
     /// Records one step: tokens, cache stats, per-token latencies and finished requests, then
     /// refreshes the gauges from the engine.
     public func record(_ outcome: StepOutcome, engine: Engine, wallClock: Double) {
-        renderedPage = nil
+        renderedPage.current = nil
         // vLLM 0.11 counts a prompt when its first token appears, and observes that count plus
         // the generated tokens as the iteration's tokens (not the tokens computed in the step).
         iterationTokens.observe(Double(outcome.promptTokensCompleted + outcome.generatedTokens))
@@ -174,7 +176,7 @@ public final class EngineMetrics {
 
     /// Records a request leaving the engine (finished, or aborted when its client went away).
     public func recordFinished(_ finished: FinishedRequest) {
-        renderedPage = nil
+        renderedPage.current = nil
         // vLLM 0.11 records finished-request stats only for requests the engine finished; a
         // client's disconnect aborts without touching request_success or the histograms.
         guard finished.reason != .abort else { return }
@@ -204,14 +206,14 @@ public final class EngineMetrics {
     /// Records a prompt whose `n` sequences have all finished, as vLLM's parent request:
     /// its `n` and the most tokens any of its sequences generated.
     public func recordParentFinished(n: Int, maxGeneratedTokens: Int) {
-        renderedPage = nil
+        renderedPage.current = nil
         paramsN.observe(Double(n))
         maxGenerationTokens.observe(Double(maxGeneratedTokens))
     }
 
     /// Reads running/waiting/KV usage and the adapter lists from the engine.
     public func refreshGauges(_ engine: Engine, wallClock: Double) {
-        renderedPage = nil
+        renderedPage.current = nil
         running = Double(engine.numRunning)
         waiting = Double(engine.numWaiting)
         kvUsage = engine.kvCacheUsage
@@ -231,9 +233,9 @@ public final class EngineMetrics {
 
     /// The /metrics body.
     public func render() -> ByteBuffer {
-        if let renderedPage { return renderedPage }
+        if let page = renderedPage.current { return page }
         let page = renderPage()
-        renderedPage = page
+        renderedPage.current = page
         return page
     }
 
@@ -333,5 +335,15 @@ public final class EngineMetrics {
     private func created(_ out: inout PrometheusWriter, _ name: String, _ help: String) {
         out.family(name + "_created", help: help, type: .gauge)
         out.line(name + "_created" + baseLabels + " ", createdAt)
+    }
+}
+
+/// A rendered metrics page shared across threads: written on the pod's loop, read by anyone.
+final class PublishedPage: Sendable {
+    private let page = NIOLockedValueBox<ByteBuffer?>(nil)
+
+    var current: ByteBuffer? {
+        get { page.withLockedValue { $0 } }
+        set { page.withLockedValue { $0 = newValue } }
     }
 }

@@ -21,7 +21,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     private var generator: SplitMix64
     /// Makes ids; kept apart so that listing models or sending X-Request-Id leaves outputs alone.
     private var idGenerator: SplitMix64
-    private var ready: Bool
+    private(set) var ready: Bool
     /// Generation requests accepted, by the model name they asked for (an adapter or the base
     /// model): what vLLM's request log would show, for tests and fleet reports.
     private(set) var acceptedRequests: [String: Int] = [:]

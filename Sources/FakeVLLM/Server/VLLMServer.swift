@@ -17,8 +17,11 @@ public final class VLLMServer: Sendable {
     private let router: Router
     /// Open client connections, so stopping the server ends them too (as a killed pod would).
     private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
-    /// Chaos: connections are reset as they arrive (see `setPartitioned`).
+    /// Chaos: connections are reset as they arrive (see `setPartitioned`); also set once stopped,
+    /// so a connection accepted while stopping does not outlive the server.
     private let partitioned: NIOLockedValueBox<Bool>
+    /// Chaos: hung (mirrors the router's flag for readers off its loop).
+    private let hung = NIOLockedValueBox(false)
 
     private init(
         configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router,
@@ -111,6 +114,7 @@ public final class VLLMServer: Sendable {
     /// Chaos: hang (read requests, answer none, take no engine step) or resume, as SIGSTOP and
     /// SIGCONT would a vLLM process.
     public func setHung(_ hung: Bool) async throws {
+        self.hung.withLockedValue { $0 = hung }
         let router = self.router
         try await router.driver.loop.submit { router.hung = hung }.get()
     }
@@ -124,6 +128,28 @@ public final class VLLMServer: Sendable {
         for connection in connections.withLockedValue({ Array($0.values) }) {
             try? await Self.reset(connection).get()
         }
+    }
+
+    /// What `GET /metrics` would get now, without a socket: a fleet's gateway reads its
+    /// in-process pods this way. A stopped or partitioned server refuses; a hung one is silent.
+    public func scrapeMetrics(_ completion: @escaping @Sendable (MetricsScrapeAnswer) -> Void) {
+        guard !partitioned.withLockedValue({ $0 }) else { return completion(.refused) }
+        guard !hung.withLockedValue({ $0 }) else { return completion(.silent) }
+        let router = self.router
+        // An idle pod's page is already rendered: read it here, without waking its loop.
+        if let page = router.driver.metrics.renderedPage.current { return completion(.page(page)) }
+        router.driver.loop.execute {
+            completion(router.hung ? .silent : .page(router.driver.metrics.render()))
+        }
+    }
+
+    /// What `GET /health` would answer now, without a socket (a fleet's probes of in-process
+    /// pods): 200 or 503 as the route would, refused when stopped or partitioned, silent when hung.
+    public func checkHealth() async -> HealthAnswer {
+        guard !partitioned.withLockedValue({ $0 }) else { return .refused }
+        guard !hung.withLockedValue({ $0 }) else { return .silent }
+        let router = self.router
+        return (try? await router.driver.loop.submit { HealthAnswer.status(router.ready ? 200 : 503) }.get()) ?? .refused
     }
 
     /// Chaos: KV pressure — only `usable` (0…1) of the KV cache is left to requests (1 lifts it).
@@ -152,6 +178,7 @@ public final class VLLMServer: Sendable {
 
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
     public func stop() async throws {
+        partitioned.withLockedValue { $0 = true }  // anything accepted from now on is reset
         try? await channel.close()
         for connection in connections.withLockedValue({ Array($0.values) }) {
             try? await connection.close()
@@ -169,4 +196,20 @@ public final class VLLMServer: Sendable {
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
     }
+}
+
+/// How a server answers a metrics scrape made without a socket.
+public enum MetricsScrapeAnswer: Sendable {
+    case page(ByteBuffer)
+    /// Nothing listens (stopped) or the connection would be reset (partitioned).
+    case refused
+    /// A hung server: no answer would come.
+    case silent
+}
+
+/// How a server answers a health check made without a socket.
+public enum HealthAnswer: Sendable, Equatable {
+    case status(Int)
+    case refused
+    case silent
 }

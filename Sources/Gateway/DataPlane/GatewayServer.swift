@@ -34,14 +34,14 @@ public final class GatewayServer: Sendable {
     public static func start(
         resources: GatewayResources, poolName: String? = nil, endpoints: [DiscoveredEndpoint] = [], host: String = "127.0.0.1",
         port: Int = 8080, metricsPort: Int? = nil, configuration: DataPlaneConfiguration = DataPlaneConfiguration(),
-        group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0
+        group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0, metricsSource: (any MetricsSource)? = nil
     ) async throws -> GatewayServer {
         let pool = try selectPool(resources, poolName)
         let scheduler = try Scheduler(config: resources.pickerConfig ?? .default, seed: seed)
         // Scrapes get a thread of their own: a data plane busy serving must not delay them past
         // the staleness threshold, which would empty the candidate set just when it is needed.
         let scrapeGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let datastore = Datastore(loop: scrapeGroup.next())
+        let datastore = Datastore(loop: scrapeGroup.next(), source: metricsSource)
         let metrics = GatewayMetrics(poolName: pool.name, datastore: datastore)
         let picker = EndpointPicker(
             pool: pool, director: Director(resources: resources, pool: pool, scheduler: scheduler, seed: seed), datastore: datastore,

@@ -28,9 +28,8 @@ public final class Datastore: Sendable {
     public let loop: EventLoop
     public let scrapeInterval: TimeAmount
     public let stalenessThreshold: Double
-    /// Keep-alive connections to every endpoint's metrics port, on `loop`: scrapes never wait
-    /// for a thread pool shared with anything else.
-    private let connections: UpstreamPool
+    /// Where metrics pages come from: `GET /metrics` over HTTP, or a fleet's pods in this process.
+    private let source: any MetricsSource
     private let origin = NIODeadline.now()
     private let endpoints = NIOLockedValueBox<[String: Entry]>([:])
     private let scrapeTask = NIOLockedValueBox<RepeatedTask?>(nil)
@@ -39,13 +38,16 @@ public final class Datastore: Sendable {
         var discovered: DiscoveredEndpoint
         var metrics: EndpointMetrics?
         var scrapeInFlight = false
-        /// The hash of the page `metrics` came from: an identical page is not read again.
-        var pageHash: UInt64?
+        /// The page `metrics` came from: an identical page is not read again (comparing bytes
+        /// costs a fraction of hashing them, and in-process pods hand over the same storage).
+        var page: ByteBuffer?
     }
 
-    public init(loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2) {
+    public init(
+        loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2, source: (any MetricsSource)? = nil
+    ) {
         self.loop = loop
-        self.connections = UpstreamPool(loop: loop, connectTimeout: .seconds(1))
+        self.source = source ?? HTTPMetricsSource(loop: loop)
         self.scrapeInterval = scrapeInterval
         self.stalenessThreshold = stalenessThreshold
     }
@@ -101,8 +103,7 @@ public final class Datastore: Sendable {
             $0?.cancel()
             $0 = nil
         }
-        let connections = self.connections
-        loop.execute { connections.closeAll() }
+        source.close()
     }
 
     private func scrapeAll() {
@@ -117,7 +118,7 @@ public final class Datastore: Sendable {
         for discovered in due {
             let address = discovered.endpoint.address
             let mapping = MetricsMapping.forEngine(discovered.labels[MetricsMapping.engineLabel])
-            MetricsScrape(address: address, pool: connections, timeout: .seconds(1)) { [weak self] result in
+            source.scrape(address) { [weak self] result in
                 guard let self else { return }
                 let now = self.now
                 guard case .success(let page) = result else {
@@ -128,9 +129,8 @@ public final class Datastore: Sendable {
                     }
                     return
                 }
-                let hash = page.withUnsafeReadableBytes { XXHash64.hash($0) }
                 let unchanged = self.endpoints.withLockedValue { endpoints -> Bool in
-                    guard let entry = endpoints[address], entry.pageHash == hash, entry.metrics != nil else { return false }
+                    guard let entry = endpoints[address], entry.page == page, entry.metrics != nil else { return false }
                     endpoints[address]?.metrics?.updateTime = now
                     endpoints[address]?.scrapeInFlight = false
                     return true
@@ -141,15 +141,44 @@ public final class Datastore: Sendable {
                     endpoints[address]?.scrapeInFlight = false
                     guard let metrics else { return }  // an unreadable page leaves the last good metrics to age
                     endpoints[address]?.metrics = metrics
-                    endpoints[address]?.pageHash = hash
+                    endpoints[address]?.page = page
                 }
-            }.start()
+            }
         }
     }
 }
 
+/// Where the datastore gets an endpoint's metrics page.
+public protocol MetricsSource: Sendable {
+    /// Fetches the page of the endpoint at `address`; calls back once, on any thread.
+    func scrape(_ address: String, completion: @escaping @Sendable (Result<ByteBuffer, ScrapeFailure>) -> Void)
+    func close()
+}
+
+/// `GET /metrics` on keep-alive connections to every endpoint, on the datastore's loop: scrapes
+/// never wait for a thread pool shared with anything else. A scrape gets 1 s.
+final class HTTPMetricsSource: MetricsSource {
+    private let connections: UpstreamPool
+
+    init(loop: EventLoop) { connections = UpstreamPool(loop: loop, connectTimeout: .seconds(1)) }
+
+    func scrape(_ address: String, completion: @escaping @Sendable (Result<ByteBuffer, ScrapeFailure>) -> Void) {
+        let connections = self.connections
+        if connections.loop.inEventLoop {
+            MetricsScrape(address: address, pool: connections, timeout: .seconds(1), completion: completion).start()
+        } else {
+            connections.loop.execute { MetricsScrape(address: address, pool: connections, timeout: .seconds(1), completion: completion).start() }
+        }
+    }
+
+    func close() {
+        let connections = self.connections
+        connections.loop.execute { connections.closeAll() }
+    }
+}
+
 /// Why a scrape brought no metrics.
-enum ScrapeFailure: Error {
+public enum ScrapeFailure: Error, Sendable {
     /// Refused, reset or closed: nothing is serving there.
     case unreachable
     /// No complete answer within the timeout (a hung pod): staleness takes it out.
