@@ -23,6 +23,22 @@ public struct RequestRecord: Sendable {
     public var interTokenGaps = 0
     public var interTokenSeconds = 0.0
 
+    public init(
+        stream: String, scheduled: Double, sent: Double, head: Double? = nil, firstToken: Double? = nil, finished: Double, outcome: Outcome,
+        servedBy: String? = nil, attempts: Int? = nil, outputTokens: Int? = nil
+    ) {
+        self.stream = stream
+        self.scheduled = scheduled
+        self.sent = sent
+        self.head = head
+        self.firstToken = firstToken
+        self.finished = finished
+        self.outcome = outcome
+        self.servedBy = servedBy
+        self.attempts = attempts
+        self.outputTokens = outputTokens
+    }
+
     public var latency: Double { finished - sent }
     public var timeToFirstToken: Double? { firstToken.map { $0 - sent } }
     /// Normalised time per output token: end-to-end latency over the tokens generated.
