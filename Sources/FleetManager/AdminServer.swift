@@ -136,6 +136,11 @@ final class AdminRouter: HTTPRequestRouter {
             task = Task {
                 let watcher = Task { try? await fleet.registry.watch { _ in continuation.yield() } }
                 for await _ in changes {
+                    // A client that stops reading holds one pending change, not a growing buffer:
+                    // changes coalesce while it cannot take more.
+                    while !Task.isCancelled, (try? await loop.submit({ writer.value.isWritable }).get()) == false {
+                        try? await Task.sleep(for: .milliseconds(50))
+                    }
                     var listing = await AdminServer.listing(fleet)
                     listing.writeStaticString("\n")
                     let line = listing

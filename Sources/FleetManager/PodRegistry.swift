@@ -24,7 +24,26 @@ public final class PodRegistry: PodSource, Sendable {
     private struct State {
         var pods: [String: PodRecord] = [:]
         var order: [String] = []
-        var watchers: [UUID: @Sendable ([DiscoveredPod]) -> Void] = [:]
+        var watchers: [UUID: Watcher] = [:]
+        /// Bumped by every change, as a resourceVersion: a watcher never goes back to an older view.
+        var version = 0
+    }
+
+    /// One watch: views are handed over one at a time, and one older than the last is dropped
+    /// (a change racing the watch's first listing).
+    private final class Watcher: Sendable {
+        private let delivered = NIOLockedValueBox(-1)
+        private let onChange: @Sendable ([DiscoveredPod]) -> Void
+
+        init(_ onChange: @escaping @Sendable ([DiscoveredPod]) -> Void) { self.onChange = onChange }
+
+        func deliver(_ pods: [DiscoveredPod], version: Int) {
+            delivered.withLockedValue { last in
+                guard version > last else { return }
+                last = version
+                onChange(pods)
+            }
+        }
     }
 
     private let state = NIOLockedValueBox(State())
@@ -38,31 +57,38 @@ public final class PodRegistry: PodSource, Sendable {
 
     /// Adds or replaces a pod and tells the watchers.
     public func update(_ record: PodRecord) {
-        let (watchers, pods) = state.withLockedValue { state -> ([@Sendable ([DiscoveredPod]) -> Void], [DiscoveredPod]) in
+        change { state in
             if state.pods[record.name] == nil { state.order.append(record.name) }
             state.pods[record.name] = record
-            return (Array(state.watchers.values), Self.discovered(state))
         }
-        for watcher in watchers { watcher(pods) }
     }
 
     /// Removes a pod (deleted, terminated) and tells the watchers.
     public func remove(_ name: String) {
-        let (watchers, pods) = state.withLockedValue { state -> ([@Sendable ([DiscoveredPod]) -> Void], [DiscoveredPod]) in
+        change { state in
             state.pods[name] = nil
             state.order.removeAll { $0 == name }
-            return (Array(state.watchers.values), Self.discovered(state))
         }
-        for watcher in watchers { watcher(pods) }
+    }
+
+    /// Applies a change and hands the new view to every watcher, outside the lock.
+    private func change(_ apply: (inout State) -> Void) {
+        let (watchers, pods, version) = state.withLockedValue { state in
+            apply(&state)
+            state.version += 1
+            return (Array(state.watchers.values), Self.discovered(state), state.version)
+        }
+        for watcher in watchers { watcher.deliver(pods, version: version) }
     }
 
     public func watch(_ onChange: @escaping @Sendable ([DiscoveredPod]) -> Void) async throws {
         let id = UUID()
-        let current = state.withLockedValue { state in
-            state.watchers[id] = onChange
-            return Self.discovered(state)
+        let watcher = Watcher(onChange)
+        let (current, version) = state.withLockedValue { state in
+            state.watchers[id] = watcher
+            return (Self.discovered(state), state.version)
         }
-        onChange(current)
+        watcher.deliver(current, version: version)
         try await withTaskCancellationHandler {
             while !Task.isCancelled { try await Task.sleep(for: .seconds(3600)) }
         } onCancel: {
