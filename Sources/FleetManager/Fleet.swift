@@ -231,7 +231,10 @@ public actor Fleet {
                 do {
                     switch runtime {
                     case .inProcess: started = try await VLLMServer.start(configuration, profiles: profiles)
-                    case .processes(let executable): started = try await ProcessPod.launch(configuration, executable: executable, profiles: profiles)
+                    case .processes(let executable):
+                        started = try await ProcessPod.launch(configuration, executable: executable, profiles: profiles) { [weak self] in
+                            Task { await self?.serverExited(name, launch: launch) }
+                        }
                     }
                 } catch {
                     // The port is taken, or the like: the container fails and backs off.
@@ -248,16 +251,19 @@ public actor Fleet {
                 }
                 pods[name]?.server = started
                 pods[name]?.port = started.port
-                scrapes?.serve("127.0.0.1:\(started.port)", by: started as? VLLMServer)
+                if let server = started as? VLLMServer { scrapes?.serve("127.0.0.1:\(started.port)", by: server) }
                 try? await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
             case .markReady:
                 try? await pod.server?.markReady()
             case .stopAccepting:
                 try? await pod.server?.beginDraining()
             case .kill:
-                try? await pod.server?.stop()
+                // Taken out before awaiting, so a relaunch meanwhile is not mistaken for it.
+                let server = pods[name]?.server
                 pods[name]?.server = nil
                 faults[name] = nil
+                if let server { retire(server) }
+                try? await server?.stop()
             case .scheduleRestart, .readinessChanged:
                 break
             }
@@ -269,7 +275,7 @@ public actor Fleet {
     }
 
     private func remove(_ name: String) {
-        if let port = pods[name]?.port { scrapes?.serve("127.0.0.1:\(port)", by: nil) }
+        if let server = pods[name]?.server { retire(server) }
         pods[name] = nil
         faults[name] = nil
         nextProbe[name] = nil
@@ -290,6 +296,23 @@ public actor Fleet {
 
     // MARK: Operations (the admin API and chaos call these)
 
+    /// A pod's process ended on its own (crashed, or killed from outside the fleet): as the
+    /// kubelet sees a container exit, the pod backs off and restarts. Exits the fleet caused
+    /// (kill, drain, stop) find the server already gone from the pod and change nothing.
+    private func serverExited(_ name: String, launch: Int) async {
+        guard var pod = pods[name], pod.launch == launch, pod.server != nil else { return }
+        switch pod.lifecycle.phase {
+        case .starting, .ready: break
+        default: return
+        }
+        pod.server = nil
+        let effects = pod.lifecycle.crashed(now: now)
+        pods[name] = pod
+        faults[name] = nil
+        publish(name)
+        await apply(effects, to: name)
+    }
+
     /// Ends a pod's server abruptly, as a crash or `kill -9` would; it restarts with back-off.
     public func kill(_ name: String) async throws {
         guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
@@ -301,8 +324,15 @@ public actor Fleet {
         pods[name] = pod
         faults[name] = nil
         publish(name)
+        if let server { retire(server) }
         try? await server?.stop()
         await apply(effects, to: name)
+    }
+
+    /// A server leaving its pod is no longer scraped in-process (its address may be taken by a
+    /// newer server, which keeps it).
+    private func retire(_ server: any PodServer) {
+        if let server = server as? VLLMServer { scrapes?.forget("127.0.0.1:\(server.port)", ifServedBy: server) }
     }
 
     /// Deletes a pod gracefully: it leaves the pool, finishes its requests, then goes.
@@ -316,7 +346,10 @@ public actor Fleet {
     /// Evicts a pod gracefully, as `kubectl drain` does: it leaves the pool and finishes its
     /// requests, while its Deployment starts a replacement (a new pod, on a new port).
     public func drain(_ name: String) async throws {
-        guard let pool = pods[name]?.pool else { throw FleetError("no pod named \(name)") }
+        guard let pod = pods[name] else { throw FleetError("no pod named \(name)") }
+        // Already on its way out (drained, scaled down): it was replaced, or is not wanted.
+        guard !Self.isLeaving(pod.lifecycle.phase) else { return }
+        let pool = pod.pool
         try await delete(name)
         guard !stopping else { return }
         let replacement = addPod(pool)

@@ -10,8 +10,16 @@ import NIOCore
 final class InProcessScrapes: MetricsSource {
     private let servers = NIOLockedValueBox<[String: VLLMServer]>([:])
 
-    func serve(_ address: String, by server: VLLMServer?) {
+    func serve(_ address: String, by server: VLLMServer) {
         servers.withLockedValue { $0[address] = server }
+    }
+
+    /// The pod at `address` is gone, unless a newer server took the address meanwhile (with
+    /// ephemeral ports, another pod may have).
+    func forget(_ address: String, ifServedBy server: VLLMServer) {
+        servers.withLockedValue { servers in
+            if servers[address] === server { servers[address] = nil }
+        }
     }
 
     func scrape(_ address: String, completion: @escaping @Sendable (Result<ByteBuffer, ScrapeFailure>) -> Void) {

@@ -61,12 +61,14 @@ extension VLLMServer {
 }
 
 /// The lines a fleet writes to an `understudy serve --control-stdin` child: `ready`, `drain`,
-/// `preload ADAPTER`, or a fault as `VERB key=value…` (`slow factor=3`, `restore`). The child
-/// exits when its stdin closes, so a fleet that dies takes its pods with it.
+/// `preload ADAPTER`, `health ID` (answered on stdout as `health ID STATUS`), or a fault as
+/// `VERB key=value…` (`slow factor=3`, `restore`). The child exits when its stdin closes, so a
+/// fleet that dies takes its pods with it.
 public enum PodControl: Sendable, Equatable {
     case ready
     case drain
     case preload(String)
+    case health(Int)
     case fault(ChaosAction)
 
     public var line: String {
@@ -74,6 +76,7 @@ public enum PodControl: Sendable, Equatable {
         case .ready: "ready"
         case .drain: "drain"
         case .preload(let adapter): "preload \(adapter)"
+        case .health(let id): "health \(id)"
         case .fault(let action):
             ([action.verb] + action.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }).joined(separator: " ")
         }
@@ -85,6 +88,7 @@ public enum PodControl: Sendable, Equatable {
         case "ready": self = .ready
         case "drain": self = .drain
         case "preload" where words.count == 2: self = .preload(words[1])
+        case "health" where words.count == 2 && Int(words[1]) != nil: self = .health(Int(words[1])!)
         case let verb?:
             var parameters: [String: String] = [:]
             for word in words.dropFirst() {

@@ -61,28 +61,38 @@ public final class LoadClient: Sendable {
     public func send(_ request: LoadRequest, scheduled: Double? = nil) async -> RequestRecord {
         let sent = now()
         var record = RequestRecord(stream: request.stream, scheduled: scheduled ?? sent, sent: sent, finished: sent, outcome: .ok)
-        let connection: Connection
-        do {
-            connection = try await takeConnection()
-        } catch {
-            record.finished = now()
-            record.outcome = .connectionFailed(Self.describe(error))
-            return record
-        }
-        let begun = record
-        let finished = await withCheckedContinuation { continuation in
-            connection.channel.eventLoop.execute {
-                let exchange = Exchange(record: begun, streaming: request.streaming, clock: self.now, done: continuation)
-                connection.exchange.begin(exchange, on: connection.channel, timeout: self.timeout)
-                self.write(request, on: connection.channel)
+        // A kept-alive connection the server closed while it sat idle is found out before
+        // anything is written on it; the request then goes on a new connection.
+        var fresh = false
+        while true {
+            let connection: Connection
+            do {
+                connection = try await takeConnection(fresh: fresh)
+            } catch {
+                record.finished = now()
+                record.outcome = .connectionFailed(Self.describe(error))
+                return record
             }
+            let begun = record
+            let finished: (record: RequestRecord, reusable: Bool)? = await withCheckedContinuation { continuation in
+                connection.channel.eventLoop.execute {
+                    guard connection.channel.isActive else { return continuation.resume(returning: nil) }
+                    let exchange = Exchange(record: begun, streaming: request.streaming, clock: self.now) { continuation.resume(returning: $0) }
+                    connection.exchange.begin(exchange, on: connection.channel, timeout: self.timeout)
+                    self.write(request, on: connection.channel)
+                }
+            }
+            guard let finished else {
+                fresh = true
+                continue
+            }
+            if finished.reusable, connection.channel.isActive {
+                idle.withLockedValue { $0.append(Connection(channel: connection.channel, exchange: connection.exchange, idleSince: .now())) }
+            } else {
+                connection.channel.close(promise: nil)
+            }
+            return finished.record
         }
-        if finished.reusable, connection.channel.isActive {
-            idle.withLockedValue { $0.append(connection) }
-        } else {
-            connection.channel.close(promise: nil)
-        }
-        return finished.record
     }
 
     /// Closes the idle connections.
@@ -108,15 +118,21 @@ public final class LoadClient: Sendable {
     private struct Connection: Sendable {
         let channel: any Channel
         let exchange: ExchangeHandler
+        var idleSince = NIODeadline.now()
     }
 
-    private func takeConnection() async throws -> Connection {
-        while let reused = idle.withLockedValue({ $0.popLast() }) {
-            if reused.channel.isActive { return reused }
+    /// Longest a connection is kept idle: under the 5 s keep-alive of vLLM's server (uvicorn),
+    /// so the client does not race the server closing it.
+    static let maxIdle = TimeAmount.seconds(4)
+
+    private func takeConnection(fresh: Bool) async throws -> Connection {
+        while !fresh, let reused = idle.withLockedValue({ $0.popLast() }) {
+            if reused.channel.isActive, NIODeadline.now() - reused.idleSince < Self.maxIdle { return reused }
+            reused.channel.close(promise: nil)
         }
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(5))
+            .connectTimeout(min(.seconds(5), timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -130,7 +146,7 @@ public final class LoadClient: Sendable {
 
     private static func describe(_ error: any Error) -> String {
         if let error = error as? IOError, error.errnoCode == ECONNREFUSED { return "connection refused" }
-        if error is ChannelError { return "connect timeout" }
+        if case .connectTimeout? = error as? ChannelError { return "connect timeout" }
         return "\(error)"
     }
 }
@@ -140,7 +156,7 @@ struct Exchange {
     var record: RequestRecord
     let streaming: Bool
     let clock: @Sendable () -> Double
-    let done: CheckedContinuation<(record: RequestRecord, reusable: Bool), Never>
+    let done: (_ finished: (record: RequestRecord, reusable: Bool)) -> Void
     var status = 0
     var keepAlive = true
     var events = ServerSentEvents()
@@ -167,6 +183,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard var exchange = current else { return }
+        current = nil  // so the buffers below are not shared, and not copied on every chunk
         switch unwrapInboundIn(data) {
         case .head(let head):
             exchange.record.head = exchange.clock()
@@ -229,7 +246,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             exchange.record.outputTokens = exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"]?["completion_tokens"]?.int
             exchange.record.outcome = .ok
         }
-        exchange.done.resume(returning: (exchange.record, reusable))
+        exchange.done((exchange.record, reusable))
     }
 
     /// The connection ended with the request unanswered or half answered.
@@ -239,7 +256,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         deadline?.cancel()
         exchange.record.finished = exchange.clock()
         exchange.record.outcome = exchange.record.head == nil || outcome == .timedOut ? outcome : .truncated
-        exchange.done.resume(returning: (exchange.record, false))
+        exchange.done((exchange.record, false))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -248,7 +265,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let reset = (error as? IOError)?.errnoCode == 104
+        let reset = (error as? IOError)?.errnoCode == ECONNRESET
         fail(.connectionFailed(reset ? "connection reset before an answer" : "\(error)"))
         context.close(promise: nil)
     }

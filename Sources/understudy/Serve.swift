@@ -113,10 +113,21 @@ struct Serve: AsyncParsableCommand {
                     switch command {
                     case .ready: try? await server.markReady()
                     case .preload(let adapter): try? await server.preload(adapters: [adapter])
+                    case .health(let id):
+                        // A hung server stays silent; the fleet's probe times out.
+                        switch await server.checkHealth() {
+                        case .status(let status): print("health \(id) \(status)")
+                        case .refused: print("health \(id) 0")
+                        case .silent: break
+                        }
+                        fflush(nil)
                     case .fault(let fault): try? await server.apply(fault)
                     case .drain:
                         try? await server.beginDraining()
                         while (try? await server.requestsInFlight()) ?? 0 > 0 { try? await Task.sleep(for: .milliseconds(20)) }
+                        // The last request counts as done when its final bytes are queued, not
+                        // sent: a short linger lets a slow reader have them before the exit.
+                        try? await Task.sleep(for: .seconds(1))
                         Foundation.exit(0)
                     }
                 }

@@ -18,6 +18,16 @@ extension FleetEndToEnd {
             return path
         }
 
+        /// SIGKILLs this process's `understudy serve` children, as something outside the fleet would.
+        static func killChildren(of parent: pid_t) throws {
+            let kill = Process()
+            kill.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+            kill.arguments = ["-KILL", "-P", "\(parent)", "-f", "understudy serve --control-stdin"]
+            try kill.run()
+            kill.waitUntilExit()
+            guard kill.terminationStatus == 0 else { throw FleetError("pkill found no understudy serve child to kill") }
+        }
+
         @Test func processPodsServeAndTakeRealSignals() async throws {
             let fleet = try await Fleet.start(
                 try FleetTests.spec(startup: 0.3), profiles: FleetTests.profiles, gracePeriod: 5, backoff: RestartBackoff(initial: 0.3, maximum: 1),
@@ -45,11 +55,27 @@ extension FleetEndToEnd {
             #expect(direct.status.code == 503)
             try await fleet.perform(.restore(pod: victim.name))
 
+            // A partition resets the pod's connections, the gateway's scrapes included, but not
+            // the kubelet's probes (over the child's control pipe here): Ready, out of the pool.
+            try await fleet.perform(.partition(pod: victim.name))
+            #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
+            try await Task.sleep(for: .seconds(2.2))
+            #expect(fleet.list()[0].isReady && fleet.list()[0].restarts == 0)
+            try await fleet.perform(.restore(pod: victim.name))
+            #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+
             // SIGKILL: the process dies, the pod backs off and a new process takes its port.
             try await fleet.kill(victim.name)
             #expect(fleet.list()[0].phase.status == "CrashLoopBackOff")
             #expect(try await FleetTests().eventually { fleet.list()[0].isReady && store.candidates(now: store.now).count == 2 })
             #expect(fleet.list()[0].restarts == 1 && fleet.list()[0].address == victim.address)
+            #expect(try await FleetTests().complete(fleet).status == 200)
+
+            // Processes killed from outside the fleet (the OOM killer, a stray kill -9): as the
+            // kubelet sees a container exit, both pods back off, restart and rejoin.
+            try Self.killChildren(of: getpid())
+            #expect(try await FleetTests().eventually { fleet.list().map(\.restarts) == [2, 1] })
+            #expect(try await FleetTests().eventually { fleet.list().allSatisfy(\.isReady) && store.candidates(now: store.now).count == 2 })
             #expect(try await FleetTests().complete(fleet).status == 200)
             await fleet.stop()
             // The children are gone with the fleet: nothing listens on their ports.

@@ -20,6 +20,7 @@ public final class VLLMServer: Sendable {
     /// Chaos: connections are reset as they arrive (see `setPartitioned`); also set once stopped,
     /// so a connection accepted while stopping does not outlive the server.
     private let partitioned: NIOLockedValueBox<Bool>
+    private let stopped = NIOLockedValueBox(false)
     /// Chaos: hung (mirrors the router's flag for readers off its loop).
     private let hung = NIOLockedValueBox(false)
 
@@ -114,9 +115,13 @@ public final class VLLMServer: Sendable {
     /// Chaos: hang (read requests, answer none, take no engine step) or resume, as SIGSTOP and
     /// SIGCONT would a vLLM process.
     public func setHung(_ hung: Bool) async throws {
-        self.hung.withLockedValue { $0 = hung }
         let router = self.router
-        try await router.driver.loop.submit { router.hung = hung }.get()
+        let flag = self.hung
+        // Both flags change together on the loop, so concurrent hang/restore cannot split them.
+        try await router.driver.loop.submit {
+            router.hung = hung
+            flag.withLockedValue { $0 = hung }
+        }.get()
     }
 
     /// Chaos: a network partition between the pod and its clients (the gateway included):
@@ -144,9 +149,10 @@ public final class VLLMServer: Sendable {
     }
 
     /// What `GET /health` would answer now, without a socket (a fleet's probes of in-process
-    /// pods): 200 or 503 as the route would, refused when stopped or partitioned, silent when hung.
+    /// pods): 200 or 503 as the route would, refused once stopped, silent when hung. A partition
+    /// does not stop it: the kubelet probes from the node, which a network policy leaves alone.
     public func checkHealth() async -> HealthAnswer {
-        guard !partitioned.withLockedValue({ $0 }) else { return .refused }
+        guard !stopped.withLockedValue({ $0 }) else { return .refused }
         guard !hung.withLockedValue({ $0 }) else { return .silent }
         let router = self.router
         return (try? await router.driver.loop.submit { HealthAnswer.status(router.ready ? 200 : 503) }.get()) ?? .refused
@@ -178,6 +184,7 @@ public final class VLLMServer: Sendable {
 
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
     public func stop() async throws {
+        stopped.withLockedValue { $0 = true }
         partitioned.withLockedValue { $0 = true }  // anything accepted from now on is reset
         try? await channel.close()
         for connection in connections.withLockedValue({ Array($0.values) }) {
