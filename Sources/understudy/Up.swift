@@ -28,7 +28,7 @@ struct Up: AsyncParsableCommand {
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
         print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
-        print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list|kill|hang|slow|restore|delete)")
+        print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list, kill, hang, slow, errors, partition, kv-pressure, drain, restore, scale)")
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
         let rows = [["POD", "POOL", "ACCELERATOR", "ADDRESS", "STATUS"]]
             + fleet.list().map { [$0.name, $0.pool, pools[$0.pool]?.accelerator ?? "", $0.address, $0.phase.status] }
