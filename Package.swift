@@ -53,7 +53,8 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
-        // Open-loop load and what clients saw: the HTTP load client, arrivals, percentiles.
+        // Load and what clients saw: the HTTP load client, Poisson arrivals, workloads, the bench
+        // runner, stage summaries and their reports (tables, JSON, CSV, SVG charts).
         .target(
             name: "Load",
             dependencies: [
@@ -69,6 +70,7 @@ let package = Package(
             name: "FleetManager",
             dependencies: [
                 "InferenceAPI", "FakeVLLM", "Gateway", "Load", .product(name: "Yams", package: "Yams"),
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
@@ -76,12 +78,13 @@ let package = Package(
         .executableTarget(
             name: "understudy",
             dependencies: [
-                "FakeVLLM", "Gateway", "FleetManager",
+                "FakeVLLM", "Gateway", "FleetManager", "Load",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        .testTarget(name: "LoadTests", dependencies: ["Load", "InferenceAPI"]),
         .testTarget(
             name: "FleetManagerTests",
             dependencies: [

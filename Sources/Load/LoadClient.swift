@@ -151,6 +151,14 @@ public final class LoadClient: Sendable {
     }
 }
 
+extension RequestRecord {
+    /// Token counts from an OpenAI `usage` object.
+    mutating func read(usage: JSONValue?) {
+        inputTokens = usage?["prompt_tokens"]?.int
+        outputTokens = usage?["completion_tokens"]?.int
+    }
+}
+
 /// One request in flight on a connection: its record so far and how its answer is read.
 struct Exchange {
     var record: RequestRecord
@@ -217,13 +225,12 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         if ServerSentEvents.contains(#""choices":[]"#, in: bytes) || ServerSentEvents.contains(#""choices": []"#, in: bytes) {
             // The usage chunk `stream_options.include_usage` asks for comes last, without choices.
-            exchange.record.outputTokens = (try? JSONValue.parse(event))?["usage"]?["completion_tokens"]?.int
+            exchange.record.read(usage: (try? JSONValue.parse(event))?["usage"])
             return
         }
         let now = exchange.clock()
         if let last = exchange.lastToken {
-            exchange.record.interTokenGaps += 1
-            exchange.record.interTokenSeconds += now - last
+            exchange.record.interTokenGaps.append(now - last)
         } else {
             exchange.record.firstToken = now
         }
@@ -243,7 +250,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
                 exchange.record.outcome = exchange.sawDone ? .ok : .truncated
             }
         } else {
-            exchange.record.outputTokens = exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"]?["completion_tokens"]?.int
+            exchange.record.read(usage: exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"])
             exchange.record.outcome = .ok
         }
         exchange.done((exchange.record, reusable))

@@ -17,9 +17,15 @@ public struct LoadStream: Sendable {
 
     /// Arrival times within [start, end), seeded.
     func arrivals(from start: Double, to end: Double, seed: UInt64) -> [Double] {
+        Self.poissonArrivals(rate: rate, from: start, to: end, seed: seed)
+    }
+
+    /// Times of a Poisson process at `rate` per second within [start, end), seeded.
+    public static func poissonArrivals(rate: Double, from start: Double, to end: Double, seed: UInt64) -> [Double] {
         guard rate > 0 else { return [] }
         var random = SplitMix64(seed: seed)
         var times: [Double] = []
+        times.reserveCapacity(Int(rate * (end - start) * 1.1) + 16)
         var time = start
         while true {
             // 1 − U lies in (0, 1]: the logarithm is finite.

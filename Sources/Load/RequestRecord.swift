@@ -18,10 +18,10 @@ public struct RequestRecord: Sendable {
     public var servedBy: String?
     public var attempts: Int?
     /// From the answer's `usage` (streams ask for it with `stream_options.include_usage`).
+    public var inputTokens: Int?
     public var outputTokens: Int?
-    /// Gaps between consecutive generated-text events of a stream: their count and sum.
-    public var interTokenGaps = 0
-    public var interTokenSeconds = 0.0
+    /// Seconds between consecutive generated-text events of a stream (inter-token latencies).
+    public var interTokenGaps: [Double] = []
 
     public init(
         stream: String, scheduled: Double, sent: Double, head: Double? = nil, firstToken: Double? = nil, finished: Double, outcome: Outcome,
@@ -41,10 +41,16 @@ public struct RequestRecord: Sendable {
 
     public var latency: Double { finished - sent }
     public var timeToFirstToken: Double? { firstToken.map { $0 - sent } }
-    /// Normalised time per output token: end-to-end latency over the tokens generated.
-    public var timePerOutputToken: Double? {
+    /// Normalised time per output token (NTPOT): end-to-end latency over the tokens generated,
+    /// as GIE's benchmark (LPG's `per_output_token_latency`) and inference-perf compute it.
+    public var normalizedTimePerOutputToken: Double? {
         guard let outputTokens, outputTokens > 0 else { return nil }
         return latency / Double(outputTokens)
+    }
+    /// Time per output token after the first (vLLM's TPOT): (e2e − TTFT) / (tokens − 1).
+    public var timePerOutputToken: Double? {
+        guard let timeToFirstToken, let outputTokens, outputTokens > 1 else { return nil }
+        return (latency - timeToFirstToken) / Double(outputTokens - 1)
     }
     /// Sent later than due: the client, not the server, fell behind.
     public var lateness: Double { sent - scheduled }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetManager
 import Foundation
+import Load
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -6,5 +6,8 @@ struct Understudy: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "understudy",
         abstract: "The Kubernetes inference-gateway stack on a laptop, with no GPU.",
-        subcommands: [Up.self, ScenarioCommand.self, Chaos.self, Serve.self, GatewayCommand.self, Profiles.self])
+        subcommands: [
+            Up.self, ScenarioCommand.self, Chaos.self, BenchCommand.self, SimCommand.self, ReportCommand.self, Serve.self, GatewayCommand.self,
+            Profiles.self,
+        ])
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import FakeVLLM
 import FleetManager
 import Foundation
+import Load
 import Gateway
 
 /// `understudy up`: a fleet of emulated pods and the gateway in front of them, from one command.
@@ -12,21 +13,27 @@ struct Up: AsyncParsableCommand {
     @Argument(help: "Fleet file (default: profiles/fleets/demo.yaml).") var fleetFile: String?
     @Option(help: "Seconds a stopping pod may take to finish its requests.") var gracePeriod = 30.0
     @Flag(help: "Run each pod as its own process (understudy serve), so kill is SIGKILL and hang is SIGSTOP.") var processes = false
+    @Option(help: "The gateway's picker: \(PickerPolicy.names) (default: the fleet's EndpointPickerConfig, else GIE's default).")
+    var policy: String?
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
         let path = fleetFile ?? profiles.root.appendingPathComponent("fleets/demo.yaml").path
-        let spec: FleetSpec
+        var spec: FleetSpec
         do {
             spec = try FleetSpec.load(file: path)
         } catch {
             throw ValidationError(error.description)
         }
+        if let policy {
+            guard let chosen = PickerPolicy(rawValue: policy) else { throw ValidationError("--policy: no policy \(policy); policies: \(PickerPolicy.names)") }
+            spec.resources.pickerConfig = chosen.pickerConfig(configured: spec.resources.pickerConfig)
+        }
         let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
         let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime)
         let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
-        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name))")
+        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name)\(policy.map { ", policy \($0)" } ?? ""))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
         print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list, kill, hang, slow, errors, partition, kv-pressure, drain, restore, scale)")
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })

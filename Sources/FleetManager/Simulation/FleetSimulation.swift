@@ -1,0 +1,252 @@
+import FakeVLLM
+import Gateway
+import HeapModule
+import InferenceAPI
+import Load
+
+/// `understudy sim`: a fleet file's pods and its gateway's picker driven in virtual time by a
+/// discrete-event loop, with no sockets and no clock. The pods are the same `Engine` the live
+/// servers step, configured from the same pool specs; the picker is the same `Director`, fed
+/// by scrapes every 50 ms of the values a pod's `/metrics` shows; the load is the same
+/// `BenchPlan` the live bench sends. What it measures is what a client of the live fleet would
+/// see if the machine were infinitely fast.
+public struct FleetSimulation {
+    /// How often the gateway scrapes every pod (GIE's refresh interval).
+    public var scrapeInterval = 0.05
+
+    private var pods: [SimulatedPod]
+    private var podByAddress: [String: Int]
+    private var director: Director
+    /// Candidates as of the last scrape, by address (as the datastore orders them).
+    private var candidates: [Candidate] = []
+    private var now = 0.0
+    private var nextScrape = 0.0
+    /// Pods with a step in flight, by when it ends (then pod index, for a stable order).
+    private var stepEnds = Heap<StepEnd>()
+    /// Requests in the engines, by engine request id (a slot, reused once a request ends).
+    private var active: [ActiveRequest?] = []
+    private var freeSlots: [Int] = []
+
+    public init(_ spec: FleetSpec, profiles: ProfileStore, policy: PickerPolicy = .default, seed: UInt64 = 0) throws {
+        var resources = spec.resources
+        resources.pickerConfig = policy.pickerConfig(configured: resources.pickerConfig)
+        let pool = try GatewayServer.selectPool(resources, nil)
+        director = Director(resources: resources, pool: pool, scheduler: try Scheduler(config: resources.pickerConfig ?? .default, seed: seed), seed: seed)
+        pods = []
+        var discovered: [DiscoveredPod] = []
+        for podPool in spec.pools {
+            var configuration = ServerConfiguration()
+            try Fleet.configure(&configuration, pool: podPool, port: 8000)
+            let setup = try EngineSetup(configuration, profiles: profiles)
+            for replica in 0..<podPool.replicas {
+                let name = "\(podPool.name)-\(replica)"
+                discovered.append(DiscoveredPod(name: name, ip: name, labels: podPool.labels, ready: true))
+                pods.append(SimulatedPod(name: name, pool: podPool, configuration: configuration, setup: setup))
+            }
+        }
+        // The pool's endpoints among the pods, as the gateway's discovery selects them.
+        let endpoints = pool.endpoints(from: discovered)
+        podByAddress = [:]
+        for endpoint in endpoints {
+            guard let index = pods.firstIndex(where: { $0.name == endpoint.endpoint.podName }) else { continue }
+            pods[index].endpoint = endpoint.endpoint
+            podByAddress[endpoint.endpoint.address] = index
+        }
+        guard !podByAddress.isEmpty else { throw FleetError("the InferencePool \(pool.name) selects none of the fleet's pods") }
+    }
+
+    /// Runs the plan's stages one after another, each starting when the previous one has
+    /// drained, and summarises each as the live bench would.
+    public mutating func run(_ plan: BenchPlan, progress: ((_ stage: Int, _ done: Double) -> Void)? = nil) -> [StageSummary] {
+        let needsPrefixText = director.scheduler.prefixIndex != nil
+        var summaries: [StageSummary] = []
+        for stage in plan.rates.indices {
+            let start = now
+            let arrivals = plan.arrivals(stage: stage)
+            var statistics = StageStatistics(rate: plan.rates[stage], duration: plan.duration, start: start)
+            var next = 0
+            var outstanding = 0
+            var events = 0
+            while next < arrivals.count || outstanding > 0 {
+                let arrival = next < arrivals.count ? start + arrivals[next] : .infinity
+                let stepEnd = stepEnds.min?.time ?? .infinity
+                // At equal times: tokens become visible, then the scrape reads, then requests arrive.
+                if stepEnd <= nextScrape, stepEnd <= arrival {
+                    let end = stepEnds.removeMin()
+                    now = end.time
+                    finishStep(of: end.pod, plan: plan, statistics: &statistics, outstanding: &outstanding)
+                } else if nextScrape <= arrival {
+                    now = nextScrape
+                    scrape()
+                    nextScrape += scrapeInterval
+                } else {
+                    now = arrival
+                    let item = plan.item(stage: stage, index: next)
+                    if admit(item, stage: stage, prefixText: needsPrefixText ? item.prompt : "", statistics: &statistics) { outstanding += 1 }
+                    next += 1
+                }
+                events += 1
+                if events % 65_536 == 0 { progress?(stage, min(1, (now - start) / plan.duration)) }
+            }
+            progress?(stage, 1)
+            summaries.append(statistics.summary())
+        }
+        return summaries
+    }
+
+    // MARK: Events
+
+    /// The gateway's scrape: every pod's gauges as its `/metrics` page shows them now.
+    private mutating func scrape() {
+        candidates = podByAddress.sorted { $0.key < $1.key }.map { address, index in
+            Candidate(endpoint: pods[index].endpoint, metrics: pods[index].metrics(at: now))
+        }
+    }
+
+    /// A request reaches the gateway: refused (recorded at once, as the client would see the
+    /// status) or sent to a pod's engine. True when it went to an engine.
+    private mutating func admit(_ item: WorkloadItem, stage: Int, prefixText: String, statistics: inout StageStatistics) -> Bool {
+        let decision = director.decide(InferenceRequest(model: item.model, prefixText: prefixText), candidates: candidates, now: now)
+        guard case .route(let endpoints, let targetModel, _, _) = decision, let index = endpoints.first.flatMap({ podByAddress[$0.address] }) else {
+            if case .reject(let status, _, _) = decision { refuse(status, statistics: &statistics) }
+            return false
+        }
+        // The pod's own checks, as its server makes them: the model (404), the context length (400).
+        let lora: LoRAAdapter?
+        switch pods[index].resolve(targetModel) {
+        case .base: lora = nil
+        case .adapter(let adapter): lora = adapter
+        case .unknown:
+            refuse(404, statistics: &statistics)
+            return false
+        }
+        let prompt = [Tokenizer.bosTokenID] + item.promptTokenIDs
+        guard prompt.count + item.outputTokens <= pods[index].setup.engineConfig.maxModelLen else {
+            refuse(400, statistics: &statistics)
+            return false
+        }
+        let slot = freeSlots.popLast() ?? active.count
+        if slot == active.count { active.append(nil) }
+        active[slot] = ActiveRequest(scheduled: now, inputTokens: prompt.count, outputTokens: item.outputTokens, address: pods[index].endpoint.address)
+        pods[index].engine.add(EngineRequest(
+            id: RequestID(slot), promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: item.outputTokens), finishReason: .length,
+            lora: lora, arrival: now, maxTokensParam: item.outputTokens))
+        if !pods[index].stepping { startStep(index) }
+        return true
+    }
+
+    private func refuse(_ status: Int, statistics: inout StageStatistics) {
+        statistics.add(RequestRecord(stream: "", scheduled: now, sent: now, head: now, finished: now, outcome: .status(status)))
+    }
+
+    /// Starts the pod's next step now; its tokens become visible when it ends.
+    private mutating func startStep(_ index: Int) {
+        guard let outcome = pods[index].engine.step(now: now) else {
+            pods[index].step = nil
+            return
+        }
+        pods[index].step = outcome
+        stepEnds.insert(StepEnd(time: outcome.end, pod: index))
+    }
+
+    /// A step ended: its tokens are out; finished requests are recorded; the next step starts.
+    private mutating func finishStep(of index: Int, plan: BenchPlan, statistics: inout StageStatistics, outstanding: inout Int) {
+        guard let outcome = pods[index].step else { return }
+        for progress in outcome.progress where !progress.newTokens.isEmpty {
+            let slot = Int(progress.id)
+            guard var request = active[slot] else { continue }
+            if let previous = progress.previousTokenTime {
+                if plan.streaming { statistics.addInterTokenGap(now - previous) }
+            } else {
+                request.firstToken = now
+            }
+            active[slot] = request
+            guard progress.finished != nil else { continue }
+            var record = RequestRecord(
+                stream: "", scheduled: request.scheduled, sent: request.scheduled, head: plan.streaming ? request.firstToken : now,
+                firstToken: plan.streaming ? request.firstToken : nil, finished: now, outcome: .ok, servedBy: request.address, attempts: 1,
+                outputTokens: request.outputTokens)
+            record.inputTokens = request.inputTokens
+            statistics.add(record)
+            active[slot] = nil
+            freeSlots.append(slot)
+            outstanding -= 1
+        }
+        // As the live driver: a step that scheduled and preempted nothing would repeat until a
+        // request arrives, so the pod idles instead.
+        if outcome.scheduledTokens > 0 || outcome.preemptions > 0, pods[index].engine.hasWork {
+            startStep(index)
+        } else {
+            pods[index].step = nil
+        }
+    }
+}
+
+/// One pod of the simulated fleet: its engine and what it serves.
+struct SimulatedPod {
+    let name: String
+    var endpoint: Endpoint
+    var engine: Engine
+    let setup: EngineSetup
+    /// Model names the pod answers to (`--served-model-name`, else `--model`).
+    let baseModels: Set<String>
+    /// Adapters registered at start (`--lora-modules`); runtime-only ones are not.
+    let adapters: [String: LoRAAdapter]
+    /// The step in flight, if any.
+    var step: StepOutcome?
+    var stepping: Bool { step != nil }
+
+    init(name: String, pool: PodPoolSpec, configuration: ServerConfiguration, setup: EngineSetup) {
+        self.name = name
+        endpoint = Endpoint(address: name, podName: name)
+        engine = Engine(config: setup.engineConfig, costModel: setup.costModel)
+        self.setup = setup
+        baseModels = Set(configuration.servedModelNames.isEmpty ? [configuration.model] : configuration.servedModelNames)
+        let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
+        adapters = Dictionary(uniqueKeysWithValues: configuration.loraModules.map { ($0.name, LoRAAdapter(name: $0.name, bytes: bytes)) })
+        for adapter in pool.adapters where adapter.preload && !adapter.runtimeOnly { engine.cacheAdapter(adapter.name) }
+    }
+
+    enum Resolution { case base, adapter(LoRAAdapter), unknown }
+
+    func resolve(_ model: String) -> Resolution {
+        if baseModels.contains(model) { return .base }
+        if let adapter = adapters[model] { return .adapter(adapter) }
+        return .unknown
+    }
+
+    /// What the gateway reads from this pod's `/metrics` page now.
+    func metrics(at now: Double) -> EndpointMetrics {
+        EndpointMetrics(engine: engine, now: now)
+    }
+}
+
+extension EndpointMetrics {
+    /// The picker's view of an engine, exactly as `MetricsExtractor` reads it off the emulated
+    /// server's page: its queue, batch, KV-cache usage, LoRA batch info (when LoRA is enabled)
+    /// and cache config.
+    init(engine: Engine, now: Double) {
+        let lora = engine.config.maxLoras > 0
+        self.init(
+            waitingQueueSize: engine.numWaiting, runningRequestsSize: engine.numRunning, kvCacheUsage: engine.kvCacheUsage,
+            activeAdapters: lora ? engine.runningAdapters : [], waitingAdapters: lora ? engine.waitingAdapters : [],
+            maxActiveAdapters: lora ? engine.config.maxLoras : 0, blockSize: engine.config.blockSize, numGPUBlocks: engine.config.numGPUBlocks,
+            updateTime: now)
+    }
+}
+
+/// A request in a simulated engine.
+struct ActiveRequest {
+    var scheduled: Double
+    var inputTokens: Int
+    var outputTokens: Int
+    var address: String
+    var firstToken: Double?
+}
+
+struct StepEnd: Comparable {
+    var time: Double
+    var pod: Int
+
+    static func < (a: StepEnd, b: StepEnd) -> Bool { (a.time, a.pod) < (b.time, b.pod) }
+}

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Load
+import NIOPosix
+
+/// What `bench` and `sim` send: rates, duration, workload, and where the report goes.
+struct PlanOptions: ParsableArguments {
+    @Option(help: "Models or adapters to ask for, comma-separated; requests pick one at random.") var model: String?
+    @Option(help: "Weights of the models, comma-separated, in the same order (default: equal).") var weights: String?
+    @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String
+    @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double
+    @Flag(help: "Stream the responses (server-sent events): measures TTFT and inter-token latency.") var streaming = false
+    @Option(help: "sharegpt-synthetic, or a ShareGPT-format JSON file.") var dataset = "sharegpt-synthetic"
+    @Option(help: "Seed of arrivals, prompts and lengths: the same seed sends the same requests.") var seed: UInt64 = 1
+    @Option(help: "Shared-prefix groups: requests fall into this many groups sharing a prompt prefix.") var prefixGroups = 0
+    @Option(help: "Tokens of each group's shared prefix.") var prefixTokens = 0
+    @Option(help: "Write report.json, summary.csv, summary.md and SVG charts here.") var out: String?
+
+    func rates() throws -> [Double] {
+        let rates = rate.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !rates.isEmpty, rates.allSatisfy({ $0.map { $0 > 0 && $0.isFinite } == true }) else {
+            throw ValidationError("--rate: positive numbers separated by commas, got \(rate)")
+        }
+        return rates.map { $0! }
+    }
+
+    /// The plan, with `defaultModel` when --model is not given.
+    func plan(defaultModel: String?) throws -> BenchPlan {
+        guard duration > 0, duration.isFinite else { throw ValidationError("--duration must be a positive number of seconds") }
+        guard prefixGroups >= 0, prefixTokens >= 0 else { throw ValidationError("--prefix-groups and --prefix-tokens must be ≥ 0") }
+        guard let names = (model ?? defaultModel)?.split(separator: ",").map(String.init), !names.isEmpty else {
+            throw ValidationError("--model is required: the model or adapters to ask for")
+        }
+        var models = names.map { (name: $0, weight: 1.0) }
+        if let weights {
+            let values = weights.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard values.count == names.count, values.allSatisfy({ $0.map { $0 >= 0 && $0.isFinite } == true }), values.contains(where: { $0! > 0 }) else {
+                throw ValidationError("--weights: one non-negative number per model (\(names.count)), not all zero; got \(weights)")
+            }
+            for index in models.indices { models[index].weight = values[index]! }
+        }
+        let source: Workload.Source
+        if dataset == "sharegpt-synthetic" {
+            source = .synthetic(.shareGPTSynthetic)
+        } else {
+            do {
+                source = .dataset(name: URL(fileURLWithPath: dataset).lastPathComponent, pairs: try Workload.shareGPTPairs(Data(contentsOf: URL(fileURLWithPath: dataset))))
+            } catch {
+                throw ValidationError("--dataset \(dataset): \(error)")
+            }
+        }
+        let workload = Workload(source: source, models: models, prefixGroups: prefixGroups, prefixTokens: prefixTokens, seed: seed)
+        return BenchPlan(workload: workload, rates: try rates(), duration: duration, streaming: streaming)
+    }
+
+    /// Prints the table and writes the files.
+    func finish(_ reports: [BenchReport]) throws { try Self.finish(reports, out: out) }
+
+    static func finish(_ reports: [BenchReport], out: String?) throws {
+        print("")
+        for line in BenchOutput.table(reports) { print(line) }
+        if let out {
+            let directory = URL(fileURLWithPath: out)
+            try BenchOutput.write(reports, to: directory)
+            print("\nreport: \(directory.appendingPathComponent("summary.md").path)")
+        }
+    }
+
+    /// The command line as typed, for the report.
+    static var commandLine: String {
+        (["understudy"] + CommandLine.arguments.dropFirst()).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+    }
+}
+
+/// `understudy bench`: open-loop load against a live target, stage by stage.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark a live OpenAI-compatible target (a gateway or a pod): open-loop Poisson load, one stage per rate.",
+        discussion: """
+            Each request is a completion of the workload's prompt with max_tokens set to its output length and \
+            ignore_eos, so the output lengths are the workload's. Stages whose client fell behind its schedule, \
+            or whose machine was saturated, are marked: they measured this computer, not the fleet.
+            """)
+
+    @Option(help: "Base URL of the target, e.g. http://127.0.0.1:8080.") var target: String
+    @Option(help: "Seconds before the client gives up on a request.") var timeout = 300.0
+    @Option(help: "Name of this run in tables and charts.") var label = "live"
+    @OptionGroup var options: PlanOptions
+
+    func run() async throws {
+        guard let url = URL(string: target), url.scheme == "http", let host = url.host else {
+            throw ValidationError("--target must be an http:// URL with a host, got \(target)")
+        }
+        let port = url.port ?? 80
+        let plan = try options.plan(defaultModel: nil)
+        let client = LoadClient(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton, timeout: .nanoseconds(Int64(timeout * 1e9)))
+        defer { client.close() }
+        print("understudy bench: \(target), \(plan.rates.count) stages of \(plan.duration.formatted()) s, dataset \(plan.workload.datasetName)\(plan.streaming ? ", streaming" : "")")
+        fflush(nil)
+        let bar = ProgressBar(stages: plan.rates.count)
+        let stages = await Bench.run(plan, client: client) { progress in
+            bar.show(stage: progress.stage, rate: progress.rate, done: Double(progress.finished) / Double(max(progress.expected, 1)),
+                     detail: "sent \(progress.sent)/\(progress.expected), in flight \(progress.sent - progress.finished), failed \(progress.failed)",
+                     final: progress.finished == progress.expected && progress.sent == progress.expected)
+        }
+        let report = BenchReport(
+            tool: "understudy bench", label: label, target: target, models: plan.workload.models.map(\.name), dataset: plan.workload.datasetName,
+            seed: plan.workload.seed, streaming: plan.streaming, command: PlanOptions.commandLine, stages: stages)
+        try options.finish([report])
+    }
+}
+
+/// A one-line progress bar on standard error, redrawn in place on a terminal; elsewhere a line
+/// when each stage ends.
+final class ProgressBar: @unchecked Sendable {
+    private let stages: Int
+    private let lock = NSLock()
+    private let interactive = isatty(STDERR_FILENO) != 0
+    private var finishedStages: Set<Int> = []
+
+    init(stages: Int) { self.stages = stages }
+
+    func show(stage: Int, rate: Double, done: Double, detail: String, final: Bool) {
+        lock.withLock {
+            guard !finishedStages.contains(stage) else { return }
+            let width = 24
+            let filled = min(width, Int((done * Double(width)).rounded(.down)))
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            let line = String(format: "stage %d/%d  %@ req/s  %@ %3.0f%%  %@", stage + 1, stages, BenchOutput.number(rate), bar, done * 100, detail)
+            if interactive {
+                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (final ? "\n" : "")).utf8))
+            } else if final {
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
+            if final { finishedStages.insert(stage) }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import FakeVLLM
+import FleetManager
+import Foundation
+import Gateway
+import Load
+
+/// `understudy sim`: the same fleet, engine and picker in virtual time.
+struct SimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sim",
+        abstract: "Simulate a fleet file in virtual time (same engine, same picker, 50 ms scrapes) under bench's load; same report as bench.",
+        discussion: """
+            No sockets and no clock: a fleet of hundreds of pods and minutes of traffic take seconds. Several \
+            policies (--policy default,round-robin) run one after another on the same requests and share one report.
+            """)
+
+    @Argument(help: "Fleet file.") var fleetFile: String
+    @Option(help: "Picker policies, comma-separated: \(PickerPolicy.names).") var policy = "default"
+    @OptionGroup var options: PlanOptions
+
+    func run() throws {
+        let profiles = try ProfileStore.locate()
+        let spec: FleetSpec
+        do {
+            spec = try FleetSpec.load(file: fleetFile)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let policies = try policy.split(separator: ",").map { name in
+            guard let policy = PickerPolicy(rawValue: String(name)) else { throw ValidationError("--policy: no policy \(name); policies: \(PickerPolicy.names)") }
+            return policy
+        }
+        let plan = try options.plan(defaultModel: spec.pools.first?.model)
+        let pods = spec.pools.reduce(0) { $0 + $1.replicas }
+        print("understudy sim: fleet \(spec.name), \(pods) pods, \(plan.rates.count) stages of \(plan.duration.formatted()) s, dataset \(plan.workload.datasetName)")
+        fflush(nil)
+        var reports: [BenchReport] = []
+        for policy in policies {
+            var simulation: FleetSimulation
+            do {
+                simulation = try FleetSimulation(spec, profiles: profiles, policy: policy, seed: plan.workload.seed)
+            } catch {
+                throw ValidationError("\(fleetFile): \(error)")
+            }
+            let started = ContinuousClock.now
+            let bar = ProgressBar(stages: plan.rates.count)
+            let stages = simulation.run(plan) { stage, done in
+                bar.show(stage: stage, rate: plan.rates[stage], done: done, detail: "policy \(policy.rawValue)", final: done >= 1)
+            }
+            let wall = started.duration(to: .now)
+            print("  policy \(policy.rawValue): \(wall.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))) of wall time")
+            reports.append(BenchReport(
+                tool: "understudy sim", label: policy.rawValue, target: fleetFile, models: plan.workload.models.map(\.name),
+                dataset: plan.workload.datasetName, seed: plan.workload.seed, streaming: plan.streaming, command: PlanOptions.commandLine,
+                stages: stages))
+        }
+        try options.finish(reports)
+    }
+}
+
+/// `understudy report DIR...`: several runs' reports side by side.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Combine the reports of several bench or sim runs (their --out directories) into one table and set of charts.")
+
+    @Argument(help: "Directories written by bench or sim --out.") var directories: [String]
+    @Option(help: "Rename the runs, comma-separated, in order (e.g. live,sim).") var labels: String?
+    @Option(help: "Write the combined report here.") var out: String
+
+    func run() throws {
+        var reports: [BenchReport] = []
+        for directory in directories {
+            do {
+                reports += try BenchOutput.read(from: URL(fileURLWithPath: directory))
+            } catch {
+                throw ValidationError("\(directory): no readable report.json (\(error))")
+            }
+        }
+        if let labels {
+            let names = labels.split(separator: ",").map(String.init)
+            guard names.count == reports.count else { throw ValidationError("--labels: \(reports.count) runs, \(names.count) labels") }
+            for index in reports.indices { reports[index].label = names[index] }
+        }
+        try PlanOptions.finish(reports, out: out)
+    }
+}
