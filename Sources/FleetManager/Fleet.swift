@@ -92,10 +92,6 @@ public actor Fleet {
 
     /// The port the next new pod listens on (0: an ephemeral one).
     private var nextPort = 0
-    /// The gateway's, its metrics' and the admin API's ports, which no pod may take.
-    private var reservedPorts: Set<Int> {
-        Set([spec.gateway.port, spec.gateway.metricsPort ?? 0, spec.admin.port].filter { $0 != 0 })
-    }
     /// Replicas created per pool so far, for names that are never reused.
     private var created: [String: Int] = [:]
 
@@ -106,10 +102,7 @@ public actor Fleet {
         pods[name] = RunningPod(
             lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff, probes: pool.probes), pool: pool,
             port: nextPort, server: nil)
-        if nextPort != 0 {
-            nextPort += 1
-            while reservedPorts.contains(nextPort) { nextPort += 1 }
-        }
+        if nextPort != 0 { nextPort = spec.podPort(after: nextPort) }
         publish(name)
         return name
     }

@@ -17,6 +17,15 @@ public struct FleetSpec: Sendable {
     /// Pods listen from this port upward, one port each (vLLM's 8000 by default).
     public var firstPodPort: Int
 
+    /// The port the pod created after the one on `port` gets: the next one up that is not the
+    /// gateway's, its metrics' or the admin API's.
+    public func podPort(after port: Int) -> Int {
+        let reserved = Set([gateway.port, gateway.metricsPort ?? 0, admin.port].filter { $0 != 0 })
+        var next = port + 1
+        while reserved.contains(next) { next += 1 }
+        return next
+    }
+
     public struct Listener: Sendable, Equatable {
         public var host: String
         public var port: Int

@@ -131,7 +131,10 @@ public struct Tokenizer: Sendable {
     /// Text for token ids; special tokens are skipped, as vLLM's `skip_special_tokens` does.
     public func decode(_ ids: some Sequence<Int>) -> String {
         var bytes: [UInt8] = []
-        for id in ids { bytes.append(contentsOf: self.bytes(of: id)) }
+        bytes.reserveCapacity(ids.underestimatedCount * 6)
+        for id in ids where id >= 0 && id < pieces.count && id != Self.bosTokenID && id != Self.eosTokenID {
+            bytes.append(contentsOf: pieces[id])
+        }
         return String(decoding: bytes, as: UTF8.self)
     }
 

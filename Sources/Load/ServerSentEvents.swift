@@ -4,7 +4,18 @@ import NIOCore
 struct ServerSentEvents {
     private var pending: ByteBuffer?
 
-    mutating func append(_ chunk: inout ByteBuffer) { pending.setOrWriteBuffer(&chunk) }
+    /// Only the unread tail (a partial event) is kept: appending to everything read so far
+    /// would copy the whole stream once per chunk (events are slices of the same storage).
+    mutating func append(_ chunk: inout ByteBuffer) {
+        guard var buffer = pending else {
+            pending = chunk
+            return
+        }
+        pending = nil
+        buffer.discardReadBytes()
+        buffer.writeBuffer(&chunk)
+        pending = buffer
+    }
 
     /// The next complete event's data (without `data: ` and the blank line), if one has arrived.
     mutating func next() -> ByteBuffer? {

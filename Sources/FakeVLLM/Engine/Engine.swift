@@ -14,7 +14,9 @@ public struct Engine: Sendable {
 
     // Requests live in a slab so the step loop mutates them in place, without hashing or
     // copy-on-write of their block tables; queues hold slot indices.
-    private var slots: [RequestState?] = []
+    // Not optionals: reading a field through `slots[i]!` copied the whole state (its arrays
+    // retained and released) on every access; a vacant slot holds `RequestState.vacant`.
+    private var slots: [RequestState] = []
     private var freeSlots: [Int] = []
     private var slotOfRequest: [RequestID: Int] = [:]
     private var waiting: Deque<Int> = []
@@ -46,7 +48,7 @@ public struct Engine: Sendable {
     private func adapterNames(_ queue: some Sequence<Int>) -> [String] {
         var seen: [String] = []
         for slot in queue {
-            if let name = slots[slot]?.request.lora?.name, !seen.contains(name) { seen.append(name) }
+            if let name = slots[slot].request.lora?.name, !seen.contains(name) { seen.append(name) }
         }
         return seen
     }
@@ -105,9 +107,9 @@ public struct Engine: Sendable {
         var index = 0
         while index < running.count, budget > 0 {
             let slot = running[index]
-            let tokens = min(slots[slot]!.numTokens - slots[slot]!.numComputedTokens, longPrefillCap, budget)
+            let tokens = min(slots[slot].numTokens - slots[slot].numComputedTokens, longPrefillCap, budget)
             var selfPreempted = false
-            while !kv.allocate(&slots[slot]!, newTokens: tokens) {
+            while !kv.allocate(&slots[slot], newTokens: tokens) {
                 let victim = running.removeLast()
                 preemptions += 1
                 preempt(victim)
@@ -119,7 +121,7 @@ public struct Engine: Sendable {
             if selfPreempted { break }
             scheduled.append((slot, tokens))
             budget -= tokens
-            if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
+            if let lora = slots[slot].request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
             index += 1
         }
 
@@ -127,7 +129,7 @@ public struct Engine: Sendable {
         if preemptions == 0 {
             var skipped: [Int] = []
             while let slot = waiting.first, budget > 0, running.count < config.maxNumSeqs {
-                if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora), batchAdapters.count >= config.maxLoras {
+                if let lora = slots[slot].request.lora, !batchAdapters.contains(lora), batchAdapters.count >= config.maxLoras {
                     // Another adapter would exceed max_loras: it waits, the rest may go ahead.
                     waiting.removeFirst()
                     skipped.append(slot)
@@ -135,25 +137,25 @@ public struct Engine: Sendable {
                 }
                 var cachedHits: [BlockPool.BlockID] = []
                 var recomputed = 0
-                if slots[slot]!.numComputedTokens == 0, config.enablePrefixCaching {
+                if slots[slot].numComputedTokens == 0, config.enablePrefixCaching {
                     // vLLM counts every lookup, also one whose allocation then fails.
-                    (cachedHits, recomputed) = kv.cachedPrefix(&slots[slot]!)
-                    queries += slots[slot]!.numTokens
+                    (cachedHits, recomputed) = kv.cachedPrefix(&slots[slot])
+                    queries += slots[slot].numTokens
                     hits += cachedHits.count * config.blockSize
                 }
                 let computed = cachedHits.count * config.blockSize
-                let tokens = min(slots[slot]!.numTokens - computed, budget, longPrefillCap)
-                guard kv.allocate(&slots[slot]!, newTokens: tokens, cachedHits: cachedHits) else { break }
+                let tokens = min(slots[slot].numTokens - computed, budget, longPrefillCap)
+                guard kv.allocate(&slots[slot], newTokens: tokens, cachedHits: cachedHits) else { break }
                 waiting.removeFirst()
-                if slots[slot]!.times.firstScheduled == nil {
-                    slots[slot]!.times.firstScheduled = now
-                    slots[slot]!.cachedPromptTokens = min(computed, slots[slot]!.request.promptTokens.count)
-                    slots[slot]!.recomputedPromptTokens = recomputed
+                if slots[slot].times.firstScheduled == nil {
+                    slots[slot].times.firstScheduled = now
+                    slots[slot].cachedPromptTokens = min(computed, slots[slot].promptCount)
+                    slots[slot].recomputedPromptTokens = recomputed
                 }
                 running.append(slot)
                 scheduled.append((slot, tokens))
                 budget -= tokens
-                if let lora = slots[slot]!.request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
+                if let lora = slots[slot].request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
             }
             for slot in skipped.reversed() { waiting.prepend(slot) }
         }
@@ -161,9 +163,9 @@ public struct Engine: Sendable {
         // 3. Cost of the batch.
         var shape = BatchShape()
         for (slot, tokens) in scheduled {
-            let computed = slots[slot]!.numComputedTokens, total = slots[slot]!.numTokens
+            let computed = slots[slot].numComputedTokens, total = slots[slot].numTokens
             if computed + tokens >= total { shape.sampledSequences += 1 }
-            if computed + tokens == total, tokens == 1, slots[slot]!.numOutputTokens > 0 {
+            if computed + tokens == total, tokens == 1, slots[slot].numOutputTokens > 0 {
                 shape.decodeSequences += 1
                 shape.decodeContextTokens += computed
             } else {
@@ -186,24 +188,22 @@ public struct Engine: Sendable {
             generatedTokens: 0, preemptions: preemptions, prefixCacheQueries: queries, prefixCacheHits: hits,
             progress: [])
         outcome.progress.reserveCapacity(scheduled.count)
-        var anyFinished = false
+        var finishedSlots: [Int] = []
         for (slot, tokens) in scheduled {
-            slots[slot]!.numComputedTokens += tokens
-            guard slots[slot]!.numComputedTokens >= slots[slot]!.numTokens else { continue }
-            var progress = Self.emitToken(&slots[slot]!, at: end, outcome: &outcome)
-            let state = slots[slot]!
-            if state.numOutputTokens == state.request.plannedOutput.count {
-                progress.finished = release(slot, reason: state.request.finishReason, at: end)
-            } else if state.numTokens >= config.maxModelLen {
+            slots[slot].numComputedTokens += tokens
+            guard slots[slot].numComputedTokens >= slots[slot].numTokens else { continue }
+            var progress = Self.emitToken(&slots[slot], at: end, outcome: &outcome)
+            // Field by field: copying the whole state would retain its arrays, every token.
+            if slots[slot].numOutputTokens == slots[slot].plannedCount {
+                progress.finished = release(slot, reason: slots[slot].request.finishReason, at: end)
+            } else if slots[slot].numTokens >= config.maxModelLen {
                 progress.finished = release(slot, reason: .length, at: end)
             }
-            anyFinished = anyFinished || progress.finished != nil
+            if progress.finished != nil { finishedSlots.append(slot) }
             outcome.progress.append(progress)
         }
-        if anyFinished {
-            let slots = self.slots
-            running.removeAll { slots[$0] == nil }
-        }
+        // Not `slots[$0] == nil`: that copies each running request's state to compare it.
+        if !finishedSlots.isEmpty { running.removeAll { finishedSlots.contains($0) } }
         return outcome
     }
 
@@ -221,7 +221,7 @@ public struct Engine: Sendable {
         let previous = state.times.lastToken
         if state.times.firstToken == nil {
             state.times.firstToken = end
-            outcome.promptTokensCompleted += state.request.promptTokens.count
+            outcome.promptTokensCompleted += state.promptCount
         }
         state.times.lastToken = end
         outcome.generatedTokens += 1
@@ -232,16 +232,16 @@ public struct Engine: Sendable {
 
     /// Recompute preemption: the request loses its blocks and goes back to the head of the queue.
     private mutating func preempt(_ slot: Int) {
-        kv.free(&slots[slot]!)
-        slots[slot]!.numComputedTokens = 0
+        kv.free(&slots[slot])
+        slots[slot].numComputedTokens = 0
         waiting.prepend(slot)
     }
 
     /// Frees a finished or aborted request's blocks and slot; the caller removes it from its queue.
     private mutating func release(_ slot: Int, reason: FinishReason, at time: Double) -> FinishedRequest {
-        kv.free(&slots[slot]!)
-        let state = slots[slot]!
-        slots[slot] = nil
+        kv.free(&slots[slot])
+        let state = slots[slot]
+        slots[slot] = .vacant
         freeSlots.append(slot)
         slotOfRequest[state.request.id] = nil
         return state.finished(reason: reason, at: time)
@@ -251,6 +251,10 @@ public struct Engine: Sendable {
 /// The engine's book-keeping for one request.
 struct RequestState: Sendable {
     let request: EngineRequest
+    /// The request's prompt and planned output lengths, kept here: every step reads them for
+    /// every running request, and reaching them through the arrays missed the cache.
+    let promptCount: Int
+    let plannedCount: Int
     var numComputedTokens = 0
     var numOutputTokens = 0
     var blockTable: [BlockPool.BlockID] = []
@@ -262,20 +266,24 @@ struct RequestState: Sendable {
 
     init(request: EngineRequest) {
         self.request = request
+        promptCount = request.promptTokens.count
+        plannedCount = request.plannedOutput.count
         self.times = RequestTimes(arrival: request.arrival)
     }
 
-    var numTokens: Int { request.promptTokens.count + numOutputTokens }
+    /// What a free slot holds: nothing of the request that left it.
+    static let vacant = RequestState(request: EngineRequest(id: .max, promptTokens: [], plannedOutput: [0], finishReason: .abort, arrival: 0))
+
+    var numTokens: Int { promptCount + numOutputTokens }
 
     func token(at index: Int) -> Int {
-        let promptCount = request.promptTokens.count
-        return index < promptCount ? request.promptTokens[index] : request.plannedOutput[index - promptCount]
+        index < promptCount ? request.promptTokens[index] : request.plannedOutput[index - promptCount]
     }
 
     func finished(reason: FinishReason, at time: Double) -> FinishedRequest {
         FinishedRequest(
             id: request.id, reason: reason, times: times, finishTime: time,
-            promptTokens: request.promptTokens.count, generatedTokens: numOutputTokens,
+            promptTokens: promptCount, generatedTokens: numOutputTokens,
             cachedPromptTokens: cachedPromptTokens ?? 0, recomputedPromptTokens: recomputedPromptTokens,
             maxTokensParam: request.maxTokensParam)
     }

@@ -17,7 +17,9 @@ final class EngineDriver: @unchecked Sendable {
     private let origin = NIODeadline.now()
     private var sinks: [RequestID: SequenceSink] = [:]
     private var stepInFlight = false
+    /// Where the emulated timeline is: when the last step ends, and when the last request came.
     private var lastStepEnd = 0.0
+    private var lastSubmit = 0.0
     private var nextRequestID: RequestID = 1
     /// API requests being served, for /load.
     var serverLoad = 0
@@ -49,6 +51,7 @@ final class EngineDriver: @unchecked Sendable {
     func submit(_ request: EngineRequest, sink: SequenceSink) {
         loop.preconditionInEventLoop()
         engine.add(request)
+        lastSubmit = now
         sinks[request.id] = sink
         scheduleStep()
     }
@@ -81,30 +84,49 @@ final class EngineDriver: @unchecked Sendable {
     static let stepYield = TimeAmount.microseconds(20)
     static let inlineBudget = TimeAmount.microseconds(200)
 
+    /// Back-to-back steps start where the previous one ended on the emulated timeline, not when
+    /// this process got round to it: the time spent delivering tokens and a timer's lateness
+    /// are this machine's, not the accelerator's (whose per-step overhead the cost model
+    /// already counts). Up to this far behind (wall seconds) the timeline is kept; further
+    /// behind, the machine has fallen behind and the timeline moves on from now.
+    static let keepTimelineWithin = 0.005
+
     /// Arms the stepping loop after new work arrives; the short pause lets the other requests
     /// that arrived in this tick join the first batch.
     private func scheduleStep() {
         guard !stepInFlight, !hung, engine.hasWork else { return }
         stepInFlight = true
-        loop.scheduleTask(in: Self.stepYield) { self.runSteps() }
+        loop.scheduleTask(in: Self.stepYield) { self.runSteps(continuing: false) }
     }
 
-    private func runSteps() {
+    /// When the next step starts: where the last one ended if stepping continues on schedule
+    /// (never before a request it may run arrived), else now.
+    private func nextStepStart(continuing: Bool) -> Double {
+        let current = now
+        guard continuing, current - lastStepEnd <= Self.keepTimelineWithin * timeScale else { return max(current, lastStepEnd) }
+        return max(lastStepEnd, lastSubmit)
+    }
+
+    private func runSteps(continuing: Bool) {
         let burstStart = self.burstStart ?? NIODeadline.now()
         self.burstStart = burstStart
+        var continuing = continuing
         while true {
-            guard !hung, let outcome = engine.step(now: max(now, lastStepEnd)) else {
+            let start = nextStepStart(continuing: continuing)
+            guard !hung, let outcome = engine.step(now: start) else {
                 stop()
                 return
             }
-            lastStepEnd = outcome.end
+            continuing = true
+            // Chaos slows the step down: it ends later than the model says.
+            lastStepEnd = start + outcome.duration * slowdown
             // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
             metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
             let overBudget = NIODeadline.now() - burstStart > Self.inlineBudget
             if outcome.duration > 0 || overBudget {
                 // The step's emulated time passes on a timer, during which I/O is served; a burst
                 // that ran long waits at least `stepYield`, however short the step.
-                var delay = TimeAmount.nanoseconds(Int64(min(outcome.duration / timeScale * slowdown, 86_400) * 1e9))
+                var delay = TimeAmount.nanoseconds(Int64(min(max(0, (lastStepEnd - now) / timeScale), 86_400) * 1e9))
                 if overBudget {
                     delay = max(delay, Self.stepYield)
                     self.burstStart = nil
@@ -134,7 +156,7 @@ final class EngineDriver: @unchecked Sendable {
 
     private func continueStepping(after outcome: StepOutcome) {
         if makesProgress(outcome), engine.hasWork {
-            runSteps()
+            runSteps(continuing: true)
         } else {
             stop()
         }

@@ -24,7 +24,7 @@ public struct FleetSimulation {
     /// Pods with a step in flight, by when it ends (then pod index, for a stable order).
     private var stepEnds = Heap<StepEnd>()
     /// Requests in the engines, by engine request id (a slot, reused once a request ends).
-    private var active: [ActiveRequest?] = []
+    private var active: [ActiveRequest] = []
     private var freeSlots: [Int] = []
 
     public init(_ spec: FleetSpec, profiles: ProfileStore, policy: PickerPolicy = .default, seed: UInt64 = 0) throws {
@@ -34,14 +34,18 @@ public struct FleetSimulation {
         director = Director(resources: resources, pool: pool, scheduler: try Scheduler(config: resources.pickerConfig ?? .default, seed: seed), seed: seed)
         pods = []
         var discovered: [DiscoveredPod] = []
+        // The addresses `understudy up` would give the pods, so that reports of a live run and
+        // a simulated one name the same endpoints, and the picker sees them in the same order.
+        var port = spec.firstPodPort == 0 ? 8000 : spec.firstPodPort
         for podPool in spec.pools {
             var configuration = ServerConfiguration()
-            try Fleet.configure(&configuration, pool: podPool, port: 8000)
+            try Fleet.configure(&configuration, pool: podPool, port: 0)
             let setup = try EngineSetup(configuration, profiles: profiles)
             for replica in 0..<podPool.replicas {
                 let name = "\(podPool.name)-\(replica)"
-                discovered.append(DiscoveredPod(name: name, ip: name, labels: podPool.labels, ready: true))
+                discovered.append(DiscoveredPod(name: name, ip: "127.0.0.1", labels: podPool.labels, ready: true, ports: [port]))
                 pods.append(SimulatedPod(name: name, pool: podPool, configuration: configuration, setup: setup))
+                port = spec.podPort(after: port)
             }
         }
         // The pool's endpoints among the pods, as the gateway's discovery selects them.
@@ -126,8 +130,8 @@ public struct FleetSimulation {
             return false
         }
         let slot = freeSlots.popLast() ?? active.count
-        if slot == active.count { active.append(nil) }
-        active[slot] = ActiveRequest(scheduled: now, inputTokens: prompt.count, outputTokens: item.outputTokens, address: pods[index].endpoint.address)
+        let request = ActiveRequest(scheduled: now, inputTokens: prompt.count, outputTokens: item.outputTokens, pod: index)
+        if slot == active.count { active.append(request) } else { active[slot] = request }
         pods[index].engine.add(EngineRequest(
             id: RequestID(slot), promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: item.outputTokens), finishReason: .length,
             lora: lora, arrival: now, maxTokensParam: item.outputTokens))
@@ -153,22 +157,21 @@ public struct FleetSimulation {
     private mutating func finishStep(of index: Int, plan: BenchPlan, statistics: inout StageStatistics, outstanding: inout Int) {
         guard let outcome = pods[index].step else { return }
         for progress in outcome.progress where !progress.newTokens.isEmpty {
+            // Read and written field by field in place: this runs for every token.
             let slot = Int(progress.id)
-            guard var request = active[slot] else { continue }
             if let previous = progress.previousTokenTime {
                 if plan.streaming { statistics.addInterTokenGap(now - previous) }
             } else {
-                request.firstToken = now
+                active[slot].firstToken = now
             }
-            active[slot] = request
             guard progress.finished != nil else { continue }
+            let request = active[slot]
             var record = RequestRecord(
                 stream: "", scheduled: request.scheduled, sent: request.scheduled, head: plan.streaming ? request.firstToken : now,
-                firstToken: plan.streaming ? request.firstToken : nil, finished: now, outcome: .ok, servedBy: request.address, attempts: 1,
-                outputTokens: request.outputTokens)
+                firstToken: plan.streaming ? request.firstToken : nil, finished: now, outcome: .ok,
+                servedBy: pods[request.pod].endpoint.address, attempts: 1, outputTokens: request.outputTokens)
             record.inputTokens = request.inputTokens
             statistics.add(record)
-            active[slot] = nil
             freeSlots.append(slot)
             outstanding -= 1
         }
@@ -240,7 +243,8 @@ struct ActiveRequest {
     var scheduled: Double
     var inputTokens: Int
     var outputTokens: Int
-    var address: String
+    /// Index of the pod serving it.
+    var pod: Int
     var firstToken: Double?
 }
 

@@ -11,8 +11,12 @@ public struct PrefixIndex: Sendable {
     public var capacityPerEndpoint: Int
     static let charactersPerToken = 4
 
-    private var holders: [UInt64: Set<String>] = [:]
-    private var lru: [String: LRU] = [:]
+    /// Who holds each block, by endpoint number; endpoints are numbered as first seen.
+    private var holders: [UInt64: Holders] = [:]
+    private var endpointNumbers: [String: Int32] = [:]
+    private var addresses: [String] = []
+    /// Each endpoint's LRU, by its number.
+    private var lru: [LRU] = []
 
     public init(blockSizeTokens: Int = 16, maxPrefixBlocksToMatch: Int = 256, capacityPerEndpoint: Int = 31_250) {
         self.blockSizeTokens = blockSizeTokens
@@ -44,33 +48,70 @@ public struct PrefixIndex: Sendable {
     /// Matched blocks per endpoint address: walking from the first block, stopping at the first
     /// block no endpoint holds, counting for every holder (GIE's `matchLongestPrefix`).
     public func matches(_ hashes: [UInt64]) -> [String: Int] {
-        var counts: [String: Int] = [:]
+        var counts: [Int32: Int] = [:]
         for hash in hashes {
-            guard let servers = holders[hash], !servers.isEmpty else { break }
-            for server in servers { counts[server, default: 0] += 1 }
+            guard let holding = holders[hash] else { break }
+            holding.forEach { counts[$0, default: 0] += 1 }
         }
-        return counts
+        return Dictionary(uniqueKeysWithValues: counts.map { (addresses[Int($0.key)], $0.value) })
     }
 
     /// Records that `address` was sent these blocks (after a pick).
     public mutating func add(_ hashes: [UInt64], to address: String) {
-        var cache = lru[address] ?? LRU()
+        let endpoint = number(of: address)
         for hash in hashes {
-            if let evicted = cache.touch(hash, capacity: capacityPerEndpoint) {
-                holders[evicted]?.remove(address)
-                if holders[evicted]?.isEmpty == true { holders[evicted] = nil }
-            }
-            holders[hash, default: []].insert(address)
+            if let evicted = lru[Int(endpoint)].touch(hash, capacity: capacityPerEndpoint) { release(evicted, from: endpoint) }
+            holders[hash, default: Holders()].insert(endpoint)
         }
-        lru[address] = cache
     }
 
     /// Forgets an endpoint that left the pool.
     public mutating func remove(_ address: String) {
-        guard let cache = lru.removeValue(forKey: address) else { return }
-        for hash in cache.keys {
-            holders[hash]?.remove(address)
-            if holders[hash]?.isEmpty == true { holders[hash] = nil }
+        guard let endpoint = endpointNumbers[address] else { return }
+        for hash in lru[Int(endpoint)].keys { release(hash, from: endpoint) }
+        lru[Int(endpoint)] = LRU()
+    }
+
+    private mutating func number(of address: String) -> Int32 {
+        if let number = endpointNumbers[address] { return number }
+        let number = Int32(addresses.count)
+        endpointNumbers[address] = number
+        addresses.append(address)
+        lru.append(LRU())
+        return number
+    }
+
+    private mutating func release(_ hash: UInt64, from endpoint: Int32) {
+        guard holders[hash]?.remove(endpoint) == true else { return }
+        holders[hash] = nil
+    }
+
+    /// The endpoints holding a block: almost always one, so without an allocation then.
+    struct Holders: Sendable {
+        private var first: Int32 = -1
+        private var others: [Int32] = []
+
+        func forEach(_ body: (Int32) -> Void) {
+            if first >= 0 { body(first) }
+            others.forEach(body)
+        }
+
+        mutating func insert(_ endpoint: Int32) {
+            if first < 0 {
+                first = endpoint
+            } else if first != endpoint, !others.contains(endpoint) {
+                others.append(endpoint)
+            }
+        }
+
+        /// Removes an endpoint; true when none is left.
+        mutating func remove(_ endpoint: Int32) -> Bool {
+            if first == endpoint {
+                first = others.popLast() ?? -1
+            } else {
+                others.removeAll { $0 == endpoint }
+            }
+            return first < 0
         }
     }
 
@@ -86,8 +127,7 @@ public struct PrefixIndex: Sendable {
         /// Marks `hash` used; returns the hash evicted to stay within `capacity`, if any.
         mutating func touch(_ hash: UInt64, capacity: Int) -> UInt64? {
             clock += 1
-            let isNew = lastUse[hash] == nil
-            lastUse[hash] = clock
+            let isNew = lastUse.updateValue(clock, forKey: hash) == nil
             order.append((hash, clock))
             guard isNew, lastUse.count > capacity else { compactIfNeeded(); return nil }
             // Skip stale entries (re-touched since) to find the least recent live one.

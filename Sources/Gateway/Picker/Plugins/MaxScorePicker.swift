@@ -11,6 +11,12 @@ public struct MaxScorePicker: Picker {
     public func pick(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ generator: inout SplitMix64) -> [Int] {
         var shuffled = scored
         shuffled.shuffle(using: &generator)
+        if maxNumOfEndpoints == 1 {
+            // The same pick as the sort below, without sorting: the first top score in shuffled order.
+            var best: (index: Int, score: Double)?
+            for entry in shuffled where best == nil || entry.score > best!.score { best = entry }
+            return best.map { [$0.index] } ?? []
+        }
         let ranked = shuffled.enumerated().sorted { lhs, rhs in
             lhs.element.score != rhs.element.score ? lhs.element.score > rhs.element.score : lhs.offset < rhs.offset
         }
