@@ -157,11 +157,13 @@ public enum BenchOutput {
 
     public static func markdown(_ reports: [BenchReport], charts: [ChartedMetric]) -> String {
         var text = "# Benchmark summary\n\n"
+        let commands = reports.map(\.command).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for report in reports {
             text += "- **\(report.label)**: `\(report.tool)` against \(report.target); models \(report.models.joined(separator: ", ")); "
             text += "dataset \(report.dataset), seed \(report.seed), \(report.streaming ? "streaming" : "whole responses")\n"
-            text += "  - `\(report.command)`\n"
+            if commands.count > 1 { text += "  - `\(report.command)`\n" }
         }
+        if commands.count == 1 { text += "\n`\(commands[0])`\n" }
         text += "\n| run | rate (req/s) | sent | ok | shed | failed | req/s | output tok/s | TTFT p50 / p90 (ms) | ITL p50 / p90 (ms) | NTPOT p50 / p90 (ms) | e2e p50 / p90 / p99 (s) |\n"
         text += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         func ms(_ metric: MetricSummary?) -> String {

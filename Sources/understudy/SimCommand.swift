@@ -17,6 +17,8 @@ struct SimCommand: ParsableCommand {
 
     @Argument(help: "Fleet file.") var fleetFile: String
     @Option(help: "Picker policies, comma-separated: \(PickerPolicy.names).") var policy = "default"
+    @Option(help: "Seconds from the gateway's decision to the pod's engine: a live stack's socket path (0: none).")
+    var pathLatency = 0.0
     @OptionGroup var options: PlanOptions
 
     func run() throws {
@@ -43,6 +45,8 @@ struct SimCommand: ParsableCommand {
             } catch {
                 throw ValidationError("\(fleetFile): \(error)")
             }
+            guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
+            simulation.pathLatency = pathLatency
             let started = ContinuousClock.now
             let bar = ProgressBar(stages: plan.rates.count)
             let stages = simulation.run(plan) { stage, done in

@@ -1,3 +1,4 @@
+import DequeModule
 import FakeVLLM
 import Gateway
 import HeapModule
@@ -13,6 +14,11 @@ import Load
 public struct FleetSimulation {
     /// How often the gateway scrapes every pod (GIE's refresh interval).
     public var scrapeInterval = 0.05
+    /// Seconds between the gateway's decision and the request reaching its pod's engine: the
+    /// client → proxy → pod path (sockets, parsing, tokenizing) that a live stack adds and an
+    /// engine does not see. 0 models an infinitely fast machine; docs/bench.md shows how to
+    /// measure a live stack's (an `instant` fleet's time to first token).
+    public var pathLatency = 0.0
 
     private var pods: [SimulatedPod]
     private var podByAddress: [String: Int]
@@ -25,6 +31,8 @@ public struct FleetSimulation {
     private var stepEnds = Heap<StepEnd>()
     /// Requests in the engines, by engine request id (a slot, reused once a request ends).
     private var active: [ActiveRequest] = []
+    /// Requests on their way to a pod (`pathLatency`), in the order they arrive there.
+    private var inTransit: Deque<(time: Double, pod: Int, request: EngineRequest)> = []
     private var freeSlots: [Int] = []
 
     public init(_ spec: FleetSpec, profiles: ProfileStore, policy: PickerPolicy = .default, seed: UInt64 = 0) throws {
@@ -74,15 +82,21 @@ public struct FleetSimulation {
             while next < arrivals.count || outstanding > 0 {
                 let arrival = next < arrivals.count ? start + arrivals[next] : .infinity
                 let stepEnd = stepEnds.min?.time ?? .infinity
-                // At equal times: tokens become visible, then the scrape reads, then requests arrive.
-                if stepEnd <= nextScrape, stepEnd <= arrival {
+                let delivery = inTransit.first?.time ?? .infinity
+                // At equal times: tokens become visible, then the scrape reads, then requests reach
+                // their pods, then new ones arrive at the gateway.
+                if stepEnd <= nextScrape, stepEnd <= delivery, stepEnd <= arrival {
                     let end = stepEnds.removeMin()
                     now = end.time
                     finishStep(of: end.pod, plan: plan, statistics: &statistics, outstanding: &outstanding)
-                } else if nextScrape <= arrival {
+                } else if nextScrape <= delivery, nextScrape <= arrival {
                     now = nextScrape
                     scrape()
                     nextScrape += scrapeInterval
+                } else if delivery <= arrival {
+                    let sent = inTransit.removeFirst()
+                    now = sent.time
+                    submit(sent.request, to: sent.pod)
                 } else {
                     now = arrival
                     let item = plan.item(stage: stage, index: next)
@@ -132,11 +146,21 @@ public struct FleetSimulation {
         let slot = freeSlots.popLast() ?? active.count
         let request = ActiveRequest(scheduled: now, inputTokens: prompt.count, outputTokens: item.outputTokens, pod: index)
         if slot == active.count { active.append(request) } else { active[slot] = request }
-        pods[index].engine.add(EngineRequest(
+        let engineRequest = EngineRequest(
             id: RequestID(slot), promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: item.outputTokens), finishReason: .length,
-            lora: lora, arrival: now, maxTokensParam: item.outputTokens))
-        if !pods[index].stepping { startStep(index) }
+            lora: lora, arrival: now + pathLatency, maxTokensParam: item.outputTokens)
+        if pathLatency > 0 {
+            inTransit.append((now + pathLatency, index, engineRequest))
+        } else {
+            submit(engineRequest, to: index)
+        }
         return true
+    }
+
+    /// The request reaches its pod's engine.
+    private mutating func submit(_ request: EngineRequest, to index: Int) {
+        pods[index].engine.add(request)
+        if !pods[index].stepping { startStep(index) }
     }
 
     private func refuse(_ status: Int, statistics: inout StageStatistics) {
