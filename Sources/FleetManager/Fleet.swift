@@ -364,6 +364,16 @@ public actor Fleet {
         if let label = action.faultLabel { faults[action.target, default: [:]][action.verb] = label }
     }
 
+    /// Wall seconds the in-process pods' emulation has fallen behind real time, summed over the
+    /// pods (see `VLLMServer.emulationLag`); process pods are not counted.
+    public func emulationLag() async -> Double {
+        var total = 0.0
+        for pod in pods.values {
+            if let server = pod.server as? VLLMServer { total += (try? await server.emulationLag()) ?? 0 }
+        }
+        return total
+    }
+
     /// The faults a pod is under, for listings.
     public func faults(of name: String) -> [String] { faults[name].map { $0.values.sorted() } ?? [] }
     /// Each pod's faults, by kind (hang, slow, errors, …).

@@ -49,6 +49,21 @@ struct Up: AsyncParsableCommand {
             print("  all \(fleet.list().count) pods Ready after \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))")
             fflush(nil)  // print is buffered when stdout is not a terminal
         }
+        // Say so when this machine cannot keep the pods' pace: their latencies are then its own.
+        let watchLag = Task {
+            var previous = await fleet.emulationLag()
+            while !Task.isCancelled {
+                try await Task.sleep(for: .seconds(10))
+                let lag = await fleet.emulationLag()
+                // More than 1 % of the pods' time lost.
+                if lag - previous > 0.01 * 10 * Double(max(fleet.list().count, 1)) {
+                    print(String(format: "  warning: the pods fell %.1f s behind real time in the last 10 s (summed over pods): this machine cannot keep their pace, and latencies measured now include its delays", lag - previous))
+                    fflush(nil)
+                }
+                previous = lag
+            }
+        }
+        defer { watchLag.cancel() }
         let signal = await Self.waitForTermination()
         print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s; again to quit now)")
         fflush(nil)  // print is buffered when stdout is not a terminal

@@ -15,7 +15,9 @@ extension FleetEndToEnd {
 @Suite(.serialized) struct AgreementTests {
     static let model = "meta-llama/Meta-Llama-3-8B"
 
-    /// `pools` on fixed loopback ports (the CLI prints them), behind a round-robin gateway.
+    /// `pools` on fixed loopback ports below the ephemeral range (so no other test's sockets
+    /// take them), in the order the simulator also gives them: round-robin then sends request
+    /// i to the same pod live and simulated.
     static func fleetFile(name: String, pools: String, directory: URL) throws -> URL {
         let file = directory.appendingPathComponent("\(name).yaml")
         try """
@@ -23,9 +25,9 @@ extension FleetEndToEnd {
             kind: Fleet
             metadata: {name: \(name)}
             spec:
-              gateway: {port: 0, metricsPort: 0}
-              admin: {port: 0}
-              firstPodPort: 0
+              gateway: {port: 17080, metricsPort: 17090}
+              admin: {port: 17070}
+              firstPodPort: 17100
               pools:
             \(pools)
             """.write(to: file, atomically: true, encoding: .utf8)
@@ -86,7 +88,18 @@ extension FleetEndToEnd {
         return try #require(try BenchOutput.read(from: out).first?.stages.first)
     }
 
+    /// Waits, up to three minutes, until this machine's cores are under 30 % busy: the test
+    /// suites running beside this one would otherwise be part of the live measurement.
+    static func waitForQuietMachine() async throws {
+        for _ in 0..<90 {
+            guard let before = MachineLoad.sample() else { return }
+            try await Task.sleep(for: .seconds(2))
+            if let busy = MachineLoad.sample()?.busy(since: before), busy < 0.3 { return }
+        }
+    }
+
     @Test func liveBenchAndSimAgreeOnASmallFleet() async throws {
+        try await Self.waitForQuietMachine()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agreement-\(UUID())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -104,7 +117,7 @@ extension FleetEndToEnd {
               - {name: h100, accelerator: h100-sxm, model: \(Self.model), replicas: 2, labels: {app: llama}, startupSeconds: 0.2}
               - {name: a100, accelerator: a100-80g, model: \(Self.model), replicas: 2, labels: {app: llama}, startupSeconds: 0.2}
             """, directory: directory)
-        let (rate, duration, seed) = (6.0, 30.0, UInt64(11))
+        let (rate, duration, seed) = (8.0, 40.0, UInt64(11))
         let live = try await Self.live(file, rate: rate, duration: duration, seed: seed, directory: directory)
 
         var simulation = try FleetSimulation(try FleetSpec.load(file: file.path), profiles: FleetTests.profiles, policy: .roundRobin, seed: seed)
@@ -127,7 +140,7 @@ extension FleetEndToEnd {
                 Issue.record("\(name) missing")
                 return
             }
-            #expect(abs(measured - predicted) / predicted <= 0.10, "\(name): live \(measured), sim \(predicted) (path \(path * 1000) ms)")
+            #expect(abs(measured - predicted) / predicted <= 0.10, "\(name): live \(measured), sim \(predicted) (path \(path * 1000) ms, machine \(Int((live.machineBusy ?? 0) * 100)) % busy)")
         }
         agree("TTFT p50") { $0.ttft?.p50 }
         agree("TTFT p90") { $0.ttft?.p90 }

@@ -56,7 +56,10 @@ public final class EngineMetrics {
     private var waiting = 0.0
     private var kvUsage = 0.0
     // lora_requests_info keeps one series per label set ever seen, each holding the time it was last set.
-    private var loraSeries: [(running: String, waiting: String, time: Double)] = []
+    /// Every LoRA label set shown so far (vLLM never drops one): its line's `name{labels} `
+    /// prefix, the time it was last current, and the whole line as last rendered (most series
+    /// never change again, and a busy multi-adapter pod shows hundreds).
+    private var loraSeries: [(prefix: String, time: Double, line: String?)] = []
     private var loraSeriesIndex: [String: Int] = [:]
 
     // Counters.
@@ -128,8 +131,8 @@ public final class EngineMetrics {
             ("engine", engineLabel),
         ]
         for reason in FinishReason.allCases { success[reason] = 0 }
-        if maxLoras != nil {
-            loraSeries.append(("", "", createdAt))
+        if let maxLoras {
+            loraSeries.append((Self.loraPrefix(maxLoras: maxLoras, running: "", waiting: ""), createdAt, nil))
             loraSeriesIndex["\u{0}"] = 0
         }
         let histograms: [(String, [Double])] = [
@@ -217,16 +220,23 @@ public final class EngineMetrics {
         running = Double(engine.numRunning)
         waiting = Double(engine.numWaiting)
         kvUsage = engine.kvCacheUsage
-        guard maxLoras != nil else { return }
+        guard let maxLoras else { return }
         let runningNames = engine.runningAdapters.joined(separator: ",")
         let waitingNames = engine.waitingAdapters.joined(separator: ",")
         let key = runningNames + "\u{0}" + waitingNames
         if let index = loraSeriesIndex[key] {
             loraSeries[index].time = wallClock
+            loraSeries[index].line = nil
         } else {
             loraSeriesIndex[key] = loraSeries.count
-            loraSeries.append((runningNames, waitingNames, wallClock))
+            loraSeries.append((Self.loraPrefix(maxLoras: maxLoras, running: runningNames, waiting: waitingNames), wallClock, nil))
         }
+    }
+
+    private static func loraPrefix(maxLoras: Int, running: String, waiting: String) -> String {
+        "vllm:lora_requests_info" + Prometheus.labels([
+            ("max_lora", String(maxLoras)), ("waiting_lora_adapters", waiting), ("running_lora_adapters", running),
+        ]) + " "
     }
 
     // MARK: Exposition
@@ -258,10 +268,11 @@ public final class EngineMetrics {
         }
         if let maxLoras {
             out.family("vllm:lora_requests_info", help: "Running stats on lora requests.", type: .gauge)
-            for series in loraSeries {
-                out.sample("vllm:lora_requests_info", labels: [
-                    ("max_lora", String(maxLoras)), ("waiting_lora_adapters", series.waiting), ("running_lora_adapters", series.running),
-                ], value: series.time)
+            for index in loraSeries.indices {
+                if loraSeries[index].line == nil {
+                    loraSeries[index].line = loraSeries[index].prefix + out.style.format(loraSeries[index].time) + "\n"
+                }
+                out.buffer.writeString(loraSeries[index].line!)
             }
         }
         out.family("vllm:cache_config_info", help: "Information of the LLMEngine CacheConfig", type: .gauge)

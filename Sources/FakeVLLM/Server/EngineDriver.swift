@@ -103,9 +103,18 @@ final class EngineDriver: @unchecked Sendable {
     /// (never before a request it may run arrived), else now.
     private func nextStepStart(continuing: Bool) -> Double {
         let current = now
-        guard continuing, current - lastStepEnd <= Self.keepTimelineWithin * timeScale else { return max(current, lastStepEnd) }
+        guard continuing else { return max(current, lastStepEnd) }
+        guard current - lastStepEnd <= Self.keepTimelineWithin * timeScale else {
+            // This machine could not keep up: the emulated accelerator loses the difference.
+            lag += (current - lastStepEnd) / timeScale
+            return current
+        }
         return max(lastStepEnd, lastSubmit)
     }
+
+    /// Wall seconds the emulation has fallen behind its timeline so far: steps that should
+    /// have followed one another at once started late because this process was busy.
+    private(set) var lag = 0.0
 
     private func runSteps(continuing: Bool) {
         let burstStart = self.burstStart ?? NIODeadline.now()

@@ -177,6 +177,14 @@ public final class VLLMServer: Sendable {
     }
 
     /// Generation requests still being answered, held ones (a hung server's) included.
+    /// Wall seconds this pod's emulation has fallen behind its own timeline (its steps started
+    /// late because the machine was busy): growing lag means it no longer runs at the
+    /// accelerator's speed.
+    public func emulationLag() async throws -> Double {
+        let router = self.router
+        return try await router.driver.loop.submit { router.driver.lag }.get()
+    }
+
     public func requestsInFlight() async throws -> Int {
         let router = self.router
         return try await router.driver.loop.submit { router.driver.serverLoad + router.heldRequestCount }.get()

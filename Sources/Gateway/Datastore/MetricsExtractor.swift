@@ -49,9 +49,13 @@ public enum MetricsExtractor {
     public static func extract(_ text: String, mapping: MetricsMapping = .vllm, now: Double) throws -> EndpointMetrics {
         // A vLLM page has hundreds of series and the picker reads a handful: parse only the
         // lines of the families it reads (scrapes run 20 times a second per endpoint).
-        let wanted = [mapping.queuedRequests, mapping.runningRequests, mapping.kvCacheUsage, mapping.lora, mapping.cacheInfo]
+        let wanted = [mapping.queuedRequests, mapping.runningRequests, mapping.kvCacheUsage, mapping.cacheInfo]
             .filter { !$0.isEmpty }.map { Array(parseSelector($0).name.utf8) }
-        let samples = try Prometheus.parse(lines(of: text, named: wanted))
+        // vLLM keeps every LoRA label set it ever showed as a series (prometheus_client never
+        // drops a child), so with many adapters this family grows without bound; only its
+        // newest series is read, and only that line is parsed.
+        let newest = mapping.lora.isEmpty ? [] : [Array(parseSelector(mapping.lora).name.utf8)]
+        let samples = try Prometheus.parse(lines(of: text, named: wanted, newestOf: newest))
         func value(_ selector: String) throws -> Double? {
             guard !selector.isEmpty else { return nil }
             let (name, labels) = parseSelector(selector)
@@ -95,11 +99,13 @@ public enum MetricsExtractor {
         return metrics
     }
 
-    /// The sample lines of `text` whose metric name is one of `names`, joined.
-    static func lines(of text: String, named names: [[UInt8]]) -> String {
+    /// The sample lines of `text` whose metric name is one of `names`, and of each family in
+    /// `newestOf` only the line with the largest value (a timestamp), joined.
+    static func lines(of text: String, named names: [[UInt8]], newestOf families: [[UInt8]] = []) -> String {
         var text = text
         return text.withUTF8 { bytes in
             var selected: [UInt8] = []
+            var newest: [(value: Double, line: Range<Int>)?] = Array(repeating: nil, count: families.count)
             var start = 0
             while start < bytes.count {
                 var end = start
@@ -110,11 +116,23 @@ public enum MetricsExtractor {
                     guard next == UInt8(ascii: "{") || next == UInt8(ascii: " ") else { return false }
                     return (0..<name.count).allSatisfy { bytes[start + $0] == name[$0] }
                 }
-                if bytes[start] != UInt8(ascii: "#"), names.contains(where: named) {
-                    selected.append(contentsOf: bytes[start..<end])
-                    selected.append(UInt8(ascii: "\n"))
+                if bytes[start] != UInt8(ascii: "#") {
+                    if names.contains(where: named) {
+                        selected.append(contentsOf: bytes[start..<end])
+                        selected.append(UInt8(ascii: "\n"))
+                    } else if let family = families.firstIndex(where: named) {
+                        // The value is the line's last field (no timestamps on these pages).
+                        var space = end
+                        while space > start, bytes[space - 1] != UInt8(ascii: " ") { space -= 1 }
+                        let value = Double(String(decoding: bytes[space..<end], as: UTF8.self)) ?? -.infinity
+                        if newest[family] == nil || value > newest[family]!.value { newest[family] = (value, start..<end) }
+                    }
                 }
                 start = end + 1
+            }
+            for case let (_, line)? in newest {
+                selected.append(contentsOf: bytes[line])
+                selected.append(UInt8(ascii: "\n"))
             }
             return String(decoding: selected, as: UTF8.self)
         }
