@@ -69,6 +69,24 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
         #expect(spread.count > 1)
     }
 
+    @Test func thePrefixIndexForgetsEachEndpointsLeastRecentlySentBlocks() {
+        var index = PrefixIndex(capacityPerEndpoint: 3)
+        index.add([1, 2, 3], to: "a:8000")
+        index.add([1], to: "a:8000")  // 1 is recent again; 2 is now the oldest
+        index.add([3, 9], to: "b:8000")
+        index.add([4], to: "a:8000")
+        #expect(index.matches([1]) == ["a:8000": 1])
+        #expect(index.matches([2]).isEmpty, "evicted from a, never on b")
+        #expect(index.matches([3, 4]) == ["a:8000": 2, "b:8000": 1])
+        // Sent again and again, the same blocks stay; the oldest of the last sending goes first.
+        for _ in 0..<5_000 { index.add([1, 3, 4], to: "a:8000") }
+        index.add([5], to: "a:8000")
+        #expect(index.matches([1]).isEmpty)
+        #expect(index.matches([5]) == ["a:8000": 1] && index.matches([3]) == ["a:8000": 1, "b:8000": 1])
+        index.remove("a:8000")
+        #expect(index.matches([4]).isEmpty && index.matches([3]) == ["b:8000": 1])
+    }
+
     @Test func prefixHashesChainWithXXHash64() {
         let index = PrefixIndex(blockSizeTokens: 1)  // 4-character blocks
         let hashes = index.hashes(model: "m", text: "abcdefgh!")

@@ -11,11 +11,12 @@ public struct PrefixIndex: Sendable {
     public var capacityPerEndpoint: Int
     static let charactersPerToken = 4
 
-    /// Who holds each block, by endpoint number; endpoints are numbered as first seen.
+    /// Who holds each block, and when each holder last got it: one table serves both the
+    /// "who holds this block" lookups and the endpoints' LRUs. Endpoints are numbered as first seen.
     private var holders: [UInt64: Holders] = [:]
     private var endpointNumbers: [String: Int32] = [:]
     private var addresses: [String] = []
-    /// Each endpoint's LRU, by its number.
+    /// Each endpoint's blocks in the order it got them, by its number.
     private var lru: [LRU] = []
 
     public init(blockSizeTokens: Int = 16, maxPrefixBlocksToMatch: Int = 256, capacityPerEndpoint: Int = 31_250) {
@@ -60,16 +61,42 @@ public struct PrefixIndex: Sendable {
     public mutating func add(_ hashes: [UInt64], to address: String) {
         let endpoint = number(of: address)
         for hash in hashes {
-            if let evicted = lru[Int(endpoint)].touch(hash, capacity: capacityPerEndpoint) { release(evicted, from: endpoint) }
-            holders[hash, default: Holders()].insert(endpoint)
+            let use = lru[Int(endpoint)].record(hash)
+            // In place: one lookup of the block, whether it is new to the endpoint or not.
+            if holders[hash, default: Holders()].touch(endpoint, use: use) {
+                lru[Int(endpoint)].count += 1
+                if lru[Int(endpoint)].count > capacityPerEndpoint { evictOldest(of: endpoint) }
+            } else if lru[Int(endpoint)].staleEntries > lru[Int(endpoint)].count + 1024 {
+                dropStaleEntries(of: endpoint)
+            }
         }
     }
 
     /// Forgets an endpoint that left the pool.
     public mutating func remove(_ address: String) {
         guard let endpoint = endpointNumbers[address] else { return }
-        for hash in lru[Int(endpoint)].keys { release(hash, from: endpoint) }
+        for entry in lru[Int(endpoint)].entries where holders[entry.hash]?.use(of: endpoint) == entry.use {
+            release(entry.hash, from: endpoint)
+        }
         lru[Int(endpoint)] = LRU()
+    }
+
+    /// Drops the endpoint's least recently sent block: the oldest entry of its order that is
+    /// still its latest use of that block (later uses left stale entries behind).
+    private mutating func evictOldest(of endpoint: Int32) {
+        while let entry = lru[Int(endpoint)].popOldest() {
+            guard holders[entry.hash]?.use(of: endpoint) == entry.use else { continue }
+            release(entry.hash, from: endpoint)
+            lru[Int(endpoint)].count -= 1
+            return
+        }
+    }
+
+    /// Blocks sent again and again (a shared system prompt) leave an entry per send; past as
+    /// many stale entries as live ones, only the live ones are kept.
+    private mutating func dropStaleEntries(of endpoint: Int32) {
+        let holders = self.holders
+        lru[Int(endpoint)].keep { holders[$0.hash]?.use(of: endpoint) == $0.use }
     }
 
     private mutating func number(of address: String) -> Int32 {
@@ -86,67 +113,86 @@ public struct PrefixIndex: Sendable {
         holders[hash] = nil
     }
 
-    /// The endpoints holding a block: almost always one, so without an allocation then.
+    /// The endpoints holding a block and when each last got it: almost always one, so without
+    /// an allocation then.
     struct Holders: Sendable {
         private var first: Int32 = -1
-        private var others: [Int32] = []
+        private var firstUse: UInt64 = 0
+        private var others: [(endpoint: Int32, use: UInt64)] = []
 
         func forEach(_ body: (Int32) -> Void) {
             if first >= 0 { body(first) }
-            others.forEach(body)
+            for other in others { body(other.endpoint) }
         }
 
-        mutating func insert(_ endpoint: Int32) {
+        func use(of endpoint: Int32) -> UInt64? {
+            if first == endpoint { return firstUse }
+            return others.first { $0.endpoint == endpoint }?.use
+        }
+
+        /// Marks the endpoint as holding the block since `use`; true when it did not before.
+        mutating func touch(_ endpoint: Int32, use: UInt64) -> Bool {
             if first < 0 {
-                first = endpoint
-            } else if first != endpoint, !others.contains(endpoint) {
-                others.append(endpoint)
+                (first, firstUse) = (endpoint, use)
+                return true
             }
+            if first == endpoint {
+                firstUse = use
+                return false
+            }
+            if let index = others.firstIndex(where: { $0.endpoint == endpoint }) {
+                others[index].use = use
+                return false
+            }
+            others.append((endpoint, use))
+            return true
         }
 
         /// Removes an endpoint; true when none is left.
         mutating func remove(_ endpoint: Int32) -> Bool {
             if first == endpoint {
-                first = others.popLast() ?? -1
+                if let last = others.popLast() { (first, firstUse) = last } else { first = -1 }
             } else {
-                others.removeAll { $0 == endpoint }
+                others.removeAll { $0.endpoint == endpoint }
             }
             return first < 0
         }
     }
 
-    /// An LRU set of hashes: a recency counter per hash, evicting the least recent.
+    /// One endpoint's blocks in the order it was sent them, each with its use number; an entry
+    /// whose block was sent again later is stale and skipped when evicting.
     struct LRU: Sendable {
-        private var lastUse: [UInt64: UInt64] = [:]
         private var order: [(hash: UInt64, use: UInt64)] = []
-        private var clock: UInt64 = 0
         private var head = 0
+        private var clock: UInt64 = 0
+        /// Distinct blocks the endpoint holds.
+        var count = 0
 
-        var keys: Dictionary<UInt64, UInt64>.Keys { lastUse.keys }
+        var entries: ArraySlice<(hash: UInt64, use: UInt64)> { order[head...] }
+        var staleEntries: Int { order.count - head - count }
 
-        /// Marks `hash` used; returns the hash evicted to stay within `capacity`, if any.
-        mutating func touch(_ hash: UInt64, capacity: Int) -> UInt64? {
-            clock += 1
-            let isNew = lastUse.updateValue(clock, forKey: hash) == nil
-            order.append((hash, clock))
-            guard isNew, lastUse.count > capacity else { compactIfNeeded(); return nil }
-            // Skip stale entries (re-touched since) to find the least recent live one.
-            while head < order.count {
-                let entry = order[head]
-                head += 1
-                if lastUse[entry.hash] == entry.use {
-                    lastUse[entry.hash] = nil
-                    compactIfNeeded()
-                    return entry.hash
-                }
-            }
-            return nil
+        mutating func keep(_ isLive: ((hash: UInt64, use: UInt64)) -> Bool) {
+            order = order[head...].filter(isLive)
+            head = 0
         }
 
-        private mutating func compactIfNeeded() {
-            guard head > 1024, head * 2 > order.count else { return }
-            order.removeFirst(head)
-            head = 0
+        /// Appends a use of `hash` and returns its number.
+        mutating func record(_ hash: UInt64) -> UInt64 {
+            clock += 1
+            order.append((hash, clock))
+            return clock
+        }
+
+        mutating func popOldest() -> (hash: UInt64, use: UInt64)? {
+            guard head < order.count else { return nil }
+            defer {
+                head += 1
+                if head > 1024, head * 2 > order.count {
+                    order.removeFirst(head)
+                    head = 0
+                }
+            }
+            return order[head]
         }
     }
 }
