@@ -70,7 +70,8 @@ struct ReportCommand: ParsableCommand {
         abstract: "Combine the reports of several bench or sim runs (their --out directories) into one table and set of charts.")
 
     @Argument(help: "Directories written by bench or sim --out.") var directories: [String]
-    @Option(help: "Rename the runs, comma-separated, in order (e.g. live,sim).") var labels: String?
+    @Option(help: "Rename the runs, comma-separated, in order (e.g. live,sim); runs with the same label are joined into one.")
+    var labels: String?
     @Option(help: "Write the combined report here.") var out: String
 
     func run() throws {
@@ -87,6 +88,15 @@ struct ReportCommand: ParsableCommand {
             guard names.count == reports.count else { throw ValidationError("--labels: \(reports.count) runs, \(names.count) labels") }
             for index in reports.indices { reports[index].label = names[index] }
         }
-        try PlanOptions.finish(reports, out: out)
+        // Runs with the same label are one run in parts (rates measured separately): one line each.
+        var merged: [BenchReport] = []
+        for report in reports {
+            if let index = merged.firstIndex(where: { $0.label == report.label }) {
+                merged[index].stages = (merged[index].stages + report.stages).sorted { $0.rate < $1.rate }
+            } else {
+                merged.append(report)
+            }
+        }
+        try PlanOptions.finish(merged, out: out)
     }
 }
