@@ -12,7 +12,19 @@ bin=.build/release/understudy
 log=$(mktemp)
 "$bin" up "$fleet" --policy "$policy" >"$log" 2>&1 &
 pid=$!
-trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null; grep warning "$log" || true; rm -f "$log"' EXIT
+# The fleet's own output is kept only when it says something: its warnings, or how it ended if it
+# ended before the benchmark did (a crash prints its backtrace there).
+stop() {
+  if kill -INT $pid 2>/dev/null; then
+    wait $pid 2>/dev/null || true
+    grep warning "$log" || true
+  else
+    echo "understudy up exited before the benchmark ended; its last output:" >&2
+    tail -n 80 "$log" >&2
+  fi
+  rm -f "$log"
+}
+trap stop EXIT
 for _ in $(seq 600); do grep -q "pods Ready after" "$log" && break; sleep 0.1; done
 grep "pods Ready after" "$log"
 # The pools' model unless the arguments name models (adapters) themselves.

@@ -1,6 +1,5 @@
 import Foundation
 import Gateway
-import Yams
 
 /// A fleet file: pods grouped in pools, the GIE resources the gateway reads, and where
 /// everything listens. Read from YAML (`kind: Fleet`, profiles/fleets/*.yaml).
@@ -89,30 +88,13 @@ extension FleetSpec {
 
     /// Reads and validates a fleet file; manifests it names are read relative to it.
     public static func load(file: String) throws(ConfigError) -> FleetSpec {
-        let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: file, document: 0, object: "", field: "", reason: "cannot read the file: \(error.localizedDescription)")
-        }
+        let text = try UnderstudyDocument.read(file: file)
         return try parse(text, file: file)
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> FleetSpec {
         var v = FieldValidator(file: file, document: 1)
-        let root: Any?
-        do {
-            root = try Yams.load(yaml: text)
-        } catch {
-            throw v.fail("", "not YAML: \(error)")
-        }
-        let top = try v.map(root, "", required: true)!
-        _ = try v.string(top["apiVersion"], "apiVersion", required: true, allowed: [apiVersion])
-        _ = try v.string(top["kind"], "kind", required: true, allowed: ["Fleet"])
-        let metadata = try v.map(top["metadata"], "metadata", required: true)!
-        let name = try v.string(metadata["name"], "metadata.name", required: true, minLength: 1, maxLength: 63,
-                                pattern: ("DNS label", { KubernetesPatterns.isLabelValue($0) && !$0.contains(".") && !$0.contains("_") }))!
-        v.object = "Fleet \"\(name)\""
+        let (top, name) = try UnderstudyDocument.open(text, kind: "Fleet", &v)
         let spec = try v.map(top["spec"], "spec", required: true)!
         var pools: [PodPoolSpec] = []
         for (index, item) in (try v.list(spec["pools"], "spec.pools", required: true, minItems: 1)!).enumerated() {

@@ -1,6 +1,5 @@
 import Foundation
 import Gateway
-import Yams
 
 /// A scenario file (`kind: Scenario`, profiles/scenarios/*.yaml): a fleet, steady open-loop
 /// load through its gateway, and a timeline of chaos actions; run by `understudy scenario`.
@@ -65,30 +64,13 @@ public struct TimedAction: Sendable, Equatable {
 extension ScenarioSpec {
     /// Reads and validates a scenario file; the fleet file it names is read relative to it.
     public static func load(file: String) throws(ConfigError) -> ScenarioSpec {
-        let text: String
-        do {
-            text = try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: file, document: 0, object: "", field: "", reason: "cannot read the file: \(error.localizedDescription)")
-        }
+        let text = try UnderstudyDocument.read(file: file)
         return try parse(text, file: file)
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ScenarioSpec {
         var v = FieldValidator(file: file, document: 1)
-        let root: Any?
-        do {
-            root = try Yams.load(yaml: text)
-        } catch {
-            throw v.fail("", "not YAML: \(error)")
-        }
-        let top = try v.map(root, "", required: true)!
-        _ = try v.string(top["apiVersion"], "apiVersion", required: true, allowed: [FleetSpec.apiVersion])
-        _ = try v.string(top["kind"], "kind", required: true, allowed: ["Scenario"])
-        let metadata = try v.map(top["metadata"], "metadata", required: true)!
-        let name = try v.string(metadata["name"], "metadata.name", required: true, minLength: 1, maxLength: 63,
-                                pattern: ("DNS label", { KubernetesPatterns.isLabelValue($0) && !$0.contains(".") && !$0.contains("_") }))!
-        v.object = "Scenario \"\(name)\""
+        let (top, name) = try UnderstudyDocument.open(text, kind: "Scenario", &v)
         let spec = try v.map(top["spec"], "spec", required: true)!
         let fleetPath = try v.string(spec["fleet"], "spec.fleet", required: true, minLength: 1)!
         let resolved = fleetPath.hasPrefix("/") ? fleetPath

@@ -79,12 +79,18 @@ public struct StageSummary: Codable, Sendable, Equatable {
     public var failed: Int { sent - succeeded - shed }
 
     /// A stage is unfaithful when more than 1 % of its sends (and more than 5) were late by
-    /// over 10 ms — the client could not keep the schedule — or the machine's cores were at
-    /// least 90 % busy, so the emulated pods' timers ran late too.
+    /// over 10 ms — the client could not keep the schedule —, as many requests got no answer at
+    /// all — the stack on this machine stopped taking connections, which a cluster's gateway
+    /// would not —, or the machine's cores were at least 90 % busy, so the emulated pods'
+    /// timers ran late too.
     static let lateThreshold = 0.010
-    static let lateShareLimit = 0.01
-    static let lateCountLimit = 5
+    static let shareLimit = 0.01
+    static let countLimit = 5
     static let busyLimit = 0.90
+
+    static func exceedsLimits(_ count: Int, of sent: Int) -> Bool {
+        count > countLimit && Double(count) / Double(sent) > shareLimit
+    }
 }
 
 /// Folds a stage's request records into its summary one at a time, keeping per-request
@@ -105,6 +111,7 @@ public struct StageStatistics: Sendable {
     private var served: [String: Int] = [:]
     private var lateSends = 0
     private var maxLateness = 0.0
+    private var unanswered = 0
 
     public init(rate: Double, duration: Double, start: Double) {
         self.rate = rate
@@ -122,6 +129,7 @@ public struct StageStatistics: Sendable {
             if record.outcome.isShed {
                 shed += 1
             } else {
+                if case .connectionFailed = record.outcome { unanswered += 1 }
                 errors[record.outcome.description, default: 0] += 1
             }
             return
@@ -151,8 +159,11 @@ public struct StageStatistics: Sendable {
     public func summary(machineBusy: Double? = nil) -> StageSummary {
         let span = max(lastFinish - start, 1e-9)
         var reasons: [String] = []
-        if lateSends > StageSummary.lateCountLimit, Double(lateSends) / Double(sent) > StageSummary.lateShareLimit {
+        if StageSummary.exceedsLimits(lateSends, of: sent) {
             reasons.append(String(format: "the client fell behind: %d of %d sends over 10 ms late (worst %.0f ms)", lateSends, sent, maxLateness * 1000))
+        }
+        if StageSummary.exceedsLimits(unanswered, of: sent) {
+            reasons.append("\(unanswered) of \(sent) requests got no answer (the connection was refused, reset or timed out): the stack ran out of a machine resource, often open files")
         }
         if let machineBusy, machineBusy >= StageSummary.busyLimit {
             reasons.append(String(format: "the machine was %.0f %% busy", machineBusy * 100))

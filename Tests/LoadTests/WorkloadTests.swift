@@ -120,6 +120,20 @@ struct StageSummaryTests {
         #expect(StageStatistics(rate: 1, duration: 1, start: 0).summary(machineBusy: 0.97).unfaithful == "the machine was 97 % busy")
     }
 
+    @Test func aStageWhoseConnectionsFailedIsMarkedButItsErrorAnswersAreNot() {
+        var statistics = StageStatistics(rate: 100, duration: 1, start: 0)
+        for index in 0..<100 {
+            let outcome: Outcome = index < 6 ? .connectionFailed("connect timeout") : index < 20 ? .status(503) : .ok
+            statistics.add(Self.record(sent: Double(index) / 100, latency: 0.1, outcome: outcome))
+        }
+        #expect(statistics.summary().unfaithful?.hasPrefix("6 of 100 requests got no answer") == true)
+
+        // Errors the fleet answered with are the fleet's behaviour, not the machine's.
+        var answered = StageStatistics(rate: 100, duration: 1, start: 0)
+        for index in 0..<100 { answered.add(Self.record(sent: Double(index) / 100, latency: 0.1, outcome: index < 50 ? .status(503) : .ok)) }
+        #expect(answered.summary().unfaithful == nil)
+    }
+
     @Test func reportsAreWrittenAsJSONCSVMarkdownAndChartsAndReadBack() throws {
         var statistics = StageStatistics(rate: 2, duration: 1, start: 0)
         statistics.add(Self.record(sent: 0.1, latency: 1, gaps: [0.01]))
