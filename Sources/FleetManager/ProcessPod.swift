@@ -106,17 +106,24 @@ final class ProcessPod: PodServer, @unchecked Sendable {
         while !hasExited { try await Task.sleep(for: .milliseconds(5)) }
     }
 
+    /// Returns once the fault is in force, as an in-process pod's does: the child applies its
+    /// control lines in order, so its answer to a probe sent after the fault means the fault was
+    /// applied (a stopped child never answers; the wait then ends at the probe's timeout).
     func perform(_ fault: ChaosAction) async throws {
         switch fault {
         case .hang:
             deliver(SIGSTOP)
+            return
         case .restore:
             deliver(SIGCONT)
             try send(.fault(fault))
         default:
             try send(.fault(fault))
         }
+        _ = await probe(timeout: Self.acknowledgementTimeout)
     }
+
+    static let acknowledgementTimeout = 2.0
 
     /// The kubelet's probe, asked over the control pipe rather than the pod's port: a partition
     /// (which resets the port's connections) must not fail it, as it does not fail a kubelet

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InferenceAPI
 import Load
 import NIOPosix
 
@@ -89,6 +90,7 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var options: PlanOptions
 
     func run() async throws {
+        OpenFileLimit.raiseToHardLimit()
         guard let url = URL(string: target), url.scheme == "http", let host = url.host else {
             throw ValidationError("--target must be an http:// URL with a host, got \(target)")
         }

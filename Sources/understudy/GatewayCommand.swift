@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InferenceAPI
 import Gateway
 import NIOCore
 import NIOPosix
@@ -33,6 +34,7 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        OpenFileLimit.raiseToHardLimit()
         let resources: GatewayResources
         do {
             resources = try ManifestLoader.load(files: configFiles)

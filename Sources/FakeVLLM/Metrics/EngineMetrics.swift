@@ -266,7 +266,7 @@ public final class EngineMetrics {
         for (state, value) in [("awake", 1.0), ("weights_offloaded", 0), ("discard_all", 0)] {
             out.sample("vllm:engine_sleep_state", labels: labels + [("sleep_state", state)], value: value)
         }
-        if let maxLoras {
+        if maxLoras != nil {
             out.family("vllm:lora_requests_info", help: "Running stats on lora requests.", type: .gauge)
             for index in loraSeries.indices {
                 if loraSeries[index].line == nil {

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import InferenceAPI
+import Testing
+
+struct OpenFileLimitTests {
+    @Test func theSoftLimitIsRaisedToTheHardLimitAndNeverLowered() throws {
+        let (soft, hard) = OpenFileLimit.current
+        try #require(hard > 64, "this machine's hard limit on open files is \(hard)")
+        // Lower the soft limit a little (anything up to the hard limit is allowed without
+        // privileges), as a shell's `ulimit -Sn` would, then raise it back.
+        var lowered = rlimit()
+        #if canImport(Glibc)
+        let kind = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let kind = RLIMIT_NOFILE
+        #endif
+        getrlimit(kind, &lowered)
+        lowered.rlim_cur = rlim_t(min(soft, hard - 1))
+        try #require(setrlimit(kind, &lowered) == 0)
+        #expect(OpenFileLimit.current.soft == min(soft, hard - 1))
+
+        let raised = OpenFileLimit.raiseToHardLimit()
+        #expect(raised == hard && OpenFileLimit.current == (soft: hard, hard: hard))
+        #expect(OpenFileLimit.raiseToHardLimit() == hard, "at the hard limit it stays there")
+    }
+
+    @Test func aLimitBelowVLLMsTargetIsWarnedAbout() {
+        #expect(OpenFileLimit.warning(soft: 65_535) == nil)
+        let warning = OpenFileLimit.warning(soft: 20_000)
+        #expect(warning?.contains("limited to 20000") == true && warning?.contains("about 6666 requests") == true)
+    }
+}
