@@ -84,7 +84,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
-        .testTarget(name: "LoadTests", dependencies: ["Load", "InferenceAPI"]),
+        .testTarget(
+            name: "LoadTests",
+            dependencies: [
+                "Load", "InferenceAPI", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "FleetManagerTests",
             dependencies: [

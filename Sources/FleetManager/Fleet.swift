@@ -1,6 +1,7 @@
 import FakeVLLM
 import Foundation
 import Gateway
+import InferenceAPI
 import NIOCore
 import NIOPosix
 
@@ -64,9 +65,14 @@ public actor Fleet {
         }
         // In-process pods are scraped without sockets; process pods over HTTP, as GIE does.
         let scrapes = runtime == .inProcess ? InProcessScrapes() : nil
+        var dataPlane = spec.dataPlane
+        if runtime == .inProcess, dataPlane.maxConnections == nil {
+            // Pods in this process hold the far side of every upstream connection.
+            dataPlane.maxConnections = OpenFileLimit.connectionBudget(descriptorsPerConnection: 3)
+        }
         let gateway = try await GatewayServer.start(
             resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
-            configuration: spec.dataPlane, metricsSource: scrapes)
+            configuration: dataPlane, metricsSource: scrapes)
         let fleet = Fleet(
             spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime, scrapes: scrapes)
         gateway.follow(fleet.registry)

@@ -62,7 +62,9 @@ public final class LoadClient: Sendable {
         let sent = now()
         var record = RequestRecord(stream: request.stream, scheduled: scheduled ?? sent, sent: sent, finished: sent, outcome: .ok)
         // A kept-alive connection the server closed while it sat idle is found out before
-        // anything is written on it; the request then goes on a new connection.
+        // anything is written on it; the request then goes on a new connection, once: a new
+        // connection closed before the request (a server over its connection limit) is the
+        // answer.
         var fresh = false
         while true {
             let connection: Connection
@@ -83,6 +85,11 @@ public final class LoadClient: Sendable {
                 }
             }
             guard let finished else {
+                guard !fresh else {
+                    record.finished = now()
+                    record.outcome = .connectionFailed("connection closed before an answer")
+                    return record
+                }
                 fresh = true
                 continue
             }
@@ -130,17 +137,19 @@ public final class LoadClient: Sendable {
             if reused.channel.isActive, NIODeadline.now() - reused.idleSince < Self.maxIdle { return reused }
             reused.channel.close(promise: nil)
         }
+        // Made here, not looked up in the pipeline afterwards: a server may close the
+        // connection at once (over its connection limit), pipeline and all.
+        let exchange = ExchangeHandler()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(min(.seconds(5), timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ExchangeHandler())
+                    try channel.pipeline.syncOperations.addHandler(exchange)
                 }
             }
             .connect(to: try SocketAddress.makeAddressResolvingHost(host, port: port)).get()
-        let exchange = try await channel.pipeline.handler(type: ExchangeHandler.self).get()
         return Connection(channel: channel, exchange: exchange)
     }
 

@@ -23,6 +23,8 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Seconds to wait for an upstream connection.") var connectTimeout = 5.0
     @Option(help: "Seconds an upstream may stay silent (before its first byte or between two).") var upstreamTimeout = 300.0
     @Option(help: "Endpoints tried per request while nothing has reached the client.") var maxAttempts = 3
+    @Option(help: "Client connections held open at once; more are closed as they come (default: what the open-file limit allows, 2 per connection).")
+    var maxConnections: Int?
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
     @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
 
@@ -31,6 +33,7 @@ struct GatewayCommand: AsyncParsableCommand {
         guard connectTimeout > 0, upstreamTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
     }
 
     func run() async throws {
@@ -46,6 +49,7 @@ struct GatewayCommand: AsyncParsableCommand {
         dataPlane.connectTimeout = .nanoseconds(Int64(connectTimeout * 1e9))
         dataPlane.upstreamTimeout = .nanoseconds(Int64(upstreamTimeout * 1e9))
         dataPlane.maxAttempts = maxAttempts
+        dataPlane.maxConnections = maxConnections
         let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
         let server: GatewayServer
         do {

@@ -52,21 +52,28 @@ struct Up: AsyncParsableCommand {
             print("  all \(fleet.list().count) pods Ready after \(started.duration(to: .now).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1))))")
             fflush(nil)  // print is buffered when stdout is not a terminal
         }
-        // Say so when this machine cannot keep the pods' pace: their latencies are then its own.
-        let watchLag = Task {
-            var previous = await fleet.emulationLag()
+        // Say so when this machine limits what clients see: when it cannot keep the pods' pace
+        // (their latencies are then its own), or when this process runs out of descriptors.
+        let watchMachine = Task {
+            var previousLag = await fleet.emulationLag()
+            var previousShortages = OpenFileLimit.shortages
             while !Task.isCancelled {
                 try await Task.sleep(for: .seconds(10))
                 let lag = await fleet.emulationLag()
                 // More than 1 % of the pods' time lost.
-                if lag - previous > 0.01 * 10 * Double(max(fleet.list().count, 1)) {
-                    print(String(format: "  warning: the pods fell %.1f s behind real time in the last 10 s (summed over pods): this machine cannot keep their pace, and latencies measured now include its delays", lag - previous))
-                    fflush(nil)
+                if lag - previousLag > 0.01 * 10 * Double(max(fleet.list().count, 1)) {
+                    print(String(format: "  warning: the pods fell %.1f s behind real time in the last 10 s (summed over pods): this machine cannot keep their pace, and latencies measured now include its delays", lag - previousLag))
                 }
-                previous = lag
+                let shortages = OpenFileLimit.shortages
+                if shortages > previousShortages {
+                    print("  warning: short of open files \(shortages - previousShortages) times in the last 10 s (limit \(OpenFileLimit.current.soft)): client connections over the gateway's limit were closed or a connection could not be opened; those clients' failures are this machine's, not the fleet's")
+                }
+                fflush(nil)
+                previousLag = lag
+                previousShortages = shortages
             }
         }
-        defer { watchLag.cancel() }
+        defer { watchMachine.cancel() }
         let signal = await Self.waitForTermination()
         print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s; again to quit now)")
         fflush(nil)  // print is buffered when stdout is not a terminal

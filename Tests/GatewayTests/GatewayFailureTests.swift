@@ -69,6 +69,45 @@ extension EndToEnd {
         #expect(try await stack.post("/v1/completions", Self.body).status == 200)
     }
 
+    @Test func overItsConnectionLimitTheGatewayClosesNewConnectionsAtOnceAsEnvoyDoes() async throws {
+        var dataPlane = DataPlaneConfiguration()
+        dataPlane.maxConnections = 2
+        let stack = try await GatewayStack.start(pods: 1, dataPlane: dataPlane)
+        defer { Task { await stack.stop() } }
+        let shortagesBefore = OpenFileLimit.shortages
+        // Two clients, each keeping its connection open after an answer: the limit is reached.
+        let keepers = (0..<2).map { _ in HTTPClient(eventLoopGroupProvider: .singleton) }
+        for keeper in keepers {
+            let response = try await keeper.execute(stack.completionRequest(Self.body), timeout: .seconds(30))
+            #expect(response.status == .ok)
+            _ = try await response.body.collect(upTo: 1 << 20)
+        }
+
+        // A third connection is closed without an answer, at once rather than after a timeout.
+        let third = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: stack.gateway.port) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        let answer = try? await third.executeThenClose { inbound, outbound in
+            try? await outbound.write(ByteBuffer(string: "GET /v1/models HTTP/1.1\r\nHost: gateway\r\n\r\n"))
+            var received = ""
+            for try await chunk in inbound { received += String(buffer: chunk) }
+            return received
+        }
+        #expect(answer ?? "" == "", "no answer over the limit")
+        #expect(OpenFileLimit.shortages > shortagesBefore, "counted, so understudy up can say so")
+
+        // Once a kept connection goes away, new clients are served again.
+        try await keepers[0].shutdown()
+        var status: Int?
+        for _ in 0..<40 where status != 200 {
+            status = try? await stack.post("/v1/completions", Self.body, timeout: .seconds(5)).status
+            if status != 200 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(status == 200)
+        try await keepers[1].shutdown()
+    }
+
     @Test func theSubsetHintLimitsTheChoice() async throws {
         let stack = try await GatewayStack.start(pods: 3)
         defer { Task { await stack.stop() } }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import InferenceAPI
+import NIOCore
 import Testing
 
 struct OpenFileLimitTests {
@@ -31,6 +32,13 @@ struct OpenFileLimitTests {
     @Test func aLimitBelowVLLMsTargetIsWarnedAbout() {
         #expect(OpenFileLimit.warning(soft: 65_535) == nil)
         let warning = OpenFileLimit.warning(soft: 20_000)
-        #expect(warning?.contains("limited to 20000") == true && warning?.contains("about 6666 requests") == true)
+        #expect(warning?.contains("limited to 20000") == true && warning?.contains("about 6000 client connections") == true)
+    }
+
+    @Test func runningOutIsToldApartFromAPeersFault() {
+        #expect(OpenFileLimit.isExhaustion(IOError(errnoCode: EMFILE, reason: "socket")))
+        #expect(OpenFileLimit.isExhaustion(IOError(errnoCode: ENFILE, reason: "accept")))
+        #expect(!OpenFileLimit.isExhaustion(IOError(errnoCode: ECONNREFUSED, reason: "connect")))
+        #expect(!OpenFileLimit.isExhaustion(ChannelError.connectTimeout(.seconds(1))))
     }
 }

@@ -62,6 +62,7 @@ public final class VLLMServer: Sendable {
         let channel = try await ServerBootstrap(group: group, childGroup: loop)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { AcceptGuard.install(on: $0) }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 if partitioned.withLockedValue({ $0 }) { return Self.reset(channel) }

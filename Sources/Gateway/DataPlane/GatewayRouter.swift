@@ -12,6 +12,10 @@ public struct DataPlaneConfiguration: Sendable {
     public var upstreamTimeout: TimeAmount = .seconds(300)
     /// Endpoints tried per request while nothing has reached the client.
     public var maxAttempts = 3
+    /// Client connections held open at once; beyond it a new one is closed as it is accepted
+    /// (Envoy's listener connection limit). By default (nil) as many as keep the process clear of
+    /// its open-file limit with two descriptors per connection (the client's and the upstream's).
+    public var maxConnections: Int?
 
     public init() {}
 }

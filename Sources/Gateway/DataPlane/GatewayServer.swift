@@ -61,6 +61,9 @@ public final class GatewayServer: Sendable {
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { [maxConnections = configuration.maxConnections ?? OpenFileLimit.connectionBudget(descriptorsPerConnection: 2)] channel in
+                    AcceptGuard.install(on: channel, limit: maxConnections)
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -44,6 +44,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// Endpoints that already had their one fresh-connection retry.
     private var freshRetried: Set<String> = []
     private var attempts = 0
+    /// Why the last connection to an endpoint failed, for the 503 when none answers.
+    private var lastConnectFailure: (any Error)?
     private var endpoint: Endpoint?
     /// The endpoint the request was last sent to (the served-endpoint header names it).
     private var sentTo: Endpoint?
@@ -89,7 +91,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         guard attempts < context.configuration.maxAttempts, let next = nextEndpoint() else {
             return finishBeforeHead(APIError(
                 status: 503, type: "ServiceUnavailable",
-                message: "upstream connect error or disconnect/reset before headers: no endpoint answered after \(attempts) attempt(s)"))
+                message: "upstream connect error or disconnect/reset before headers: no endpoint answered after \(attempts) attempt(s)"
+                    + (lastConnectFailure.map { "; the last connection failed: \($0)" } ?? "")))
         }
         attempts += 1
         tried.insert(next.address)
@@ -122,8 +125,18 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
                 lastActivity = .now()
                 armTimeout()
                 upstream.send(head, body: body, to: self)
-            case .failure:
+            case .failure(let error):
                 guard !isDone else { return }
+                if OpenFileLimit.isExhaustion(error) {
+                    // The gateway itself is out of descriptors: the endpoint is not at fault (it
+                    // keeps its place among the candidates), and another would fare no better.
+                    OpenFileLimit.noteShortage()
+                    return finishBeforeHead(APIError(
+                        status: 503, type: "ServiceUnavailable",
+                        message: "upstream connect error or disconnect/reset before headers: the gateway ran out of open files "
+                            + "(its limit is \(OpenFileLimit.current.soft), ulimit -n)"))
+                }
+                lastConnectFailure = error
                 context.picker.reportConnectFailure(target.address)
                 attemptNext()
             }
