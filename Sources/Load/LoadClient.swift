@@ -210,8 +210,10 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             exchange.record.attempts = head.headers.first(name: "x-envoy-attempt-count").flatMap { Int($0) }
         case .body(var chunk):
             if exchange.streaming, exchange.status == 200 {
+                // Every event in the chunk arrived now, however long reading them takes.
+                let arrival = exchange.clock()
                 exchange.events.append(&chunk)
-                while let event = exchange.events.next() { Self.read(event, into: &exchange) }
+                while let event = exchange.events.next() { Self.read(event, arrivedAt: arrival, into: &exchange) }
             } else {
                 exchange.body.setOrWriteBuffer(&chunk)
             }
@@ -225,19 +227,17 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     /// One `data:` event of a stream: generated text, the usage chunk, an error, or `[DONE]`.
-    private static func read(_ event: ByteBuffer, into exchange: inout Exchange) {
-        let bytes = event.readableBytesView
-        if bytes.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
-        if ServerSentEvents.containsKey("error", in: bytes) {
+    private static func read(_ event: ByteBuffer, arrivedAt now: Double, into exchange: inout Exchange) {
+        if event.readableBytesView.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
+        if ServerSentEvents.containsKey("error", in: event) {
             exchange.streamError = (try? JSONValue.parse(event))?["error"]?["code"]?.int ?? 0
             return
         }
-        if ServerSentEvents.contains(#""choices":[]"#, in: bytes) || ServerSentEvents.contains(#""choices": []"#, in: bytes) {
+        if ServerSentEvents.contains(#""choices":[]"#, in: event) || ServerSentEvents.contains(#""choices": []"#, in: event) {
             // The usage chunk `stream_options.include_usage` asks for comes last, without choices.
             exchange.record.read(usage: (try? JSONValue.parse(event))?["usage"])
             return
         }
-        let now = exchange.clock()
         if let last = exchange.lastToken {
             exchange.record.interTokenGaps.append(now - last)
         } else {

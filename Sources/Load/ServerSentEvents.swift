@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 
 /// Splits a server-sent event stream into its `data:` payloads, whatever the chunking.
@@ -20,11 +25,9 @@ struct ServerSentEvents {
     /// The next complete event's data (without `data: ` and the blank line), if one has arrived.
     mutating func next() -> ByteBuffer? {
         while var buffer = pending, buffer.readableBytes > 0 {
-            let view = buffer.readableBytesView
-            guard let end = Self.firstBlankLine(in: view) else { return nil }
-            let length = end - view.startIndex
+            guard let length = Self.offset(of: Self.blankLine, in: buffer) else { return nil }
             var event = buffer.readSlice(length: length)!
-            buffer.moveReaderIndex(forwardBy: 2)
+            buffer.moveReaderIndex(forwardBy: Self.blankLine.count)
             pending = buffer.readableBytes > 0 ? buffer : nil
             if event.readableBytesView.starts(with: "data: ".utf8) {
                 event.moveReaderIndex(forwardBy: 6)
@@ -35,30 +38,40 @@ struct ServerSentEvents {
         return nil
     }
 
-    private static func firstBlankLine(in bytes: ByteBufferView) -> Int? {
-        var index = bytes.startIndex
-        while let newline = bytes[index...].firstIndex(of: UInt8(ascii: "\n")) {
-            let after = bytes.index(after: newline)
-            if after < bytes.endIndex, bytes[after] == UInt8(ascii: "\n") { return newline }
-            index = after
-            if index >= bytes.endIndex { return nil }
-        }
-        return nil
-    }
+    private static let blankLine: [UInt8] = Array("\n\n".utf8)
 
     /// A JSON member named `key` in an event: `"key"` not inside a string (where its quotes
     /// would be escaped).
-    static func containsKey(_ key: String, in bytes: ByteBufferView) -> Bool {
+    static func containsKey(_ key: String, in event: ByteBuffer) -> Bool {
         let needle = Array("\"\(key)\"".utf8)
-        var index = bytes.startIndex
-        while let found = bytes[index...].firstRange(of: needle) {
-            if found.lowerBound == bytes.startIndex || bytes[bytes.index(before: found.lowerBound)] != UInt8(ascii: "\\") { return true }
-            index = found.upperBound
+        var start = 0
+        while let found = offset(of: needle, in: event, from: start) {
+            if found == 0 || event.getInteger(at: event.readerIndex + found - 1, as: UInt8.self) != UInt8(ascii: "\\") { return true }
+            start = found + 1
         }
         return false
     }
 
-    static func contains(_ text: String, in bytes: ByteBufferView) -> Bool {
-        bytes.firstRange(of: Array(text.utf8)) != nil
+    static func contains(_ text: String, in event: ByteBuffer) -> Bool {
+        offset(of: Array(text.utf8), in: event) != nil
+    }
+
+    /// Where `needle` first occurs in the readable bytes, at or after `start` (memchr for its
+    /// first byte, then a compare): every event of every stream passes through here, and the
+    /// standard library's generic searches cost the load client more than the server it
+    /// measures spends producing the events.
+    static func offset(of needle: [UInt8], in buffer: ByteBuffer, from start: Int = 0) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            guard let base = bytes.baseAddress, !needle.isEmpty, bytes.count - start >= needle.count else { return nil }
+            let last = bytes.count - needle.count
+            var index = start
+            while index <= last {
+                guard let hit = memchr(base + index, Int32(needle[0]), last - index + 1) else { return nil }
+                let offset = base.distance(to: UnsafeRawPointer(hit))
+                if needle.withUnsafeBytes({ memcmp(hit, $0.baseAddress!, needle.count) }) == 0 { return offset }
+                index = offset + 1
+            }
+            return nil
+        }
     }
 }
