@@ -365,6 +365,8 @@ public actor Fleet {
         }
         guard let server = pods[action.target]?.server else { throw FleetError("no running pod named \(action.target)") }
         try await server.perform(action)
+        // A kill or a restart while the fault was being applied leaves a new server, without it.
+        guard pods[action.target]?.server === server else { return }
         if case .restore = action { faults[action.target] = nil }
         // One fault of each kind at a time: a second `slow` replaces the first.
         if let label = action.faultLabel { faults[action.target, default: [:]][action.verb] = label }

@@ -13,6 +13,8 @@ final class ProcessPod: PodServer, @unchecked Sendable {
     /// Set once the child has exited and been reaped; no signal is sent after that (its PID may
     /// belong to another process by then).
     private let exited: NIOLockedValueBox<Bool>
+    /// Stopped by `hang` (SIGSTOP) and not yet continued: it reads no control line meanwhile.
+    private let stopped = NIOLockedValueBox(false)
     private let lock = NSLock()
 
     private init(port: Int, process: Process, control: FileHandle, output: ChildOutput, exited: NIOLockedValueBox<Bool>) {
@@ -108,17 +110,21 @@ final class ProcessPod: PodServer, @unchecked Sendable {
 
     /// Returns once the fault is in force, as an in-process pod's does: the child applies its
     /// control lines in order, so its answer to a probe sent after the fault means the fault was
-    /// applied (a stopped child never answers; the wait then ends at the probe's timeout).
+    /// applied. A child stopped by `hang` reads nothing until restored; its faults are queued
+    /// and applied then, and nothing is awaited.
     func perform(_ fault: ChaosAction) async throws {
         switch fault {
         case .hang:
+            stopped.withLockedValue { $0 = true }
             deliver(SIGSTOP)
             return
         case .restore:
             deliver(SIGCONT)
+            stopped.withLockedValue { $0 = false }
             try send(.fault(fault))
         default:
             try send(.fault(fault))
+            if stopped.withLockedValue({ $0 }) { return }
         }
         _ = await probe(timeout: Self.acknowledgementTimeout)
     }

@@ -31,7 +31,8 @@ public enum OpenFileLimit {
         if limit.rlim_cur < limit.rlim_max {
             var raised = limit
             raised.rlim_cur = limit.rlim_max
-            // macOS refuses a soft limit above OPEN_MAX however high the hard one is.
+            // macOS may refuse a soft limit above kern.maxfilesperproc however high the hard one
+            // is; then vLLM's target, as far as the hard limit allows.
             if setrlimit(resourceKind, &raised) != 0 {
                 raised.rlim_cur = min(limit.rlim_max, rlim_t(recommended))
                 _ = setrlimit(resourceKind, &raised)
@@ -54,7 +55,11 @@ public enum OpenFileLimit {
     /// this machine's, not a fault of the peer it was connecting to.
     public static func isExhaustion(_ error: any Error) -> Bool {
         if let error = error as? IOError { return [EMFILE, ENFILE].contains(error.errnoCode) }
-        if let error = error as? NIOConnectionError { return error.connectionErrors.contains { isExhaustion($0.error) } }
+        if let error = error as? NIOConnectionError {
+            // A host name's lookup needs descriptors too.
+            return error.connectionErrors.contains { isExhaustion($0.error) }
+                || [error.dnsAError, error.dnsAAAAError].contains { $0.map(isExhaustion) ?? false }
+        }
         return false
     }
 

@@ -44,8 +44,8 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// Endpoints that already had their one fresh-connection retry.
     private var freshRetried: Set<String> = []
     private var attempts = 0
-    /// Why the last connection to an endpoint failed, for the 503 when none answers.
-    private var lastConnectFailure: (any Error)?
+    /// How the last attempt failed, for the 503 when no endpoint answers.
+    private var lastFailure: String?
     private var endpoint: Endpoint?
     /// The endpoint the request was last sent to (the served-endpoint header names it).
     private var sentTo: Endpoint?
@@ -92,7 +92,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             return finishBeforeHead(APIError(
                 status: 503, type: "ServiceUnavailable",
                 message: "upstream connect error or disconnect/reset before headers: no endpoint answered after \(attempts) attempt(s)"
-                    + (lastConnectFailure.map { "; the last connection failed: \($0)" } ?? "")))
+                    + (lastFailure.map { "; the last attempt: \($0)" } ?? "")))
         }
         attempts += 1
         tried.insert(next.address)
@@ -136,7 +136,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
                         message: "upstream connect error or disconnect/reset before headers: the gateway ran out of open files "
                             + "(its limit is \(OpenFileLimit.current.soft), ulimit -n)"))
                 }
-                lastConnectFailure = error
+                lastFailure = "connecting to \(target.address) failed: \(error)"
                 context.picker.reportConnectFailure(target.address)
                 attemptNext()
             }
@@ -239,6 +239,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
                 freshRetried.insert(endpoint.address)
                 return connect(to: endpoint, fresh: true)
             }
+            lastFailure = "\(endpoint.address) closed the connection before answering"
             context.picker.reportConnectFailure(endpoint.address)
             attemptNext()
         case .collecting:
