@@ -46,7 +46,7 @@ public enum OpenFileLimit {
     public static func warning(soft: Int) -> String? {
         guard soft < recommended else { return nil }
         return "open files are limited to \(soft) (ulimit -n, its hard limit): with the gateway and its pods in one process, about "
-            + "\(connectionBudget(descriptorsPerConnection: 3, soft: soft)) client connections can be open; more wait to be accepted"
+            + "\(connectionBudget(descriptorsPerConnection: 3, soft: soft)) client connections can be open; the gateway closes more as they come"
     }
 
     // MARK: Running out

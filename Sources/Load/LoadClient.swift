@@ -229,11 +229,11 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
     /// One `data:` event of a stream: generated text, the usage chunk, an error, or `[DONE]`.
     private static func read(_ event: ByteBuffer, arrivedAt now: Double, into exchange: inout Exchange) {
         if event.readableBytesView.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
-        if ServerSentEvents.containsKey("error", in: event) {
+        if ServerSentEvents.containsKey(ServerSentEvents.errorKey, in: event) {
             exchange.streamError = (try? JSONValue.parse(event))?["error"]?["code"]?.int ?? 0
             return
         }
-        if ServerSentEvents.contains(#""choices":[]"#, in: event) || ServerSentEvents.contains(#""choices": []"#, in: event) {
+        if ServerSentEvents.emptyChoices.contains(where: { ServerSentEvents.offset(of: $0, in: event) != nil }) {
             // The usage chunk `stream_options.include_usage` asks for comes last, without choices.
             exchange.record.read(usage: (try? JSONValue.parse(event))?["usage"])
             return

@@ -40,20 +40,19 @@ struct ServerSentEvents {
 
     private static let blankLine: [UInt8] = Array("\n\n".utf8)
 
-    /// A JSON member named `key` in an event: `"key"` not inside a string (where its quotes
-    /// would be escaped).
-    static func containsKey(_ key: String, in event: ByteBuffer) -> Bool {
-        let needle = Array("\"\(key)\"".utf8)
+    /// The needles looked for in every event, made once.
+    static let errorKey: [UInt8] = Array(#""error""#.utf8)
+    static let emptyChoices: [[UInt8]] = [Array(#""choices":[]"#.utf8), Array(#""choices": []"#.utf8)]
+
+    /// A JSON member named by `needle` (`"key"`, quotes included) in an event, not inside a
+    /// string (where its quotes would be escaped).
+    static func containsKey(_ needle: [UInt8], in event: ByteBuffer) -> Bool {
         var start = 0
         while let found = offset(of: needle, in: event, from: start) {
             if found == 0 || event.getInteger(at: event.readerIndex + found - 1, as: UInt8.self) != UInt8(ascii: "\\") { return true }
             start = found + 1
         }
         return false
-    }
-
-    static func contains(_ text: String, in event: ByteBuffer) -> Bool {
-        offset(of: Array(text.utf8), in: event) != nil
     }
 
     /// Where `needle` first occurs in the readable bytes, at or after `start` (memchr for its

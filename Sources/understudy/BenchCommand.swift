@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import InferenceAPI
 import Load
 import NIOPosix
 
@@ -90,7 +89,6 @@ struct BenchCommand: AsyncParsableCommand {
     @OptionGroup var options: PlanOptions
 
     func run() async throws {
-        OpenFileLimit.raiseToHardLimit()
         guard let url = URL(string: target), url.scheme == "http", let host = url.host else {
             throw ValidationError("--target must be an http:// URL with a host, got \(target)")
         }

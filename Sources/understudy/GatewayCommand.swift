@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import InferenceAPI
 import Gateway
 import NIOCore
 import NIOPosix
@@ -37,7 +36,6 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        OpenFileLimit.raiseToHardLimit()
         let resources: GatewayResources
         do {
             resources = try ManifestLoader.load(files: configFiles)

@@ -2,7 +2,6 @@ import ArgumentParser
 import FakeVLLM
 import FleetManager
 import Foundation
-import InferenceAPI
 
 /// `understudy scenario FILE`: a fleet, steady load through its gateway and a timeline of chaos,
 /// then a report of what clients saw.
@@ -14,7 +13,6 @@ struct ScenarioCommand: AsyncParsableCommand {
     @Argument(help: "Scenario file (profiles/scenarios/*.yaml).") var file: String
 
     func run() async throws {
-        OpenFileLimit.raiseToHardLimit()
         let profiles = try ProfileStore.locate()
         let scenario: ScenarioSpec
         do {

@@ -46,7 +46,6 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        OpenFileLimit.raiseToHardLimit()
         var configuration = ServerConfiguration()
         configuration.model = model
         configuration.servedModelNames = servedModelName

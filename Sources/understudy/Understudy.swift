@@ -1,4 +1,5 @@
 import ArgumentParser
+import InferenceAPI
 
 /// The one executable: parses arguments and hands off to the libraries.
 @main
@@ -10,4 +11,12 @@ struct Understudy: AsyncParsableCommand {
             Up.self, ScenarioCommand.self, Chaos.self, BenchCommand.self, SimCommand.self, ReportCommand.self, Serve.self, GatewayCommand.self,
             Profiles.self,
         ])
+
+    /// Every command first raises its soft limit on open files as far as the hard limit allows
+    /// (as vLLM and Go programs do): servers, the load client and whole fleets hold a descriptor
+    /// per connection.
+    static func main() async {
+        OpenFileLimit.raiseToHardLimit()
+        await main(nil)
+    }
 }

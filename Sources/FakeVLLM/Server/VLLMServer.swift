@@ -177,7 +177,6 @@ public final class VLLMServer: Sendable {
         try await router.driver.loop.submit { router.faults = faults }.get()
     }
 
-    /// Generation requests still being answered, held ones (a hung server's) included.
     /// Wall seconds this pod's emulation has fallen behind its own timeline (its steps started
     /// late because the machine was busy): growing lag means it no longer runs at the
     /// accelerator's speed.
@@ -186,6 +185,7 @@ public final class VLLMServer: Sendable {
         return try await router.driver.loop.submit { router.driver.lag }.get()
     }
 
+    /// Generation requests still being answered, held ones (a hung server's) included.
     public func requestsInFlight() async throws -> Int {
         let router = self.router
         return try await router.driver.loop.submit { router.driver.serverLoad + router.heldRequestCount }.get()
