@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-.build/release/understudy}
+for tool in curl python3; do command -v $tool >/dev/null || { echo "bench-accept-spin: needs $tool (apt-get install $tool)" >&2; exit 1; }; done
 [ -x "$bin" ] || swift build -c release --product understudy >/dev/null
 port=18999
 (ulimit -Sn 100; ulimit -Hn 100; exec "$bin" serve --accelerator instant --port $port >/dev/null 2>&1) &
