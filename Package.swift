@@ -100,7 +100,14 @@ let package = Package(
             ]
         ),
         // Helpers the test targets share: running external tools (promtool, the OpenAI SDK).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport"
+        ),
         // Gateway tests run real FakeVLLM pods; the Gateway module itself never imports FakeVLLM.
         .testTarget(
             name: "GatewayTests",

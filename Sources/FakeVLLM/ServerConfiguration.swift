@@ -1,3 +1,5 @@
+import InferenceAPI
+
 /// Everything `understudy serve` is told, named after `vllm serve`'s flags. Unset values take
 /// vLLM's defaults for the profiled device.
 public struct ServerConfiguration: Sendable {
@@ -37,6 +39,10 @@ public struct ServerConfiguration: Sendable {
     public var showHiddenMetricsForVersion: String?
     /// Largest request body accepted, bytes.
     public var maxBodyBytes: Int = 16 * 1024 * 1024
+    /// The most work one generation request may ask for (see `RequestBudget`).
+    public var requestBudget = RequestBudget()
+    /// Header, body and keep-alive timeouts and head limits of the listener.
+    public var connectionLimits = ConnectionLimits.pod
 
     public init() {}
 
@@ -57,6 +63,22 @@ extension ServerConfiguration {
         }
         return Precision(fp8Weights: quantization == "fp8", fp8KVCache: kvCacheDtype != "auto")
     }
+}
+
+/// Bounds on one generation request, so that no single request can stall or exhaust a process
+/// that many emulated pods share. `maxN` is vLLM's own (`VLLM_MAX_N_SEQUENCES`, added after
+/// 0.11.0, whose n was unbounded); the other two are Understudy's, far above what clients send
+/// (vLLM's benchmarks use n = 1 and max_tokens in the thousands).
+public struct RequestBudget: Sendable, Equatable {
+    /// The largest `n` (vLLM's `VLLM_MAX_N_SEQUENCES`, default 16384).
+    public var maxN = 16384
+    /// Sequences a request may ask for: its prompts × n.
+    public var maxSequences = 16384
+    /// Output entries a request could produce at most: Σ over sequences of max_tokens, each
+    /// token counted once more per top logprob asked for (about 90 MB of planned output at most).
+    public var maxOutputEntries = 1 << 22
+
+    public init() {}
 }
 
 /// One `--lora-modules` entry: `name=path`, or the JSON form with `base_model_name`.

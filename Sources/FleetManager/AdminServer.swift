@@ -14,10 +14,21 @@ import NIOPosix
 ///   `POST /pods/NAME/kv-pressure?usable=U`: chaos (`ChaosAction`);
 /// - `POST /pools/NAME/scale?replicas=N`: scale a pool.
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
+///
+/// A web page must not be able to break the fleet through a browser on this machine: requests
+/// carrying a foreign `Origin`, form posts, and (on a loopback listener) a `Host` that is not a
+/// loopback name (DNS rebinding) are refused with 403 or 415; with a token, every request
+/// needs `Authorization: Bearer TOKEN`.
 public enum AdminServer {
-    public static func start(fleet: Fleet, host: String, port: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Channel {
-        try await HTTPListener.bind(host: host, port: port, group: group) { AdminRouter(fleet: fleet) }
+    public static func start(
+        fleet: Fleet, host: String, port: Int, token: String? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> Channel {
+        let guardrails = AdminGuard(loopbackOnly: AdminGuard.isLoopback(host), token: token)
+        return try await HTTPListener.bind(host: host, port: port, group: group) { AdminRouter(fleet: fleet, guardrails: guardrails) }
     }
+
+    /// The most replicas `scale` gives a pool (in-process pods share this machine).
+    public static let maxReplicas = 256
 
     /// A pod as `GET /pods` lists it.
     static func json(_ pod: PodRecord, faults: [String]) -> JSONValue {
@@ -43,11 +54,19 @@ public enum AdminServer {
 /// Serves the admin routes; each runs on the fleet actor and answers on the connection's loop.
 final class AdminRouter: HTTPRequestRouter {
     let fleet: Fleet
+    let guardrails: AdminGuard
     let maxBodyBytes = 64 * 1024
 
-    init(fleet: Fleet) { self.fleet = fleet }
+    init(fleet: Fleet, guardrails: AdminGuard) {
+        self.fleet = fleet
+        self.guardrails = guardrails
+    }
 
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+        if let refusal = guardrails.refusal(request) {
+            writer.respond(refusal)
+            return nil
+        }
         let bound = NIOLoopBound(writer, eventLoop: writer.eventLoop)
         let loop = writer.eventLoop
         let fleet = self.fleet
@@ -93,7 +112,9 @@ final class AdminRouter: HTTPRequestRouter {
             }
             return (.ok, await AdminServer.listing(fleet))
         case (.POST, 3, "pools") where path[2] == "scale":
-            guard let replicas = query["replicas"].flatMap(Int.init), replicas >= 0 else { return error(400, "scale needs ?replicas=N (N ≥ 0)") }
+            guard let replicas = query["replicas"].flatMap(Int.init), (0...AdminServer.maxReplicas).contains(replicas) else {
+                return error(400, "scale needs ?replicas=N with 0 ≤ N ≤ \(AdminServer.maxReplicas)")
+            }
             do {
                 try await fleet.perform(.scale(pool: path[1], replicas: replicas))
             } catch {
@@ -154,5 +175,61 @@ final class AdminRouter: HTTPRequestRouter {
             isDone = true
             task?.cancel()
         }
+    }
+}
+
+/// What the admin API refuses before routing: another origin, form posts, foreign Host names
+/// on a loopback listener, and requests without the token when one is set.
+struct AdminGuard: Sendable {
+    let loopbackOnly: Bool
+    let token: String?
+
+    static func isLoopback(_ host: String) -> Bool {
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+    }
+
+    /// `host[:port]` or `[v6][:port]` without the port.
+    static func hostName(_ authority: Substring) -> Substring {
+        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") { return authority[...end] }
+        return authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? authority
+    }
+
+    func refusal(_ request: IncomingRequest) -> APIError? {
+        func forbidden(_ message: String) -> APIError { APIError(status: 403, type: "Forbidden", message: message) }
+        if let token {
+            let given = request.headers.first(name: "authorization") ?? ""
+            let parts = given.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer", Self.constantTimeEqual(parts[1].utf8, token.utf8) else {
+                return APIError(status: 401, type: "Unauthorized", message: "the admin API needs Authorization: Bearer <token> (understudy up --admin-token)")
+            }
+        }
+        if let origin = request.headers.first(name: "origin") {
+            // A browser names the page's origin; only pages served from this machine's loopback may call.
+            let authority = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
+            guard origin.hasPrefix("http://") || origin.hasPrefix("https://"), Self.isLoopback(String(Self.hostName(authority))) else {
+                return forbidden("cross-origin requests are refused (Origin: \(origin))")
+            }
+        }
+        if request.method == .POST, let type = request.headers.first(name: "content-type")?.lowercased(),
+           type.hasPrefix("application/x-www-form-urlencoded") || type.hasPrefix("multipart/form-data") || type.hasPrefix("text/plain") {
+            // The bodies a cross-site HTML form can send; the admin API takes its arguments in the query.
+            return APIError(status: 415, type: "UnsupportedMediaType", message: "form posts are refused; send the action's arguments in the query")
+        }
+        if loopbackOnly {
+            let host = request.headers.first(name: "host").map { String(Self.hostName(Substring($0))) }
+            guard let host, Self.isLoopback(host) else {
+                return forbidden("the admin API listens on loopback and answers only requests addressed to it (Host: \(host ?? "none"))")
+            }
+        }
+        return nil
+    }
+
+    /// Compares without stopping at the first difference, so timing does not reveal the token.
+    static func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for (x, y) in zip(a, b) { difference |= x ^ y }
+        return difference == 0
     }
 }

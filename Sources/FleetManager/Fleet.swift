@@ -363,7 +363,15 @@ public actor Fleet {
         case .scale(let pool, let replicas): return try await scale(pool, replicas: replicas)
         default: break
         }
-        guard let server = pods[action.target]?.server else { throw FleetError("no running pod named \(action.target)") }
+        guard let pod = pods[action.target] else { throw FleetError("no pod named \(action.target)") }
+        guard let server = pod.server else {
+            // Killed or restarted and not yet running again: its faults went with its server.
+            if case .restore = action {
+                faults[action.target] = nil
+                return
+            }
+            throw FleetError("pod \(action.target) is not running (\(pod.lifecycle.phase.status)); try again once it is")
+        }
         try await server.perform(action)
         // A kill or a restart while the fault was being applied leaves a new server, without it.
         guard pods[action.target]?.server === server else { return }

@@ -118,6 +118,7 @@ extension FleetSpec {
             dataPlane.connectTimeout = .nanoseconds(Int64(seconds * 1e9))
         }
         dataPlane.maxAttempts = try v.integer(gatewayMap["maxAttempts"], "spec.gateway.maxAttempts", minimum: 1, maximum: 10) ?? dataPlane.maxAttempts
+        dataPlane.retryOnReset = try v.bool(gatewayMap["retryOnReset"], "spec.gateway.retryOnReset") ?? false
         let adminMap = try v.map(spec["admin"], "spec.admin") ?? [:]
         let admin = Listener(
             host: try v.string(adminMap["host"], "spec.admin.host") ?? "127.0.0.1",

@@ -33,9 +33,48 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     /// "Bad Request", and the message the Python repr of pydantic's error list, e.g.
     /// `[{'type': 'int_parsing', 'loc': ('body', 'max_tokens'), 'msg': '…', 'input': 'abc'}]`.
     public static func validation(kind: String, location: [String], message: String, input: JSONValue?) -> APIError {
-        let loc = "(" + location.map { "'\($0)'" }.joined(separator: ", ") + (location.count == 1 ? ",)" : ")")
-        let text = "[{'type': '\(kind)', 'loc': \(loc), 'msg': '\(message)', 'input': \(pythonRepr(input))}]"
+        validation([ValidationIssue(kind: kind, location: location, message: message, input: input)])
+    }
+
+    /// Several schema failures at once, in pydantic's order (one per list item or union member).
+    public static func validation(_ issues: [ValidationIssue]) -> APIError {
+        let text = "[" + issues.map { issue in
+            let loc = "(" + issue.location.map { $0.repr }.joined(separator: ", ") + (issue.location.count == 1 ? ",)" : ")")
+            return "{'type': '\(issue.kind)', 'loc': \(loc), 'msg': '\(issue.message)', 'input': \(pythonRepr(issue.input))}"
+        }.joined(separator: ", ") + "]"
         return APIError(status: 400, type: "Bad Request", message: text, param: nil)
+    }
+
+    /// One pydantic error: its type, where (field names and list indexes), message and input.
+    public struct ValidationIssue: Sendable {
+        /// A step of pydantic's `loc`: a field name (quoted) or a list index (bare).
+        public enum Step: Sendable, ExpressibleByStringLiteral {
+            case field(String)
+            case index(Int)
+            public init(stringLiteral value: String) { self = .field(value) }
+            var repr: String {
+                switch self {
+                case .field(let name): "'\(name)'"
+                case .index(let index): String(index)
+                }
+            }
+        }
+
+        public var kind: String
+        public var location: [Step]
+        public var message: String
+        public var input: JSONValue?
+
+        public init(kind: String, location: [Step], message: String, input: JSONValue?) {
+            self.kind = kind
+            self.location = location
+            self.message = message
+            self.input = input
+        }
+
+        public init(kind: String, location: [String], message: String, input: JSONValue?) {
+            self.init(kind: kind, location: location.map { .field($0) }, message: message, input: input)
+        }
     }
 
     /// Python's `repr` of a decoded JSON value, as it appears inside pydantic messages: keys in

@@ -118,14 +118,16 @@ public protocol HTTPRequestRouter: AnyObject {
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)?
 }
 
-/// The HTTP/1.1 connection handler shared by the emulated server and the gateway: collects a
-/// request (refusing bodies over the limit with 413), hands it to the router, and cancels the
-/// response in flight when the client goes away.
+/// The HTTP/1.1 connection handler shared by the emulated server, the gateway and the small
+/// listeners: collects a request (refusing bodies over the limit with 413 and heads over the
+/// limits with 431), hands it to the router, cancels the response in flight when the client
+/// goes away, and closes connections that send too slowly or sit idle too long.
 public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPServerRequestPart
     public typealias OutboundOut = HTTPServerResponsePart
 
     private let router: any HTTPRequestRouter
+    private let limits: ConnectionLimits
     /// Answer an HTTP/1.0 client in HTTP/1.0, so a body of unknown length ends with the
     /// connection rather than in chunks it cannot read (as nginx does). Off, every answer is
     /// HTTP/1.1, chunked when needed, as uvicorn answers (vLLM).
@@ -137,9 +139,46 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     private var inFlightNumber = 0
     private var requestNumber = 0
 
-    public init(router: any HTTPRequestRouter, answersInClientVersion: Bool = false) {
+    /// Where the connection is in its request cycle; each phase but `responding` has a deadline.
+    private enum Phase {
+        /// Waiting for a request's first byte (a new or kept-alive connection).
+        case idle
+        case receivingHead
+        case receivingBody
+        /// A request was handed over; the response's own timeouts apply.
+        case responding
+    }
+
+    private var phase = Phase.idle
+    private var deadline: NIODeadline?
+    /// The one scheduled deadline check; transitions move `deadline` and reschedule only when
+    /// it moved earlier, so a busy connection does not schedule a timer per request.
+    private var check: Scheduled<Void>?
+    private var checkAt: NIODeadline?
+    private var context: ChannelHandlerContext?
+    /// The handler in front of the codec, through which raw bytes reach the socket.
+    weak var observer: RequestBytesObserver?
+
+    public init(router: any HTTPRequestRouter, limits: ConnectionLimits, answersInClientVersion: Bool = false) {
         self.router = router
+        self.limits = limits
         self.answersInClientVersion = answersInClientVersion
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        enter(.idle, limit: limits.idleTimeout)
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        check?.cancel()
+        check = nil
+        self.context = nil
+    }
+
+    /// The first bytes of a request arrived (seen before the HTTP decoder).
+    func requestBytesArrived() {
+        if case .idle = phase { enter(.receivingHead, limit: limits.requestHeadersTimeout) }
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -148,7 +187,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             head = requestHead
             refusing = false
             body = nil
-            if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > router.maxBodyBytes {
+            enter(.receivingBody, limit: limits.requestBodyTimeout)
+            if let refusal = headRefusal(requestHead.headers) {
+                refuse(context: context, refusal)
+            } else if let length = requestHead.headers.first(name: "content-length").flatMap(Int.init), length > router.maxBodyBytes {
                 refuseTooLarge(context: context, size: length)
             } else if requestHead.method == .POST, requestHead.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 // As uvicorn: tell the client to send the body rather than make it wait.
@@ -169,6 +211,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
                 body: body ?? context.channel.allocator.buffer(capacity: 0), version: requestHead.version)
             head = nil
             body = nil
+            enter(.responding, limit: nil)
             // The pipeline handler may hand over the next pipelined request from inside this
             // response's final write, so a response only clears the in-flight slot it owns.
             requestNumber += 1
@@ -177,7 +220,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             let keepAlive = requestHead.version.minor >= 1 && requestHead.isKeepAlive
             let version: HTTPVersion = answersInClientVersion && requestHead.version.minor == 0 ? .http1_0 : .http1_1
             let writer = ResponseWriter(context: context, keepAlive: keepAlive, version: version) { [weak self] in
-                if let self, self.inFlightNumber == number { self.inFlight = nil }
+                guard let self else { return }
+                if self.inFlightNumber == number { self.inFlight = nil }
+                // Unless the next pipelined request was handed over during the final write.
+                if self.requestNumber == number, case .responding = self.phase { self.enter(.idle, limit: self.limits.idleTimeout) }
             }
             let responder = router.route(request, writer: writer)
             if let responder, !responder.isDone {
@@ -187,13 +233,34 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         }
     }
 
+    /// 431 for a head over the header limits (Envoy's answer; the count as its `max_headers_count`).
+    private func headRefusal(_ headers: HTTPHeaders) -> APIError? {
+        var bytes = 0
+        var count = 0
+        for (name, value) in headers {
+            bytes += name.utf8.count + value.utf8.count
+            count += 1
+        }
+        guard bytes > limits.maxHeaderBytes || count > limits.maxHeaderCount else { return nil }
+        let what = count > limits.maxHeaderCount
+            ? "\(count) headers exceed the limit of \(limits.maxHeaderCount)"
+            : "\(bytes) bytes of headers exceed the limit of \(limits.maxHeaderBytes)"
+        return APIError(status: 431, type: "RequestHeaderFieldsTooLarge", message: "Request header fields too large: \(what).")
+    }
+
     private func refuseTooLarge(context: ChannelHandlerContext, size: Int) {
-        refusing = true
-        body = nil
-        let writer = ResponseWriter(context: context, keepAlive: false) {}
-        writer.respond(APIError(
+        refuse(context: context, APIError(
             status: 413, type: "RequestEntityTooLarge",
             message: "Request body of \(size) bytes exceeds the limit of \(router.maxBodyBytes) bytes.", param: nil))
+    }
+
+    /// Answers before the request was read whole, and closes the connection after.
+    private func refuse(context: ChannelHandlerContext, _ error: APIError) {
+        refusing = true
+        body = nil
+        enter(.responding, limit: nil)
+        let writer = ResponseWriter(context: context, keepAlive: false) {}
+        writer.respond(error)
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -202,16 +269,114 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        check?.cancel()
+        check = nil
         inFlight?.cancel()
         inFlight = nil
         context.fireChannelInactive()
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // A malformed request or a reset: this connection ends, the server goes on.
+        // A malformed request: answered when no response has started (431 for a head too large
+        // for the parser, else 400), then this connection ends; the server goes on.
+        if let parserError = error as? HTTPParserError, inFlight == nil, !refusing, phase != .responding {
+            refusing = true
+            let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            let headers = HTTPHeaders([("connection", "close"), ("content-length", "0")])
+            context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+        }
         inFlight?.cancel()
         inFlight = nil
         context.close(promise: nil)
+    }
+
+    // MARK: Timeouts
+
+    private func enter(_ next: Phase, limit: TimeAmount?) {
+        phase = next
+        guard let limit, let context else {
+            deadline = nil
+            return
+        }
+        let due = NIODeadline.now() + limit
+        deadline = due
+        if let checkAt, checkAt <= due { return }
+        schedule(at: due, context: context)
+    }
+
+    private func schedule(at due: NIODeadline, context: ChannelHandlerContext) {
+        check?.cancel()
+        checkAt = due
+        check = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in self?.checkDeadline() }
+    }
+
+    private func checkDeadline() {
+        check = nil
+        checkAt = nil
+        guard let deadline, let context else { return }
+        guard deadline <= .now() else { return schedule(at: deadline, context: context) }
+        switch phase {
+        case .receivingBody where !refusing:
+            // The head was read: tell the client why (Envoy's 408 "request timeout").
+            refuse(context: context, APIError(status: 408, type: "RequestTimeout", message: "request timeout"))
+        case .receivingHead:
+            // No request was parsed, so the answer (Envoy's 408 "request header timeout") goes
+            // out as raw bytes, beside the HTTP codec, which has no request to answer.
+            let error = APIError(status: 408, type: "RequestTimeout", message: "request header timeout")
+            var bytes = context.channel.allocator.buffer(capacity: 256)
+            let body = error.body(allocator: context.channel.allocator)
+            bytes.writeString("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.readableBytes)\r\nconnection: close\r\n\r\n")
+            bytes.writeImmutableBuffer(body)
+            enter(.responding, limit: nil)
+            if let observer { observer.writeAndClose(bytes) } else { context.close(promise: nil) }
+        case .idle, .receivingBody, .responding:
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// Sees a connection's raw bytes before the HTTP decoder, so the request-headers timeout runs
+/// from a request's first byte and an idle connection is told apart from a slow one.
+final class RequestBytesObserver: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let handler: HTTPRequestHandler
+    private var context: ChannelHandlerContext?
+
+    init(handler: HTTPRequestHandler) { self.handler = handler }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes bytes straight to the socket, past the HTTP codec, then closes.
+    func writeAndClose(_ bytes: ByteBuffer) {
+        guard let context else { return }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        handler.requestBytesArrived()
+        context.fireChannelRead(data)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// The HTTP/1.1 server pipeline every listener of ours uses: NIO's codec with pipelining
+    /// assistance, then `HTTPRequestHandler` (which answers protocol errors itself, with 431
+    /// for oversized heads), with the limits' timeouts.
+    public func addHTTPServerHandlers(
+        router: any HTTPRequestRouter, limits: ConnectionLimits, answersInClientVersion: Bool = false, outboundHeaderValidation: Bool = true
+    ) throws {
+        let handler = HTTPRequestHandler(router: router, limits: limits, answersInClientVersion: answersInClientVersion)
+        try configureHTTPServerPipeline(
+            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: false,
+            withOutboundHeaderValidation: outboundHeaderValidation)
+        let observer = RequestBytesObserver(handler: handler)
+        handler.observer = observer
+        try addHandler(observer, position: .first)
+        try addHandler(handler)
     }
 }
 
@@ -219,15 +384,15 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
 /// and metrics ports; the model servers and the gateway tune their listeners themselves).
 public enum HTTPListener {
     public static func bind(
-        host: String, port: Int, group: EventLoopGroup, makeRouter: @escaping @Sendable () -> any HTTPRequestRouter
+        host: String, port: Int, group: EventLoopGroup, limits: ConnectionLimits = .admin,
+        makeRouter: @escaping @Sendable () -> any HTTPRequestRouter
     ) async throws -> Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { AcceptGuard.install(on: $0) }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: makeRouter()))
+                    try channel.pipeline.syncOperations.addHTTPServerHandlers(router: makeRouter(), limits: limits)
                 }
             }
             .bind(host: host, port: port)

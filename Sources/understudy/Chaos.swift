@@ -14,13 +14,18 @@ struct Chaos: AsyncParsableCommand {
 
     struct Target: ParsableArguments {
         @Option(help: "The fleet's admin API.") var admin = "http://127.0.0.1:8070"
+        @Option(help: "The admin API's token, when understudy up was given one (also UNDERSTUDY_ADMIN_TOKEN).") var adminToken: String?
     }
 
     /// Sends one admin request and prints the pods it answers with, or its error.
-    static func call(_ admin: String, _ method: String, _ path: String) async throws {
+    static func call(_ target: Target, _ method: String, _ path: String) async throws {
+        let admin = target.admin
         guard let url = URL(string: admin + path) else { throw ChaosError(description: "bad admin URL \(admin)") }
         var request = URLRequest(url: url)
         request.httpMethod = method
+        if let token = target.adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"] {
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "authorization")
+        }
         let (data, response): (Data, URLResponse)
         do {
             (data, response) = try await URLSession.shared.data(for: request)
@@ -51,7 +56,7 @@ struct Chaos: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The fleet's pods, their state and faults.")
         @OptionGroup var target: Target
-        func run() async throws { try await Chaos.call(target.admin, "GET", "/pods") }
+        func run() async throws { try await Chaos.call(target, "GET", "/pods") }
     }
 
     struct Kill: PodAction {
@@ -73,7 +78,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         @Option(help: "Step-time factor.") var factor = 4.0
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/slow?factor=\(factor)") }
+        func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/slow?factor=\(factor)") }
     }
 
     struct Errors: AsyncParsableCommand {
@@ -84,7 +89,7 @@ struct Chaos: AsyncParsableCommand {
         @Option(help: "HTTP status of the failures (400…599).") var status = 500
         @Flag(help: "Cut the connection mid-response instead of answering with a status.") var cut = false
         func run() async throws {
-            try await Chaos.call(target.admin, "POST", "/pods/\(pod)/errors?rate=\(rate)" + (cut ? "&kind=cut" : "&status=\(status)"))
+            try await Chaos.call(target, "POST", "/pods/\(pod)/errors?rate=\(rate)" + (cut ? "&kind=cut" : "&status=\(status)"))
         }
     }
 
@@ -100,7 +105,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pool.") var pool: String
         @Argument(help: "Pods wanted.") var replicas: Int
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
+        func run() async throws { try await Chaos.call(target, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
     }
 
     struct Partition: PodAction {
@@ -116,7 +121,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         @Option(help: "Share of the KV cache left usable, 0…1.") var usable = 0.1
-        func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/kv-pressure?usable=\(usable)") }
+        func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/kv-pressure?usable=\(usable)") }
     }
 
     struct Drain: PodAction {
@@ -134,5 +139,5 @@ struct ChaosError: Error, CustomStringConvertible {
 }
 
 extension Chaos.PodAction {
-    func run() async throws { try await Chaos.call(target.admin, "POST", "/pods/\(pod)/\(Self.action)") }
+    func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/\(Self.action)") }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import InferenceAPI
 import NIOCore
 import NIOPosix
 
@@ -21,9 +22,15 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var maxBodyBytes = 16 * 1024 * 1024
     @Option(help: "Seconds to wait for an upstream connection.") var connectTimeout = 5.0
     @Option(help: "Seconds an upstream may stay silent (before its first byte or between two).") var upstreamTimeout = 300.0
-    @Option(help: "Endpoints tried per request while nothing has reached the client.") var maxAttempts = 3
+    @Option(help: "Endpoints tried per request: a failed connection moves on to the next (and, with --retry-on-reset, a reset before the response head).") var maxAttempts = 3
+    @Flag(help: "Retry a request whose upstream closed before answering, elsewhere (Envoy's retry_on: reset; off as in GIE's Envoy config).")
+    var retryOnReset = false
     @Option(help: "Client connections held open at once; more are closed as they come (default: what the open-file limit allows, 2 per connection).")
     var maxConnections: Int?
+    @Option(help: "Seconds an idle client connection stays open (Envoy's idle_timeout; 0: forever).") var idleTimeout = 3600.0
+    @Option(help: "Seconds from a request's first byte to the end of its headers, else the connection is closed (0: no limit).")
+    var requestHeadersTimeout = 10.0
+    @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 300.0
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
     @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
 
@@ -33,6 +40,12 @@ struct GatewayCommand: AsyncParsableCommand {
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        _ = try connectionLimits()
+    }
+
+    func connectionLimits() throws -> ConnectionLimits {
+        try ConnectionLimits.gateway.overriding(
+            idle: (idleTimeout, "--idle-timeout"), requestHeaders: requestHeadersTimeout, requestBody: requestBodyTimeout)
     }
 
     func run() async throws {
@@ -47,6 +60,8 @@ struct GatewayCommand: AsyncParsableCommand {
         dataPlane.connectTimeout = .nanoseconds(Int64(connectTimeout * 1e9))
         dataPlane.upstreamTimeout = .nanoseconds(Int64(upstreamTimeout * 1e9))
         dataPlane.maxAttempts = maxAttempts
+        dataPlane.retryOnReset = retryOnReset
+        dataPlane.connectionLimits = try connectionLimits()
         dataPlane.maxConnections = maxConnections
         let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
         let server: GatewayServer

@@ -36,13 +36,27 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Emulated time runs this many times faster than real time.") var timeScale = 1.0
     @Option(help: "Seconds of emulated model loading before /health turns 200.") var startupDelay = 0.0
     @Option(help: "Also expose metrics deprecated after this vLLM version (e.g. 0.11).") var showHiddenMetricsForVersion: String?
+    @Option(help: "Seconds an idle kept-alive connection stays open (uvicorn's --timeout-keep-alive; 0: forever).") var timeoutKeepAlive = 5.0
+    @Option(help: "Seconds from a request's first byte to the end of its headers, else the connection is closed (0: no limit).")
+    var requestHeadersTimeout = 10.0
+    @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 60.0
+    @Option(help: "Most sequences (prompts × n) one request may ask for.") var maxRequestSequences = RequestBudget().maxSequences
+    @Option(help: "Most output one request may ask for: n × max_tokens over its prompts, each token counted once more per top logprob.")
+    var maxRequestOutputTokens = RequestBudget().maxOutputEntries
     @Flag(help: .hidden) var controlStdin = false
 
     func validate() throws {
         guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
+        guard maxRequestSequences >= 1, maxRequestOutputTokens >= 1 else { throw ValidationError("request budgets must be at least 1") }
+        _ = try connectionLimits()
         guard [1, 8, 16, 32, 64, 128, 256, 320, 512].contains(maxLoraRank) else {
             throw ValidationError("--max-lora-rank must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (vLLM's choices)")
         }
+    }
+
+    func connectionLimits() throws -> ConnectionLimits {
+        try ConnectionLimits.pod.overriding(
+            idle: (timeoutKeepAlive, "--timeout-keep-alive"), requestHeaders: requestHeadersTimeout, requestBody: requestBodyTimeout)
     }
 
     func run() async throws {
@@ -77,6 +91,13 @@ struct Serve: AsyncParsableCommand {
         configuration.timeScale = timeScale
         configuration.startupDelay = startupDelay
         configuration.showHiddenMetricsForVersion = showHiddenMetricsForVersion
+        configuration.connectionLimits = try connectionLimits()
+        if let maxN = environment["VLLM_MAX_N_SEQUENCES"] {
+            guard let value = Int(maxN), value >= 1 else { throw ValidationError("VLLM_MAX_N_SEQUENCES must be a positive integer, got \(maxN)") }
+            configuration.requestBudget.maxN = value
+        }
+        configuration.requestBudget.maxSequences = maxRequestSequences
+        configuration.requestBudget.maxOutputEntries = maxRequestOutputTokens
 
         let server = try await VLLMServer.start(configuration, profiles: ProfileStore.locate())
         let setup = server.setup

@@ -16,6 +16,8 @@ struct Up: AsyncParsableCommand {
     @Flag(help: "Run each pod as its own process (understudy serve), so kill is SIGKILL and hang is SIGSTOP.") var processes = false
     @Option(help: "The gateway's picker: \(PickerPolicy.names) (default: the fleet's EndpointPickerConfig, else GIE's default).")
     var policy: String?
+    @Option(help: "Require Authorization: Bearer TOKEN on the admin API (also UNDERSTUDY_ADMIN_TOKEN; understudy chaos sends it).")
+    var adminToken: String?
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
@@ -32,7 +34,8 @@ struct Up: AsyncParsableCommand {
         }
         let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
         let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime)
-        let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port)
+        let token = adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"]
+        let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port, token: token)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
         print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name)\(policy.map { ", policy \($0)" } ?? ""))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }

@@ -11,9 +11,10 @@ import Testing
 /// The admin API against a running fleet: listing, and chaos that clients can see.
 extension FleetEndToEnd {
 @Suite(.serialized) struct AdminServerTests {
-    func call(_ port: Int, _ method: HTTPMethod, _ path: String) async throws -> (status: Int, json: JSONValue?) {
+    func call(_ port: Int, _ method: HTTPMethod, _ path: String, headers: [(String, String)] = []) async throws -> (status: Int, json: JSONValue?) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = method
+        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
         let body = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), try? JSONValue.parse(body))
@@ -56,7 +57,6 @@ extension FleetEndToEnd.AdminServerTests {
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
         let port = fleet.gateway.port
         let faulty = fleet.list()[0].address
-        let healthy = fleet.list()[1].address
         let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true}"#
         let stream = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true, "stream": true}"#
 
@@ -67,19 +67,57 @@ extension FleetEndToEnd.AdminServerTests {
         #expect(try JSONValue.parse(failed.body)["error"]?["message"]?.string == "Injected fault (understudy chaos).")
 
         // A cut connection: a stream ends with the gateway's error event; a whole response that
-        // never came is retried on the healthy pod.
+        // never came is Envoy's 503 for a reset, not retried (GIE's Envoy config has no retry policy).
         try await fleet.perform(.errors(pod: "fast-0", FaultInjection(rate: 1, kind: .cutStream)))
         let cut = try await KillScenarioTests.post(port, stream, onlyTo: faulty)
         #expect(cut.status == 200)
         #expect(cut.body.contains(#""code":502"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
-        let retried = try await KillScenarioTests.post(port, body, onlyTo: "\(faulty),\(healthy)")
-        #expect(retried.status == 200)
-        #expect(retried.servedBy == healthy)
+        let reset = try await KillScenarioTests.post(port, body, onlyTo: faulty)
+        #expect(reset.status == 503)
+        #expect(reset.servedBy == faulty)
+        #expect(reset.body.contains("disconnect/reset before headers. reset reason: connection termination"))
 
         try await fleet.perform(.restore(pod: "fast-0"))
         // A cut before any byte also counts as a connection failure: the pod is out until its next scrape.
         #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
         #expect(try await KillScenarioTests.post(port, body, onlyTo: faulty).status == 200)
+        await fleet.stop()
+    }
+}
+
+extension FleetEndToEnd.AdminServerTests {
+    /// What a web page in a browser on this machine could send, and what a token keeps out.
+    @Test func crossOriginFormAndForeignHostRequestsAreRefusedAndScaleIsCapped() async throws {
+        let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
+        let admin = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0)
+        let port = admin.localAddress!.port!
+        let crossOrigin = try await call(port, .POST, "/pods/fast-0/kill", headers: [("origin", "http://attacker.example")])
+        #expect(crossOrigin.status == 403)
+        #expect(crossOrigin.json?["error"]?["message"]?.string?.hasPrefix("cross-origin requests are refused") == true)
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("content-type", "application/x-www-form-urlencoded")]).status == 415)
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("host", "attacker.example:8070")]).status == 403)
+        #expect(fleet.list()[0].restarts == 0 && fleet.list()[0].isReady, "no refused request reached the fleet")
+        // The fleet's own tools and pages on loopback still get through.
+        #expect(try await call(port, .GET, "/pods", headers: [("origin", "http://localhost:3000")]).status == 200)
+        let scale = try await call(port, .POST, "/pools/fast/scale?replicas=100000")
+        #expect(scale.status == 400)
+        #expect(scale.json?["error"]?["message"]?.string == "scale needs ?replicas=N with 0 ≤ N ≤ \(AdminServer.maxReplicas)")
+        #expect(fleet.list().count == 2)
+
+        // restore works on a pod that is not running (killed, backing off): its faults went with it.
+        #expect(try await call(port, .POST, "/pods/fast-0/hang").status == 200)
+        try await fleet.kill("fast-0")
+        let restored = try await call(port, .POST, "/pods/fast-0/restore")
+        #expect(restored.status == 200)
+        #expect(restored.json?.array?.first?["faults"]?.array?.isEmpty == true)
+        try await admin.close()
+
+        let guarded = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0, token: "s3cret")
+        let guardedPort = guarded.localAddress!.port!
+        #expect(try await call(guardedPort, .GET, "/pods").status == 401)
+        #expect(try await call(guardedPort, .GET, "/pods", headers: [("authorization", "Bearer wrong!")]).status == 401)
+        #expect(try await call(guardedPort, .GET, "/pods", headers: [("authorization", "Bearer s3cret")]).status == 200)
+        try await guarded.close()
         await fleet.stop()
     }
 }

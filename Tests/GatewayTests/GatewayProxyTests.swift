@@ -78,7 +78,11 @@ extension EndToEnd {
         #expect(stream.body.contains(#""model":"friendly-name""#))
     }
 
-    @Test func aRequestWhoseEndpointDropsTheConnectionIsRetriedElsewhere() async throws {
+    /// A request the endpoint took and dropped is not retried (GIE's Envoy config names no
+    /// retry policy): the client gets Envoy's 503 naming the reset. With `retryOnReset` (Envoy's
+    /// `retry_on: reset`) it is retried on another endpoint.
+    @Test(arguments: [false, true])
+    func aRequestWhoseEndpointDropsTheConnectionIsRetriedOnlyWithRetryOnReset(retryOnReset: Bool) async throws {
         // An endpoint whose metrics look healthy but which drops every inference connection,
         // and a round-robin picker that is sure to send it its share first.
         let dropping = try await DroppingModelServer.start()
@@ -95,14 +99,25 @@ extension EndToEnd {
               plugins:
               - pluginRef: round-robin-picker
             """
+        var dataPlane = DataPlaneConfiguration()
+        dataPlane.retryOnReset = retryOnReset
         let stack = try await GatewayStack.start(
-            pods: 2, manifests: GatewayStack.poolYAML + roundRobin, extraEndpoints: ["127.0.0.1:\(dropping.port)"])
+            pods: 2, manifests: GatewayStack.poolYAML + roundRobin, dataPlane: dataPlane, extraEndpoints: ["127.0.0.1:\(dropping.port)"])
         defer { Task { await stack.stop() } }
+        var refused = 0
         for index in 0..<6 {
             let response = try await stack.post("/v1/completions", #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi \#(index)", "max_tokens": 2}"#)
-            #expect(response.status == 200)
-            #expect(response.servedBy == stack.address(of: 0) || response.servedBy == stack.address(of: 1))
+            if response.servedBy == "127.0.0.1:\(dropping.port)" {
+                refused += 1
+                #expect(!retryOnReset)
+                #expect(response.status == 503)
+                #expect(response.json?["error"]?["message"]?.string?.hasPrefix("upstream connect error or disconnect/reset before headers. reset reason: connection termination") == true)
+            } else {
+                #expect(response.status == 200)
+                #expect(response.servedBy == stack.address(of: 0) || response.servedBy == stack.address(of: 1))
+            }
         }
+        #expect(retryOnReset ? refused == 0 : refused >= 1)
         #expect(dropping.droppedRequests.withLockedValue { $0 } >= 1, "the round robin never reached the dropping endpoint")
     }
 }

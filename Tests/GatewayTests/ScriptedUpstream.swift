@@ -8,18 +8,21 @@ import NIOPosix
 struct ScriptedUpstream {
     let channel: Channel
     let inferenceRequests: NIOLockedValueBox<Int>
+    /// The head of the last request other than a scrape, as it arrived.
+    let lastHead: NIOLockedValueBox<String>
     var address: String { "127.0.0.1:\(channel.localAddress!.port!)" }
 
     static func start(script: String) async throws -> ScriptedUpstream {
         let count = NIOLockedValueBox(0)
+        let lastHead = NIOLockedValueBox("")
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Handler(script: script, count: count))
+                    try channel.pipeline.syncOperations.addHandler(Handler(script: script, count: count, lastHead: lastHead))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return ScriptedUpstream(channel: channel, inferenceRequests: count)
+        return ScriptedUpstream(channel: channel, inferenceRequests: count, lastHead: lastHead)
     }
 
     final class Handler: ChannelInboundHandler {
@@ -27,11 +30,13 @@ struct ScriptedUpstream {
         typealias OutboundOut = ByteBuffer
         let script: String
         let count: NIOLockedValueBox<Int>
+        let lastHead: NIOLockedValueBox<String>
         var received = ""
 
-        init(script: String, count: NIOLockedValueBox<Int>) {
+        init(script: String, count: NIOLockedValueBox<Int>, lastHead: NIOLockedValueBox<String>) {
             self.script = script
             self.count = count
+            self.lastHead = lastHead
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -50,6 +55,7 @@ struct ScriptedUpstream {
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response)), promise: nil)
                 } else {
                     count.withLockedValue { $0 += 1 }
+                    lastHead.withLockedValue { $0 = String(head) }
                     context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: script))).whenComplete { _ in context.close(promise: nil) }
                     return
                 }

@@ -40,6 +40,8 @@ struct GenerationRequest {
     var presencePenalty: Double?
     var frequencyPenalty: Double?
     var repetitionPenalty: Double?
+    /// Chat with tools and `tool_choice` "auto" (given, or the default when tools are given).
+    var autoToolChoice = false
 
     /// Reads a body as vLLM's request model does: wrong types and the model validators'
     /// failures throw pydantic-style 400s. Sampling values are checked later, by
@@ -58,13 +60,15 @@ struct GenerationRequest {
                 throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, Stream options can only be defined when `stream=True`.", input: body)
             }
             guard case .object(let fields) = options else {
-                throw APIError.validation(kind: "model_type", location: ["body", "stream_options"], message: "Input should be a valid dictionary or instance of StreamOptions", input: options)
+                throw APIError.validation(kind: "model_attributes_type", location: ["body", "stream_options"], message: Self.notAnObject, input: options)
             }
             let optionReader = FieldReader(body: options, path: ["stream_options"])
             // include_usage defaults to True once stream_options is given; an explicit null is None.
             includeUsage = fields["include_usage"] == nil ? true : (try optionReader.bool("include_usage") ?? false)
             continuousUsageStats = try optionReader.bool("continuous_usage_stats") ?? false
         }
+        if kind == .chat { autoToolChoice = try Self.checkToolUsage(body) }
+        try Self.checkStructure(body, kind: kind)
         switch kind {
         case .completion:
             prompts = try Self.completionPrompts(body["prompt"])
@@ -117,6 +121,106 @@ struct GenerationRequest {
         repetitionPenalty = try reader.number("repetition_penalty")
     }
 
+    /// pydantic's message for a model-typed field given something else (FastAPI validates with
+    /// `from_attributes`).
+    static let notAnObject = "Input should be a valid dictionary or object to extract fields from"
+
+    /// vLLM 0.11's `check_tool_usage` (a before-validator, so ahead of the fields' types);
+    /// returns whether tool_choice is "auto". Where vLLM's validator itself fails on a malformed
+    /// `tools` (a 500 there), the fields' checks that follow answer instead.
+    private static func checkToolUsage(_ body: JSONValue) throws(APIError) -> Bool {
+        func fail(_ message: String) -> APIError {
+            APIError.validation(kind: "value_error", location: ["body"], message: "Value error, " + message, input: body)
+        }
+        let tools = body["tools"]
+        var choice = body["tool_choice"]
+        if choice == nil, let tools, isTruthy(tools) { choice = .string("auto") }
+        guard let choice, choice != .null, choice != .string("none") else { return false }
+        guard let tools, tools != .null else { throw fail("When using `tool_choice`, `tools` must be set.") }
+        switch choice {
+        case .string("auto"): return true
+        case .string("required"): return false
+        case .object:
+            let usage = #"Correct usage: `{"type": "function", "function": {"name": "my_function"}}`"#
+            guard let function = choice["function"], case .object = function else {
+                throw fail("Invalid value for `function`: `\(APIError.pythonRepr(choice["function"]))` in `tool_choice`! \(usage)")
+            }
+            guard let name = function["name"] else { throw fail("Expected field `name` in `function` in `tool_choice`! \(usage)") }
+            guard case .string(let text) = name, !text.isEmpty else {
+                throw fail("Invalid `name` in `function`: `\(APIError.pythonRepr(name))` in `tool_choice`! \(usage)")
+            }
+            if case .array(let items) = tools, items.allSatisfy({ $0["function"]?["name"] != nil }),
+               !items.contains(where: { $0["function"]?["name"] == name }) {
+                throw fail("The tool specified in `tool_choice` does not match any of the specified `tools`")
+            }
+            return false
+        default:
+            let shown: String
+            if case .string(let text) = choice { shown = text } else { shown = APIError.pythonRepr(choice) }
+            throw fail(#"Invalid value for `tool_choice`: \#(shown)! Only named tools, "none", "auto" or "required" are supported."#)
+        }
+    }
+
+    /// The types of the structured fields vLLM's request models declare and the emulator
+    /// otherwise ignores: `tools` (a list of function tools), `response_format`,
+    /// `structured_outputs`. pydantic reports every failing list item.
+    private static func checkStructure(_ body: JSONValue, kind: Kind) throws(APIError) {
+        var issues: [APIError.ValidationIssue] = []
+        if kind == .chat, let tools = body["tools"], tools != .null {
+            if case .array(let items) = tools {
+                for (index, item) in items.enumerated() {
+                    let at: [APIError.ValidationIssue.Step] = ["body", "tools", .index(index)]
+                    guard case .object = item else {
+                        issues.append(.init(kind: "model_attributes_type", location: at, message: notAnObject, input: item))
+                        continue
+                    }
+                    if let type = item["type"], type != .string("function") {
+                        issues.append(.init(kind: "literal_error", location: at + ["type"], message: "Input should be 'function'", input: type))
+                    }
+                    switch item["function"] {
+                    case nil:
+                        issues.append(.init(kind: "missing", location: at + ["function"], message: "Field required", input: item))
+                    case .object?:
+                        switch item["function"]?["name"] {
+                        case .string?: break
+                        case nil: issues.append(.init(kind: "missing", location: at + ["function", "name"], message: "Field required", input: item["function"]))
+                        case let other?: issues.append(.init(kind: "string_type", location: at + ["function", "name"], message: "Input should be a valid string", input: other))
+                        }
+                    case let other?:
+                        issues.append(.init(kind: "model_attributes_type", location: at + ["function"], message: notAnObject, input: other))
+                    }
+                }
+            } else {
+                issues.append(.init(kind: "list_type", location: ["body", "tools"], message: "Input should be a valid list", input: tools))
+            }
+        }
+        if let format = body["response_format"], format != .null {
+            // A union of ResponseFormat and StructuralTagResponseFormat: one error per member,
+            // each under the wrap validator both models carry.
+            if case .object = format {
+                if let type = format["type"], ![.string("text"), .string("json_object"), .string("json_schema"), .string("structural_tag")].contains(type) {
+                    issues.append(.init(
+                        kind: "literal_error", location: ["body", "response_format", "function-wrap[__log_extra_fields__()]", "type"],
+                        message: "Input should be 'text', 'json_object' or 'json_schema'", input: type))
+                } else if format["type"] == nil {
+                    issues.append(.init(
+                        kind: "missing", location: ["body", "response_format", "function-wrap[__log_extra_fields__()]", "type"],
+                        message: "Field required", input: format))
+                }
+            } else {
+                let at: [APIError.ValidationIssue.Step] = ["body", "response_format", "function-wrap[__log_extra_fields__()]"]
+                issues.append(.init(kind: "model_attributes_type", location: at, message: notAnObject, input: format))
+                issues.append(.init(kind: "model_attributes_type", location: at, message: notAnObject, input: format))
+            }
+        }
+        if let outputs = body["structured_outputs"], outputs != .null, outputs.typeName != "object" {
+            issues.append(.init(
+                kind: "dataclass_type", location: ["body", "structured_outputs"],
+                message: "Input should be a dictionary or an instance of StructuredOutputsParams", input: outputs))
+        }
+        if !issues.isEmpty { throw APIError.validation(issues) }
+    }
+
     /// Python's truth of a JSON value (what vLLM's `if data.get(...)` tests).
     static func isTruthy(_ value: JSONValue) -> Bool {
         switch value {
@@ -131,10 +235,13 @@ struct GenerationRequest {
     }
 
     /// vLLM's `SamplingParams` checks, in its order, for the effective max_tokens.
-    func validateSampling(maxTokens: Int) throws(APIError) {
+    func validateSampling(maxTokens: Int, maxN: Int) throws(APIError) {
         func fail(_ message: String) -> APIError { APIError.badRequest(message) }
         func python(_ value: Double) -> String { String(value) }
         guard n >= 1 else { throw fail("n must be at least 1, got \(n).") }
+        guard n <= maxN else {
+            throw fail("n must be at most \(maxN), got \(n). To increase this limit, set the VLLM_MAX_N_SEQUENCES environment variable.")
+        }
         if let value = presencePenalty, !(-2...2).contains(value) { throw fail("presence_penalty must be in [-2, 2], got \(python(value)).") }
         if let value = frequencyPenalty, !(-2...2).contains(value) { throw fail("frequency_penalty must be in [-2, 2], got \(python(value)).") }
         if let value = repetitionPenalty, value <= 0 { throw fail("repetition_penalty must be greater than zero, got \(python(value)).") }
@@ -201,21 +308,46 @@ struct GenerationRequest {
         var text = ""
         for (index, message) in messages.enumerated() {
             guard case .string(let role)? = message["role"] else {
-                throw APIError.validation(kind: "missing", location: ["body", "messages", String(index), "role"], message: "Field required", input: message)
+                throw APIError.validation([.init(kind: "missing", location: ["body", "messages", .index(index), "role"], message: "Field required", input: message)])
             }
             text += role + ": "
             switch message["content"] {
             case .string(let content)?: text += content
             case .array(let parts)?:
-                for part in parts {
-                    if case .string(let content)? = part["text"] { text += content }
+                for (partIndex, part) in parts.enumerated() {
+                    text += try contentPartText(part, message: index, part: partIndex)
                 }
             case nil, .null?: break
-            default: throw APIError.validation(kind: "string_type", location: ["body", "messages", String(index), "content"], message: "Input should be a valid string", input: message["content"])
+            default: throw APIError.validation([.init(kind: "string_type", location: ["body", "messages", .index(index), "content"], message: "Input should be a valid string", input: message["content"])])
             }
             text += "\n"
         }
         return text + "assistant: "
+    }
+}
+
+extension GenerationRequest {
+    /// The text a message's content part adds to the prompt. vLLM parses parts after the
+    /// request was accepted and refuses a malformed one with a 400 naming it; these messages
+    /// are shorter than vLLM's (a pydantic dump of every part type it tried).
+    static func contentPartText(_ part: JSONValue, message: Int, part index: Int) throws(APIError) -> String {
+        let at = "messages[\(message)].content[\(index)]"
+        guard case .object = part, case .string(let type)? = part["type"] else {
+            throw APIError.badRequest("Invalid content part at \(at): expected an object with a string `type`, got \(APIError.pythonRepr(part)).")
+        }
+        switch type {
+        case "text", "input_text", "output_text", "refusal":
+            let key = type == "refusal" ? "refusal" : "text"
+            guard case .string(let text)? = part[key] else {
+                throw APIError.badRequest("Invalid content part at \(at): a \(type) part needs a string `\(key)`.")
+            }
+            return text
+        case "image_url", "image_pil", "image_embeds", "input_image", "audio_url", "input_audio", "video_url", "file":
+            // Media reach the model as placeholders; whether the model takes them is issue 12's.
+            return ""
+        default:
+            throw APIError.badRequest("Unknown part type: \(type)")
+        }
     }
 }
 

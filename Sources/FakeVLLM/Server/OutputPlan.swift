@@ -25,7 +25,7 @@ struct OutputPlan {
         var minTokens: Int
         var ignoreEOS: Bool
         var stop: [String]
-        var stopTokenIDs: [Int]
+        var stopTokenIDs: Set<Int>
         var includeStopStringInOutput = false
     }
 
@@ -60,7 +60,10 @@ struct OutputPlan {
                 break
             }
             var id: Int
+            // A bounded number of draws: a stop list that covers every word must not spin forever.
+            var draws = 0
             repeat {
+                draws += 1
                 let roll = generator.next()
                 if index > 0, roll % 13 == 0 {
                     id = tokenizer.punctuationIDs[Int((roll >> 8) % UInt64(tokenizer.punctuationIDs.count))]
@@ -68,7 +71,7 @@ struct OutputPlan {
                     id = words[Int((roll >> 16) % UInt64(words.count))]
                 }
                 // Stop tokens are masked until min_tokens, like EOS.
-            } while index < limits.minTokens && limits.stopTokenIDs.contains(id)
+            } while index < limits.minTokens && draws < 64 && limits.stopTokenIDs.contains(id)
             let bytes = tokenizer.bytes(of: id)
             tokens.append(id)
             text.append(contentsOf: bytes)

@@ -164,6 +164,10 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             if lora != nil, setup.engineConfig.maxLoras == 0 {
                 throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
             }
+            if request.autoToolChoice {
+                // vLLM's chat server without --enable-auto-tool-choice, which the emulator does not offer.
+                throw APIError.badRequest(#""auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"#)
+            }
             // Every prompt's length first, then the sampling parameters (vLLM renders all prompts
             // before it builds any SamplingParams).
             for prompt in request.prompts {
@@ -175,7 +179,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 prompts.append(tokens)
                 maxTokensPerPrompt.append(try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind))
             }
-            for maxTokens in maxTokensPerPrompt { try request.validateSampling(maxTokens: maxTokens) }
+            for maxTokens in maxTokensPerPrompt { try request.validateSampling(maxTokens: maxTokens, maxN: configuration.requestBudget.maxN) }
+            try checkBudget(request, maxTokensPerPrompt: maxTokensPerPrompt)
         } catch {
             writer.respond(error)
             return nil
@@ -216,6 +221,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
+        let stopTokenIDs = Set(request.stopTokenIDs)
         for (promptIndex, tokens) in prompts.enumerated() {
             for _ in 0..<request.n {
                 // A request seed makes its output repeat exactly; without one, the server's
@@ -225,7 +231,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 var sequenceGenerator = SplitMix64(seed: seed ?? generator.next())
                 let plan = OutputPlan(
                     limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
-                                  stop: request.stop, stopTokenIDs: request.stopTokenIDs,
+                                  stop: request.stop, stopTokenIDs: stopTokenIDs,
                                   includeStopStringInOutput: request.includeStopStringInOutput),
                     lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer)
                 let sequence = EngineRequest(
@@ -254,6 +260,33 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         return nil
     }
 
+    /// Understudy's own bound on one request's work, so that no request can stall or exhaust
+    /// the process every in-process pod shares (a GPU server would queue it). Counted before
+    /// anything is allocated, without overflow: the sequences (prompts × n), and the entries its
+    /// output could hold (each sequence's max_tokens, times 1 + its top logprobs).
+    private func checkBudget(_ request: GenerationRequest, maxTokensPerPrompt: [Int]) throws(APIError) {
+        let budget = configuration.requestBudget
+        let (sequences, sequencesOverflow) = maxTokensPerPrompt.count.multipliedReportingOverflow(by: request.n)
+        guard !sequencesOverflow, sequences <= budget.maxSequences else {
+            throw APIError.badRequest(
+                "This request asks for \(request.n) completions of \(maxTokensPerPrompt.count) prompt(s); this server's limit is \(budget.maxSequences) sequences per request.",
+                param: "n")
+        }
+        let perToken = 1 + min(max(request.logprobs ?? 0, 0), Self.maxLogprobs)
+        var entries = 0
+        for maxTokens in maxTokensPerPrompt {
+            let (perSequence, overflow1) = maxTokens.multipliedReportingOverflow(by: request.n)
+            let (weighted, overflow2) = perSequence.multipliedReportingOverflow(by: perToken)
+            let (sum, overflow3) = entries.addingReportingOverflow(weighted)
+            guard !overflow1, !overflow2, !overflow3, sum <= budget.maxOutputEntries else {
+                throw APIError.badRequest(
+                    "This request could generate more than \(budget.maxOutputEntries) tokens (n × max_tokens over its prompts, each token counted once more per top logprob); this server's limit per request is \(budget.maxOutputEntries). Lower max_tokens or n.",
+                    param: "max_tokens")
+            }
+            entries = sum
+        }
+    }
+
     /// vLLM 0.11.0's context-length checks; returns the effective max_tokens (the request's,
     /// or the rest of the context when it gave none).
     private func checkLength(promptTokens: Int, maxTokens: Int?, kind: GenerationRequest.Kind) throws(APIError) -> Int {
@@ -261,15 +294,17 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         switch kind {
         case .completion:
             // The renderer allows max_model_len − (max_tokens or 0) prompt tokens and says so.
-            let limit = maxModelLen - (maxTokens ?? 0)
-            if promptTokens > limit {
+            // Python's integers do not overflow: a max_tokens below −(Int.max − max_model_len)
+            // leaves a limit no prompt reaches, and the sampling check refuses it next.
+            let (limit, overflow) = maxModelLen.subtractingReportingOverflow(maxTokens ?? 0)
+            if !overflow, promptTokens > limit {
                 throw APIError.badRequest("This model's maximum context length is \(limit) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages.")
             }
         case .chat:
             if promptTokens >= maxModelLen {
                 throw APIError.badRequest("This model's maximum context length is \(maxModelLen) tokens. However, your request has \(promptTokens) input tokens. Please reduce the length of the input messages. None")
             }
-            if let requested = maxTokens, promptTokens + requested > maxModelLen {
+            if let requested = maxTokens, requested > maxModelLen - promptTokens {
                 throw APIError.badRequest("'max_tokens' or 'max_completion_tokens' is too large: \(requested). This model's maximum context length is \(maxModelLen) tokens and your request has \(promptTokens) input tokens (\(requested) > \(maxModelLen) - \(promptTokens)). None")
             }
         }

@@ -70,8 +70,7 @@ public final class VLLMServer: Sendable {
                 connections.withLockedValue { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPRequestHandler(router: router))
+                    try channel.pipeline.syncOperations.addHTTPServerHandlers(router: router, limits: configuration.connectionLimits)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

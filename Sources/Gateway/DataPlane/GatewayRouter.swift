@@ -10,8 +10,16 @@ public struct DataPlaneConfiguration: Sendable {
     /// The longest an upstream may stay silent, before its first byte or between two; then
     /// the client gets 504, or an SSE error event mid-stream.
     public var upstreamTimeout: TimeAmount = .seconds(300)
-    /// Endpoints tried per request while nothing has reached the client.
+    /// Endpoints tried per request: a connection that cannot be opened moves on to the next
+    /// (the request reached no pod), as does a reset before the response head with `retryOnReset`.
     public var maxAttempts = 3
+    /// Retry a request whose upstream closed the connection before answering, on a fresh
+    /// connection and then on another endpoint (Envoy's `retry_on: reset`). Off by default, as
+    /// in GIE's Envoy configuration, which names no retry policy: the request may have reached
+    /// the pod, and a request that crashes its pod would take the next one down too.
+    public var retryOnReset = false
+    /// Header, body and idle timeouts and head limits of the client listener (an edge Envoy's).
+    public var connectionLimits = ConnectionLimits.gateway
     /// Client connections held open at once; beyond it a new one is closed as it is accepted
     /// (Envoy's listener connection limit). By default (nil) as many as keep the process clear of
     /// its open-file limit with two descriptors per connection (the client's and the upstream's).

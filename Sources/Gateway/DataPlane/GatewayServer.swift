@@ -69,10 +69,9 @@ public final class GatewayServer: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         // Outbound headers are the upstream's, already parsed and validated as they
                         // came in, or the gateway's own: validating them again cost 5 % of req/s.
-                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: true, withOutboundHeaderValidation: false)
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPRequestHandler(router: routerByLoop.router(for: channel.eventLoop), answersInClientVersion: true))
+                        try channel.pipeline.syncOperations.addHTTPServerHandlers(
+                            router: routerByLoop.router(for: channel.eventLoop), limits: configuration.connectionLimits,
+                            answersInClientVersion: true, outboundHeaderValidation: false)
                     }
                 }
                 .bind(host: host, port: port)

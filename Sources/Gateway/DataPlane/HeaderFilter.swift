@@ -19,28 +19,43 @@ struct HeaderFilter {
         }
     }
 
-    /// `headers` without the dropped ones, plus `extra`.
+    /// `headers` without the dropped ones and those the message's `Connection` header names as
+    /// hop-by-hop (RFC 9110 §7.6.1), plus `extra`.
     func apply(_ headers: HTTPHeaders, adding extra: [(String, String)] = []) -> HTTPHeaders {
         var kept = HTTPHeaders()
         kept.reserveCapacity(headers.count + extra.count)
-        for (name, value) in headers where !drops(name) { kept.add(name: name, value: value) }
+        let named = headers.contains(name: "connection") ? Self.connectionOptions(headers) : nil
+        for (name, value) in headers where !drops(name) {
+            if let named, named.drops(name) { continue }
+            kept.add(name: name, value: value)
+        }
         for (name, value) in extra { kept.add(name: name, value: value) }
         return kept
+    }
+
+    /// The header names listed in `Connection` (its options other than close and keep-alive).
+    private static func connectionOptions(_ headers: HTTPHeaders) -> HeaderFilter? {
+        let names = headers[canonicalForm: "connection"].map { String($0).lowercased() }.filter { $0 != "close" && $0 != "keep-alive" }
+        return names.isEmpty ? nil : HeaderFilter(names)
     }
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message.
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"]
 
+    /// Headers only the gateway sets on a response: an upstream's are dropped, not duplicated.
+    static let gatewayResponseHeaders = ["x-gateway-destination-endpoint-served", "x-envoy-attempt-count"]
+
     /// What the gateway drops from a request: hop-by-hop headers, `expect` (answered here),
-    /// `content-length` (set again for the forwarded body) and GIE's control headers, which
-    /// steer the picker and are not forwarded.
+    /// `content-length` (set again for the forwarded body), `proxy-authorization` (credentials
+    /// for this proxy, not the pod's) and GIE's control headers, which steer the picker and
+    /// are not forwarded.
     static let request = HeaderFilter(hopByHop + [
-        "expect", "content-length", "x-gateway-inference-objective", "x-gateway-model-name-rewrite",
+        "expect", "content-length", "proxy-authorization", "x-gateway-inference-objective", "x-gateway-model-name-rewrite",
         "x-gateway-destination-endpoint-subset", "x-gateway-inference-fairness-id",
     ])
 
-    static let response = HeaderFilter(hopByHop)
+    static let response = HeaderFilter(hopByHop + gatewayResponseHeaders)
 
     /// A response whose body the gateway rewrites also loses its length.
-    static let rewrittenResponse = HeaderFilter(hopByHop + ["content-length"])
+    static let rewrittenResponse = HeaderFilter(hopByHop + gatewayResponseHeaders + ["content-length"])
 }

@@ -192,8 +192,10 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         writer.writeBody(bytes, flush: false)
         atEventBoundary = bytes.getInteger(at: bytes.writerIndex - 2, as: UInt16.self) == 0x0A0A
         if !writer.isWritable {
-            writer.flush()
+            // Pause before flushing: the flush may drain the buffer and report the client
+            // writable again at once, and only a resume after the pause restarts reading.
             connection?.pauseReading()
+            writer.flush()
         }
     }
 
@@ -232,9 +234,17 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         connection = nil
         switch phase {
         case .awaitingHead:
-            // The upstream sent nothing: try again. A kept-alive connection may simply have been
-            // closed by the server as it was reused, so each endpoint gets one fresh try first.
             guard let endpoint else { return attemptNext() }
+            // The request reached the pod, which closed without answering: as Envoy without a
+            // retry policy, the client is told (a request that crashed its pod stays there).
+            guard context.configuration.retryOnReset else {
+                context.picker.reportConnectFailure(endpoint.address)
+                return finishBeforeHead(APIError(
+                    status: 503, type: "ServiceUnavailable",
+                    message: "upstream connect error or disconnect/reset before headers. reset reason: connection termination (\(endpoint.address))"))
+            }
+            // retry_on reset: a kept-alive connection may simply have been closed by the server
+            // as it was reused, so the endpoint gets one fresh try before the next one.
             if connectionWasReused, !freshRetried.contains(endpoint.address) {
                 freshRetried.insert(endpoint.address)
                 return connect(to: endpoint, fresh: true)
