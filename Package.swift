@@ -14,18 +14,20 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
-        // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text.
+        // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text,
+        // the HTTP/1.1 server pipeline every listener uses (TLS through swift-nio-ssl).
         .target(
             name: "InferenceAPI",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // The emulated vLLM server: engine core, timing model, HTTP driver.

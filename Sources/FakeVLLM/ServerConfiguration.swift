@@ -43,6 +43,8 @@ public struct ServerConfiguration: Sendable {
     public var requestBudget = RequestBudget()
     /// Header, body and keep-alive timeouts and head limits of the listener.
     public var connectionLimits = ConnectionLimits.pod
+    /// `--ssl-certfile`, `--ssl-keyfile`, `--ssl-ca-certs`, `--ssl-cert-reqs`: serve HTTPS.
+    public var tls: ServerTLS?
 
     public init() {}
 

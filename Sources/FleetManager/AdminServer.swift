@@ -197,12 +197,8 @@ struct AdminGuard: Sendable {
 
     func refusal(_ request: IncomingRequest) -> APIError? {
         func forbidden(_ message: String) -> APIError { APIError(status: 403, type: "Forbidden", message: message) }
-        if let token {
-            let given = request.headers.first(name: "authorization") ?? ""
-            let parts = given.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer", Self.constantTimeEqual(parts[1].utf8, token.utf8) else {
-                return APIError(status: 401, type: "Unauthorized", message: "the admin API needs Authorization: Bearer <token> (understudy up --admin-token)")
-            }
+        if let token, !BearerToken.matches(request.headers, token) {
+            return APIError(status: 401, type: "Unauthorized", message: "the admin API needs Authorization: Bearer <token> (understudy up --admin-token)")
         }
         if let origin = request.headers.first(name: "origin") {
             // A browser names the page's origin; only pages served from this machine's loopback may call.
@@ -223,13 +219,5 @@ struct AdminGuard: Sendable {
             }
         }
         return nil
-    }
-
-    /// Compares without stopping at the first difference, so timing does not reveal the token.
-    static func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for (x, y) in zip(a, b) { difference |= x ^ y }
-        return difference == 0
     }
 }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// Writes one HTTP response on a connection. Confined to the connection's event loop.
 public final class ResponseWriter {
@@ -367,7 +368,8 @@ extension ChannelPipeline.SynchronousOperations {
     /// assistance, then `HTTPRequestHandler` (which answers protocol errors itself, with 431
     /// for oversized heads), with the limits' timeouts.
     public func addHTTPServerHandlers(
-        router: any HTTPRequestRouter, limits: ConnectionLimits, answersInClientVersion: Bool = false, outboundHeaderValidation: Bool = true
+        router: any HTTPRequestRouter, limits: ConnectionLimits, tls: NIOSSLContext? = nil, answersInClientVersion: Bool = false,
+        outboundHeaderValidation: Bool = true
     ) throws {
         let handler = HTTPRequestHandler(router: router, limits: limits, answersInClientVersion: answersInClientVersion)
         try configureHTTPServerPipeline(
@@ -376,6 +378,9 @@ extension ChannelPipeline.SynchronousOperations {
         let observer = RequestBytesObserver(handler: handler)
         handler.observer = observer
         try addHandler(observer, position: .first)
+        // In front of everything: the observer and the codec see decrypted bytes, and the raw
+        // answers the observer writes are encrypted.
+        if let tls { try addHandler(NIOSSLServerHandler(context: tls), position: .first) }
         try addHandler(handler)
     }
 }

@@ -31,6 +31,11 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Seconds from a request's first byte to the end of its headers, else the connection is closed (0: no limit).")
     var requestHeadersTimeout = 10.0
     @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 300.0
+    @Option(help: "Serve HTTPS with this certificate (PEM).") var sslCertfile: String?
+    @Option(help: "The certificate's private key (PEM).") var sslKeyfile: String?
+    @Option(help: "CA certificates (PEM) that client certificates are checked against.") var sslCaCerts: String?
+    @Option(help: "Client certificates: 0 not asked for, 1 checked when given, 2 required.") var sslCertReqs = 0
+    @Option(help: "Require Authorization: Bearer KEY on /v1 routes (also UNDERSTUDY_GATEWAY_API_KEY); the header is forwarded.") var apiKey: String?
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
     @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
 
@@ -41,6 +46,7 @@ struct GatewayCommand: AsyncParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         _ = try connectionLimits()
+        _ = try ServerTLS.fromFlags(certificate: sslCertfile, key: sslKeyfile, caCertificates: sslCaCerts, clientCertificates: sslCertReqs)
     }
 
     func connectionLimits() throws -> ConnectionLimits {
@@ -62,6 +68,8 @@ struct GatewayCommand: AsyncParsableCommand {
         dataPlane.maxAttempts = maxAttempts
         dataPlane.retryOnReset = retryOnReset
         dataPlane.connectionLimits = try connectionLimits()
+        dataPlane.tls = try ServerTLS.fromFlags(certificate: sslCertfile, key: sslKeyfile, caCertificates: sslCaCerts, clientCertificates: sslCertReqs)
+        dataPlane.apiKey = apiKey ?? ProcessInfo.processInfo.environment["UNDERSTUDY_GATEWAY_API_KEY"]
         dataPlane.maxConnections = maxConnections
         let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
         let server: GatewayServer
@@ -77,7 +85,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let picker = server.picker
         print("understudy gateway: InferencePool \(picker.pool.name) (failureMode \(picker.pool.failureMode.rawValue)), \(list.count) endpoint(s)")
         print("  picker: \(resources.pickerConfig == nil ? "GIE's default profile (queue 2, kv-cache 2, prefix 3)" : "EndpointPickerConfig from --config")")
-        print("  listening on http://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
+        print("  listening on \(dataPlane.tls == nil ? "http" : "https")://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
         fflush(nil)  // print is buffered when stdout is not a terminal
         try await server.waitUntilClosed()
     }

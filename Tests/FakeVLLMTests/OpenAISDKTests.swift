@@ -1,5 +1,6 @@
 import FakeVLLM
 import Foundation
+import InferenceAPI
 import TestSupport
 import Testing
 
@@ -9,6 +10,20 @@ import Testing
         let live = try await LiveServer.start { $0.maxModelLen = 256 }
         defer { Task { try? await live.stop() } }
         let result = try await runOpenAISDKCheck(base: live.base + "/v1")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("all OpenAI SDK checks passed"))
+    }
+
+    /// `--ssl-certfile`/`--ssl-keyfile` and `--api-key`, as vLLM serves them.
+    @Test func officialPythonSDKWorksOverHTTPSWithAKey() async throws {
+        let (certificate, key) = try makeSelfSignedCertificate()
+        let live = try await LiveServer.start {
+            $0.maxModelLen = 256
+            $0.tls = ServerTLS(certificateFile: certificate, privateKeyFile: key)
+            $0.apiKey = "sk-understudy"
+        }
+        defer { Task { try? await live.stop() } }
+        let result = try await runOpenAISDKCheck(base: "https://127.0.0.1:\(live.server.port)/v1", caCertificate: certificate, apiKey: "sk-understudy")
         #expect(result.status == 0, "\(result.output)")
         #expect(result.output.contains("all OpenAI SDK checks passed"))
     }

@@ -16,6 +16,19 @@ extension EndToEnd {
         #expect(result.output.contains("all OpenAI SDK checks passed"))
     }
 
+    /// HTTPS and an API key on the gateway's listener; the pods behind it speak plain HTTP.
+    @Test func theOpenAIPythonSDKWorksThroughTheGatewayOverHTTPSWithAKey() async throws {
+        let (certificate, key) = try makeSelfSignedCertificate()
+        var dataPlane = DataPlaneConfiguration()
+        dataPlane.tls = ServerTLS(certificateFile: certificate, privateKeyFile: key)
+        dataPlane.apiKey = "sk-gateway"
+        let stack = try await GatewayStack.start(dataPlane: dataPlane) { _, pod in pod.maxModelLen = 256 }
+        defer { Task { await stack.stop() } }
+        let result = try await runOpenAISDKCheck(base: "https://127.0.0.1:\(stack.gateway.port)/v1", caCertificate: certificate, apiKey: "sk-gateway")
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("all OpenAI SDK checks passed"))
+    }
+
     @Test func gatewayMetricsHaveGIEsNamesAndPromtoolAcceptsThem() async throws {
         let objectives = GatewayStack.objectives(["batch": -1])
         let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + objectives, metricsPort: 0) { _, pod in

@@ -31,12 +31,28 @@ public func runTool(_ name: String, _ arguments: [String], input: String? = nil)
 
 /// Runs `Tests/python/openai_sdk_check.py` (the official OpenAI Python SDK) against `base`
 /// (`http://host:port/v1`); returns its exit status and output.
-public func runOpenAISDKCheck(base: String) async throws -> (status: Int32, output: String) {
+public func runOpenAISDKCheck(base: String, caCertificate: String? = nil, apiKey: String? = nil) async throws -> (status: Int32, output: String) {
     let probe = try runTool("python3", ["-c", "import openai"])
     guard probe.status == 0 else { throw MissingTool(name: "the OpenAI Python SDK (pip install openai)") }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("python/openai_sdk_check.py").path
-    return try await Task.detached { try runTool("python3", [script, base]) }.value
+    let options = (caCertificate.map { ["--ca", $0] } ?? []) + (apiKey.map { ["--api-key", $0] } ?? [])
+    return try await Task.detached { try runTool("python3", [script, base] + options) }.value
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made by openssl in a new temporary
+/// directory: (certificate, key) paths, PEM.
+public func makeSelfSignedCertificate() throws -> (certificate: String, key: String) {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-tls-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let certificate = directory.appendingPathComponent("cert.pem").path
+    let key = directory.appendingPathComponent("key.pem").path
+    let result = try runTool("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    ])
+    guard result.status == 0 else { throw MissingTool(name: "a working openssl (it said: \(result.output))") }
+    return (certificate, key)
 }
 
 /// `promtool check metrics` on an exposition: the findings other than `allowed` lint messages

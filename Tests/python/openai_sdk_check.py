@@ -1,13 +1,28 @@
 """Drives an Understudy server with the official OpenAI Python SDK; exits non-zero on failure.
 
-Usage: python3 openai_sdk_check.py BASE_URL   (e.g. http://127.0.0.1:8000/v1)
+Usage: python3 openai_sdk_check.py BASE_URL [--ca CERT.pem] [--api-key KEY]
+       (e.g. http://127.0.0.1:8000/v1; an https URL is checked against CERT.pem)
 """
-import sys
+import argparse
 
 import openai
 
-base = sys.argv[1]
-client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+arguments = argparse.ArgumentParser()
+arguments.add_argument("base")
+arguments.add_argument("--ca")
+arguments.add_argument("--api-key")
+options = arguments.parse_args()
+base = options.base
+http_client = openai.DefaultHttpxClient(verify=options.ca) if options.ca else None
+client = openai.OpenAI(base_url=base, api_key=options.api_key or "unused", max_retries=0, http_client=http_client)
+
+if options.api_key:
+    stranger = openai.OpenAI(base_url=base, api_key="not-the-key", max_retries=0, http_client=http_client)
+    try:
+        stranger.completions.create(model="x", prompt="x", max_tokens=1)
+        raise SystemExit("expected AuthenticationError")
+    except openai.AuthenticationError:
+        pass
 model = client.models.list().data[0].id
 assert model == "meta-llama/Meta-Llama-3-8B", model
 

@@ -84,13 +84,9 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             return placeholder
         }
         let path = String(request.path)
-        if let key = configuration.apiKey, path.hasPrefix("/v1"), request.method != .OPTIONS {
-            let given = request.headers.first(name: "authorization") ?? ""
-            let parts = given.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer", parts[1] == key else {
-                writer.respond(status: .unauthorized, contentType: "application/json", body: ByteBuffer(string: #"{"error":"Unauthorized"}"#))
-                return nil
-            }
+        if let key = configuration.apiKey, path.hasPrefix("/v1"), request.method != .OPTIONS, !BearerToken.matches(request.headers, key) {
+            writer.respond(status: .unauthorized, contentType: "application/json", body: ByteBuffer(string: #"{"error":"Unauthorized"}"#))
+            return nil
         }
         if request.method == .POST, Self.jsonRoutes.contains(path), !Self.isJSON(request.headers) {
             // vLLM's validate_json_request: a RequestValidationError whose str() is empty, so the

@@ -46,6 +46,7 @@ public final class VLLMServer: Sendable {
             throw ProfileError("time scale must be a positive number, got \(configuration.timeScale)")
         }
         let setup = try EngineSetup(configuration, profiles: profiles)
+        let tls = try configuration.tls?.makeContext()
         let loop = group.next()
         let metrics = EngineMetrics(
             modelName: configuration.primaryModelName, config: setup.engineConfig,
@@ -70,7 +71,7 @@ public final class VLLMServer: Sendable {
                 connections.withLockedValue { $0[key] = channel }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: key) } }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPServerHandlers(router: router, limits: configuration.connectionLimits)
+                    try channel.pipeline.syncOperations.addHTTPServerHandlers(router: router, limits: configuration.connectionLimits, tls: tls)
                 }
             }
             .bind(host: configuration.host, port: configuration.port)

@@ -20,6 +20,11 @@ public struct DataPlaneConfiguration: Sendable {
     public var retryOnReset = false
     /// Header, body and idle timeouts and head limits of the client listener (an edge Envoy's).
     public var connectionLimits = ConnectionLimits.gateway
+    /// HTTPS on the client listener.
+    public var tls: ServerTLS?
+    /// Require `Authorization: Bearer KEY` on `/v1` routes, as `vllm serve --api-key` does
+    /// (401 otherwise). The header is forwarded, so pods that share the key accept it too.
+    public var apiKey: String?
     /// Client connections held open at once; beyond it a new one is closed as it is accepted
     /// (Envoy's listener connection limit). By default (nil) as many as keep the process clear of
     /// its open-file limit with two descriptors per connection (the client's and the upstream's).
@@ -47,6 +52,11 @@ final class GatewayRouter: HTTPRequestRouter {
     init(context: GatewayContext) { self.context = context }
 
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
+        if let key = context.configuration.apiKey, request.path.hasPrefix("/v1"), request.method != .OPTIONS,
+           !BearerToken.matches(request.headers, key) {
+            writer.respond(APIError(status: 401, type: "Unauthorized", message: "invalid or missing API key (Authorization: Bearer)"))
+            return nil
+        }
         let subset = request.headers.first(name: "x-gateway-destination-endpoint-subset").map {
             Set($0.split(separator: ",").map { String($0.filter { $0 != " " }) })
         }

@@ -37,6 +37,7 @@ public final class GatewayServer: Sendable {
         group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0, metricsSource: (any MetricsSource)? = nil
     ) async throws -> GatewayServer {
         let pool = try selectPool(resources, poolName)
+        let tls = try configuration.tls?.makeContext()
         let scheduler = try Scheduler(config: resources.pickerConfig ?? .default, seed: seed)
         // Scrapes get a thread of their own: a data plane busy serving must not delay them past
         // the staleness threshold, which would empty the candidate set just when it is needed.
@@ -70,7 +71,7 @@ public final class GatewayServer: Sendable {
                         // Outbound headers are the upstream's, already parsed and validated as they
                         // came in, or the gateway's own: validating them again cost 5 % of req/s.
                         try channel.pipeline.syncOperations.addHTTPServerHandlers(
-                            router: routerByLoop.router(for: channel.eventLoop), limits: configuration.connectionLimits,
+                            router: routerByLoop.router(for: channel.eventLoop), limits: configuration.connectionLimits, tls: tls,
                             answersInClientVersion: true, outboundHeaderValidation: false)
                     }
                 }
