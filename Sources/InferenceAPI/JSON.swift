@@ -44,6 +44,10 @@ extension JSONValue {
 
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, Sequence {
     public private(set) var members: [(key: String, value: JSONValue)] = []
+    /// Positions by key, once an object has more than a few members: a body with a million
+    /// keys must not cost a million scans of the members (it stalled a pod for minutes).
+    private var positions: [String: Int]?
+    private static let indexedFrom = 16
 
     public init() {}
 
@@ -51,13 +55,30 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, S
         for (key, value) in elements { self[key] = value }
     }
 
+    private func position(of key: String) -> Int? {
+        if let positions { return positions[key] }
+        return members.firstIndex { $0.key == key }
+    }
+
+    /// As Python's dict: a repeated key keeps its first place and takes the last value.
     public subscript(key: String) -> JSONValue? {
-        get { members.first { $0.key == key }?.value }
+        get { position(of: key).map { members[$0].value } }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            if let index = position(of: key) {
+                if let newValue {
+                    members[index].value = newValue
+                } else {
+                    members.remove(at: index)
+                    positions = members.count >= Self.indexedFrom
+                        ? Dictionary(members.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first }) : nil
+                }
             } else if let newValue {
                 members.append((key, newValue))
+                if positions != nil {
+                    positions![key] = members.count - 1
+                } else if members.count >= Self.indexedFrom {
+                    positions = Dictionary(members.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
+                }
             }
         }
     }

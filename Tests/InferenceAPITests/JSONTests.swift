@@ -109,4 +109,20 @@ import Testing
         }
         #expect(parsed > 0)
     }
+
+    @Test func aRepeatedKeyKeepsItsFirstPlaceAndTakesTheLastValueAsPythonDoes() throws {
+        let small = try JSONValue.parse(#"{"a":1,"b":2,"a":3}"#)
+        guard case .object(let fields) = small else { Issue.record("not an object"); return }
+        #expect(fields.keys == ["a", "b"])
+        #expect(small["a"] == .integer(3))
+        // The same past the size where members are indexed by key.
+        let keys = (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        let large = try JSONValue.parse("{" + keys + #","k3":"again","k40":40}"#)
+        guard case .object(var many) = large else { Issue.record("not an object"); return }
+        #expect(many.count == 41)
+        #expect(many.keys.prefix(4) == ["k0", "k1", "k2", "k3"])
+        #expect(many["k3"] == .string("again"))
+        many["k3"] = nil
+        #expect(many.count == 40 && many["k4"] == .integer(4) && many["k40"] == .integer(40))
+    }
 }
