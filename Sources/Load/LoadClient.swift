@@ -113,7 +113,9 @@ public final class LoadClient: Sendable {
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.path)
         head.headers.add(name: "host", value: "\(host):\(port)")
         if let body = request.body {
-            head.headers.add(name: "content-type", value: "application/json")
+            if !request.headers.contains(where: { $0.0.lowercased() == "content-type" }) {
+                head.headers.add(name: "content-type", value: "application/json")
+            }
             head.headers.add(name: "content-length", value: String(body.readableBytes))
         }
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
@@ -171,7 +173,7 @@ extension RequestRecord {
 /// One request in flight on a connection: its record so far and how its answer is read.
 struct Exchange {
     var record: RequestRecord
-    let streaming: Bool
+    var streaming: Bool
     let clock: @Sendable () -> Double
     let done: (_ finished: (record: RequestRecord, reusable: Bool)) -> Void
     var status = 0
@@ -208,6 +210,11 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             exchange.keepAlive = head.isKeepAlive
             exchange.record.servedBy = head.headers.first(name: "x-gateway-destination-endpoint-served")
             exchange.record.attempts = head.headers.first(name: "x-envoy-attempt-count").flatMap { Int($0) }
+            // A server may answer a request for a stream with a whole body (an error, or a route
+            // that does not stream): it is read as one.
+            if exchange.streaming, head.status.code != 100, head.headers.first(name: "content-type")?.hasPrefix("text/event-stream") != true {
+                exchange.streaming = false
+            }
         case .body(var chunk):
             if exchange.streaming, exchange.status == 200 {
                 // Every event in the chunk arrived now, however long reading them takes.

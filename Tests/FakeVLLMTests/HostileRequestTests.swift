@@ -48,6 +48,9 @@ import Testing
         // Within vLLM's n but over the output a request may ask for.
         let output = try await refused(live, "/v1/completions", #"{"prompt":"x","max_tokens":8000,"n":1000}"#)
         #expect(output.contains("limit per request is 4194304"))
+        // echo sends each prompt back with every completion.
+        let longPrompt = "[" + Array(repeating: "7", count: 1000).joined(separator: ",") + "]"
+        #expect(try await refused(live, "/v1/completions", #"{"prompt":\#(longPrompt),"max_tokens":1,"n":5000,"echo":true}"#).contains("limit per request"))
         let prompts = "[" + Array(repeating: #""a""#, count: 20000).joined(separator: ",") + "]"
         #expect(try await refused(live, "/v1/completions", #"{"prompt":\#(prompts),"max_tokens":1}"#).contains("sequences per request"))
     }

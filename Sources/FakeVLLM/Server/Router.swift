@@ -176,7 +176,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 maxTokensPerPrompt.append(try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind))
             }
             for maxTokens in maxTokensPerPrompt { try request.validateSampling(maxTokens: maxTokens, maxN: configuration.requestBudget.maxN) }
-            try checkBudget(request, maxTokensPerPrompt: maxTokensPerPrompt)
+            try checkBudget(request, maxTokensPerPrompt: maxTokensPerPrompt, promptLengths: prompts.map(\.count))
         } catch {
             writer.respond(error)
             return nil
@@ -259,8 +259,9 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Understudy's own bound on one request's work, so that no request can stall or exhaust
     /// the process every in-process pod shares (a GPU server would queue it). Counted before
     /// anything is allocated, without overflow: the sequences (prompts × n), and the entries its
-    /// output could hold (each sequence's max_tokens, times 1 + its top logprobs).
-    private func checkBudget(_ request: GenerationRequest, maxTokensPerPrompt: [Int]) throws(APIError) {
+    /// output could hold (each sequence's max_tokens, and its prompt again with `echo`, times
+    /// 1 + its top logprobs).
+    private func checkBudget(_ request: GenerationRequest, maxTokensPerPrompt: [Int], promptLengths: [Int]) throws(APIError) {
         let budget = configuration.requestBudget
         let (sequences, sequencesOverflow) = maxTokensPerPrompt.count.multipliedReportingOverflow(by: request.n)
         guard !sequencesOverflow, sequences <= budget.maxSequences else {
@@ -270,13 +271,14 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         }
         let perToken = 1 + min(max(request.logprobs ?? 0, 0), Self.maxLogprobs)
         var entries = 0
-        for maxTokens in maxTokensPerPrompt {
-            let (perSequence, overflow1) = maxTokens.multipliedReportingOverflow(by: request.n)
+        for (maxTokens, promptLength) in zip(maxTokensPerPrompt, promptLengths) {
+            // Both are below max_model_len here, so their sum cannot overflow.
+            let (perSequence, overflow1) = (maxTokens + (request.echo ? promptLength : 0)).multipliedReportingOverflow(by: request.n)
             let (weighted, overflow2) = perSequence.multipliedReportingOverflow(by: perToken)
             let (sum, overflow3) = entries.addingReportingOverflow(weighted)
             guard !overflow1, !overflow2, !overflow3, sum <= budget.maxOutputEntries else {
                 throw APIError.badRequest(
-                    "This request could generate more than \(budget.maxOutputEntries) tokens (n × max_tokens over its prompts, each token counted once more per top logprob); this server's limit per request is \(budget.maxOutputEntries). Lower max_tokens or n.",
+                    "This request could generate more than \(budget.maxOutputEntries) tokens (n × max_tokens over its prompts, with each prompt again when echoing, each token counted once more per top logprob); this server's limit per request is \(budget.maxOutputEntries). Lower max_tokens or n.",
                     param: "max_tokens")
             }
             entries = sum
