@@ -79,6 +79,8 @@ public struct RequestBudget: Sendable, Equatable {
     /// Output entries a request could produce at most: Σ over sequences of max_tokens, each
     /// token counted once more per top logprob asked for (about 90 MB of planned output at most).
     public var maxOutputEntries = 1 << 22
+    /// Stop-string checks a request may cost: its output entries × its stop strings.
+    public var maxStopChecks = 1 << 26
 
     public init() {}
 }

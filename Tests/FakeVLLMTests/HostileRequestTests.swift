@@ -51,6 +51,11 @@ import Testing
         // echo sends each prompt back with every completion.
         let longPrompt = "[" + Array(repeating: "7", count: 1000).joined(separator: ",") + "]"
         #expect(try await refused(live, "/v1/completions", #"{"prompt":\#(longPrompt),"max_tokens":1,"n":5000,"echo":true}"#).contains("limit per request"))
+        // Each generated token is checked against every stop string.
+        let stops = "[" + (0..<100_000).map { "\"s\($0)\"" }.joined(separator: ",") + "]"
+        #expect(try await refused(live, "/v1/completions", #"{"prompt":"x","max_tokens":1000,"stop":\#(stops)}"#).contains("stop strings would be checked"))
+        let fewer = try await live.request("/v1/completions", body: #"{"prompt":"x","max_tokens":16,"stop":\#(stops)}"#)
+        #expect(fewer.status == 200)
         let prompts = "[" + Array(repeating: #""a""#, count: 20000).joined(separator: ",") + "]"
         #expect(try await refused(live, "/v1/completions", #"{"prompt":\#(prompts),"max_tokens":1}"#).contains("sequences per request"))
     }

@@ -24,14 +24,14 @@ struct OutputPlan {
         var maxTokens: Int
         var minTokens: Int
         var ignoreEOS: Bool
-        var stop: [String]
+        var stop: StopStrings
         var stopTokenIDs: Set<Int>
         var includeStopStringInOutput = false
     }
 
     init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
         logprobSeed = generator.next()
-        streamHoldback = limits.includeStopStringInOutput ? 0 : max(0, (limits.stop.map(\.utf8.count).max() ?? 0) - 1)
+        streamHoldback = limits.includeStopStringInOutput ? 0 : max(0, limits.stop.longest - 1)
         // Where the model emits EOS, unless ignore_eos: drawn from the model's length
         // distribution, never before min_tokens (vLLM masks EOS until then). EOS counts as a
         // generated token and adds no text. vLLM tests max_tokens before EOS, so EOS as the
@@ -111,9 +111,8 @@ struct OutputPlan {
 
     /// The first stop string, in the request's order, that ends within the bytes just added
     /// (vLLM's detokenizer checks them in order and takes the first that matches).
-    private static func stopMatch(_ stops: [String], in text: [UInt8], newBytes: Int) -> (stop: String, at: Int)? {
-        for stop in stops where !stop.isEmpty {
-            let needle = Array(stop.utf8)
+    private static func stopMatch(_ stops: StopStrings, in text: [UInt8], newBytes: Int) -> (stop: String, at: Int)? {
+        for (stop, needle) in zip(stops.strings, stops.bytes) where !needle.isEmpty {
             guard text.count >= needle.count else { continue }
             var start = max(0, text.count - newBytes - needle.count + 1)
             while start + needle.count <= text.count {
@@ -140,5 +139,20 @@ struct OutputPlan {
             entries.append((alternative, Foundation.log(remaining)))
         }
         return entries
+    }
+}
+
+/// A request's stop strings with their UTF-8 bytes, made once per request rather than once per
+/// generated token and stop string.
+struct StopStrings {
+    let strings: [String]
+    let bytes: [[UInt8]]
+    /// The longest, in bytes.
+    let longest: Int
+
+    init(_ strings: [String]) {
+        self.strings = strings
+        bytes = strings.map { Array($0.utf8) }
+        longest = bytes.map(\.count).max() ?? 0
     }
 }

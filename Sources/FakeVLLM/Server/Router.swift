@@ -218,6 +218,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
         let stopTokenIDs = Set(request.stopTokenIDs)
+        let stopStrings = StopStrings(request.stop)
         for (promptIndex, tokens) in prompts.enumerated() {
             for _ in 0..<request.n {
                 // A request seed makes its output repeat exactly; without one, the server's
@@ -227,7 +228,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 var sequenceGenerator = SplitMix64(seed: seed ?? generator.next())
                 let plan = OutputPlan(
                     limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
-                                  stop: request.stop, stopTokenIDs: stopTokenIDs,
+                                  stop: stopStrings, stopTokenIDs: stopTokenIDs,
                                   includeStopStringInOutput: request.includeStopStringInOutput),
                     lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer)
                 let sequence = EngineRequest(
@@ -282,6 +283,13 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                     param: "max_tokens")
             }
             entries = sum
+        }
+        // Every generated token is checked against every stop string.
+        let (checks, overflow) = entries.multipliedReportingOverflow(by: request.stop.count)
+        guard !overflow, checks <= budget.maxStopChecks else {
+            throw APIError.badRequest(
+                "This request's \(request.stop.count) stop strings would be checked after each of up to \(entries) tokens; this server's limit is \(budget.maxStopChecks) checks per request. Send fewer stop strings or lower max_tokens or n.",
+                param: "stop")
         }
     }
 
