@@ -10,30 +10,26 @@ old=$1
 seconds=${2:-6}
 reps=${3:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk; }
-swift build -c release --product understudy >/dev/null
-new=.build/release/understudy
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_for() { for _ in $(seq 300); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0; sleep 0.1; done; return 1; }
+source scripts/lib.sh
+new=$bin
 rate() { wrk -t1 -c64 -d"${seconds}s" -s scripts/wrk-completion.lua "$1" | awk '/Requests\/sec/ {print $2}'; }
 
 declare -A results
 for round in $(seq "$reps"); do
   for build in old new; do
-    bin=$([ "$build" = old ] && echo "$old" || echo "$new")
-    "$bin" serve --accelerator instant --host 127.0.0.1 --port 18401 >/dev/null 2>&1 & pids+=($!)
-    "$bin" serve --accelerator instant --host 127.0.0.1 --port 18402 >/dev/null 2>&1 & pids+=($!)
+    build_bin=$([ "$build" = old ] && echo "$old" || echo "$new")
+    spawn "$build_bin" serve --accelerator instant --host 127.0.0.1 --port 18401
+    spawn "$build_bin" serve --accelerator instant --host 127.0.0.1 --port 18402
     wait_for http://127.0.0.1:18401/health; wait_for http://127.0.0.1:18402/health
     serve=$(rate http://127.0.0.1:18401/v1/completions)
-    "$bin" gateway --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18480 --metrics-port 18490 \
-      --endpoints 127.0.0.1:18401,127.0.0.1:18402 >/dev/null 2>&1 & pids+=($!)
+    spawn "$build_bin" gateway --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18480 --metrics-port 18490 \
+      --endpoints 127.0.0.1:18401,127.0.0.1:18402
     wait_for http://127.0.0.1:18480/v1/models
     gateway=$(rate http://127.0.0.1:18480/v1/completions)
     echo "round $round $build: serve $serve req/s, gateway $gateway req/s"
     results[serve-$build]+="$serve "
     results[gateway-$build]+="$gateway "
-    cleanup; pids=()
+    stop_spawned
     sleep 1
   done
 done

@@ -9,20 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}
-swift build -c release --product understudy >/dev/null
-bin=.build/release/understudy
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-$bin serve --accelerator instant --host 127.0.0.1 --port 18301 >/dev/null & pids+=($!)
-$bin gateway --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18380 --metrics-port 18390 --endpoints 127.0.0.1:18301 >/dev/null & pids+=($!)
-for url in http://127.0.0.1:18301/health http://127.0.0.1:18380/v1/models; do
-  for _ in $(seq 300); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] && break; sleep 0.1; done
-done
+source scripts/lib.sh
+spawn "$bin" serve --accelerator instant --host 127.0.0.1 --port 18301
+spawn "$bin" gateway --config profiles/gateway/pool.yaml --host 127.0.0.1 --port 18380 --metrics-port 18390 --endpoints 127.0.0.1:18301
+wait_for http://127.0.0.1:18301/health
+wait_for http://127.0.0.1:18380/v1/models
 python3 -c 'import json; print(json.dumps({"model": "meta-llama/Meta-Llama-3-8B", "prompt": "hello world " * 500000, "return_token_strs": True}))' >"$work/tokenize.json"
 echo '{"model":"meta-llama/Meta-Llama-3-8B","prompt":"x","max_tokens":64,"n":256,"ignore_eos":true,"stream":true}' >"$work/stream.json"
 
@@ -32,8 +23,8 @@ for round in $(seq "$reps"); do
     path=$([ "$kind" = tokenize ] && echo /tokenize || echo /v1/completions)
     for target in direct gateway; do
       port=$([ "$target" = direct ] && echo 18301 || echo 18380)
-      # Wait until the gateway sees the pod (a pod busy with the last answer may have missed a scrape).
-      for _ in $(seq 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18380/v1/models)" = 200 ] && break; sleep 0.05; done
+      # The gateway must see the pod (a pod busy with the last answer may have missed a scrape).
+      wait_for http://127.0.0.1:18380/v1/models
       result=$(curl -s -o "$work/out" -w '%{http_code} %{time_total} %{size_download}' -H 'content-type: application/json' \
         --data-binary @"$work/$kind.json" "http://127.0.0.1:$port$path")
       echo "round $round $kind $target: $result"

@@ -10,18 +10,8 @@ cd "$(dirname "$0")/.."
 cases=${1:-1000000}
 out=${2:-fuzz-results}
 mkdir -p "$out"
-swift build -c release --product understudy >/dev/null
-bin=.build/release/understudy
+source scripts/lib.sh
 status=0
-
-wait_for() {  # URL: until it answers 200, at most 60 s
-  for _ in $(seq 600); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
-    sleep 0.1
-  done
-  echo "fuzz.sh: $1 never answered" >&2
-  return 1
-}
 
 echo "== a pod: understudy serve on 127.0.0.1:18000"
 VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 "$bin" serve --host 127.0.0.1 --port 18000 --accelerator instant --enable-lora --max-loras 2 \
