@@ -184,15 +184,47 @@ struct AdminGuard: Sendable {
     let loopbackOnly: Bool
     let token: String?
 
-    static func isLoopback(_ host: String) -> Bool {
-        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+    /// `localhost`, `::1` (bracketed or not), or an IPv4 literal in 127.0.0.0/8 — exactly;
+    /// `127.0.0.1.example.com` is a name anyone can point anywhere.
+    static func isLoopback(_ host: some StringProtocol) -> Bool {
+        var bare = Substring(host)
+        if bare.hasPrefix("["), bare.hasSuffix("]") { bare = bare.dropFirst().dropLast() }
+        if bare.lowercased() == "localhost" || bare == "::1" { return true }
+        let octets = bare.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets[0] == "127" else { return false }
+        return octets.allSatisfy { octet in
+            (1...3).contains(octet.count) && octet.allSatisfy { ("0"..."9").contains($0) } && UInt8(octet) != nil
+        }
     }
 
-    /// `host[:port]` or `[v6][:port]` without the port.
-    static func hostName(_ authority: Substring) -> Substring {
-        if authority.hasPrefix("["), let end = authority.firstIndex(of: "]") { return authority[...end] }
-        return authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? authority
+    /// The host of an authority `host[:port]` or `[v6][:port]`; nil when it is anything else
+    /// (user information, a path, a port that is not a number).
+    static func hostName(_ authority: Substring) -> Substring? {
+        guard !authority.isEmpty, !authority.contains("@"), !authority.contains("/") else { return nil }
+        let host: Substring
+        let rest: Substring
+        if authority.hasPrefix("[") {
+            guard let end = authority.firstIndex(of: "]") else { return nil }
+            host = authority[...end]
+            rest = authority[authority.index(after: end)...]
+        } else {
+            let parts = authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            host = parts[0]
+            rest = parts.count > 1 ? authority[authority.index(before: parts[1].startIndex)...] : ""
+        }
+        if !rest.isEmpty {
+            guard rest.hasPrefix(":"), rest.count > 1, rest.dropFirst().allSatisfy(\.isNumber) else { return nil }
+        }
+        return host
+    }
+
+    /// An `Origin` (`scheme://host[:port]`, nothing more) of a page served from loopback.
+    static func isLoopbackOrigin(_ origin: String) -> Bool {
+        for scheme in ["http://", "https://"] where origin.lowercased().hasPrefix(scheme) {
+            guard let host = hostName(origin.dropFirst(scheme.count)) else { return false }
+            return isLoopback(host)
+        }
+        return false
     }
 
     func refusal(_ request: IncomingRequest) -> APIError? {
@@ -200,12 +232,9 @@ struct AdminGuard: Sendable {
         if let token, !BearerToken.matches(request.headers, token) {
             return APIError(status: 401, type: "Unauthorized", message: "the admin API needs Authorization: Bearer <token> (understudy up --admin-token)")
         }
-        if let origin = request.headers.first(name: "origin") {
+        if let origin = request.headers.first(name: "origin"), !Self.isLoopbackOrigin(origin) {
             // A browser names the page's origin; only pages served from this machine's loopback may call.
-            let authority = origin.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
-            guard origin.hasPrefix("http://") || origin.hasPrefix("https://"), Self.isLoopback(String(Self.hostName(authority))) else {
-                return forbidden("cross-origin requests are refused (Origin: \(origin))")
-            }
+            return forbidden("cross-origin requests are refused (Origin: \(origin))")
         }
         if request.method == .POST, let type = request.headers.first(name: "content-type")?.lowercased(),
            type.hasPrefix("application/x-www-form-urlencoded") || type.hasPrefix("multipart/form-data") || type.hasPrefix("text/plain") {
@@ -213,9 +242,9 @@ struct AdminGuard: Sendable {
             return APIError(status: 415, type: "UnsupportedMediaType", message: "form posts are refused; send the action's arguments in the query")
         }
         if loopbackOnly {
-            let host = request.headers.first(name: "host").map { String(Self.hostName(Substring($0))) }
-            guard let host, Self.isLoopback(host) else {
-                return forbidden("the admin API listens on loopback and answers only requests addressed to it (Host: \(host ?? "none"))")
+            let given = request.headers.first(name: "host")
+            guard let given, let host = Self.hostName(Substring(given)), Self.isLoopback(host) else {
+                return forbidden("the admin API listens on loopback and answers only requests addressed to it (Host: \(given ?? "none"))")
             }
         }
         return nil

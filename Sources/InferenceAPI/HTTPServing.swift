@@ -15,10 +15,18 @@ public final class ResponseWriter {
     /// Whether the client is taking what was written (false while the socket buffer is full).
     public var isWritable: Bool { context.channel.isWritable }
 
-    init(context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion = .http1_1, onEnd: @escaping () -> Void) {
+    /// Whether the connection must close once this response is out, decided as late as its
+    /// last write (a pipelined request's parse error arrives while that write is under way).
+    private let closesAfterward: () -> Bool
+
+    init(
+        context: ChannelHandlerContext, keepAlive: Bool, version: HTTPVersion = .http1_1, closesAfterward: @escaping () -> Bool = { false },
+        onEnd: @escaping () -> Void
+    ) {
         self.context = context
         self.keepAlive = keepAlive
         self.version = version
+        self.closesAfterward = closesAfterward
         self.onEnd = onEnd
     }
 
@@ -68,9 +76,10 @@ public final class ResponseWriter {
             context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(buffer))), promise: nil)
         }
         let keepAlive = self.keepAlive
+        let closesAfterward = self.closesAfterward
         let channel = context.channel
         context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in
-            if !keepAlive { channel.close(promise: nil) }
+            if !keepAlive || closesAfterward() { channel.close(promise: nil) }
         }
         onEnd()
     }
@@ -135,7 +144,11 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     private let answersInClientVersion: Bool
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
-    private var refusing = false
+    /// The connection is ending (a refusal, a timeout, a malformed request): nothing more it
+    /// sends is read as a request.
+    private var closing = false
+    /// Bytes arrived since the last request ended: the start of the next one.
+    private var nextRequestStarted = false
     private var inFlight: (any InFlightResponse)?
     private var inFlightNumber = 0
     private var requestNumber = 0
@@ -177,16 +190,17 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         self.context = nil
     }
 
-    /// The first bytes of a request arrived (seen before the HTTP decoder).
+    /// Bytes arrived (seen before the HTTP decoder): in an idle connection, a request's first.
     func requestBytesArrived() {
+        nextRequestStarted = true
         if case .idle = phase { enter(.receivingHead, limit: limits.requestHeadersTimeout) }
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
         switch unwrapInboundIn(data) {
         case .head(let requestHead):
             head = requestHead
-            refusing = false
             body = nil
             enter(.receivingBody, limit: limits.requestBodyTimeout)
             if let refusal = headRefusal(requestHead.headers) {
@@ -198,7 +212,6 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
                 context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
             }
         case .body(var chunk):
-            guard !refusing else { return }
             if body == nil {
                 body = chunk
             } else {
@@ -206,7 +219,8 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             }
             if body!.readableBytes > router.maxBodyBytes { refuseTooLarge(context: context, size: body!.readableBytes) }
         case .end:
-            guard !refusing, let requestHead = head else { return }
+            guard let requestHead = head else { return }
+            nextRequestStarted = false
             let request = IncomingRequest(
                 method: requestHead.method, uri: requestHead.uri, headers: requestHead.headers,
                 body: body ?? context.channel.allocator.buffer(capacity: 0), version: requestHead.version)
@@ -220,11 +234,20 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             // uvicorn closes HTTP/1.0 connections after each response.
             let keepAlive = requestHead.version.minor >= 1 && requestHead.isKeepAlive
             let version: HTTPVersion = answersInClientVersion && requestHead.version.minor == 0 ? .http1_0 : .http1_1
-            let writer = ResponseWriter(context: context, keepAlive: keepAlive, version: version) { [weak self] in
+            let writer = ResponseWriter(
+                context: context, keepAlive: keepAlive, version: version, closesAfterward: { [weak self] in self?.closing ?? true }
+            ) { [weak self] in
                 guard let self else { return }
                 if self.inFlightNumber == number { self.inFlight = nil }
-                // Unless the next pipelined request was handed over during the final write.
-                if self.requestNumber == number, case .responding = self.phase { self.enter(.idle, limit: self.limits.idleTimeout) }
+                // Unless the next pipelined request was handed over during the final write. Part
+                // of the next head may already be here: its headers' time runs from now.
+                if self.requestNumber == number, case .responding = self.phase {
+                    if self.nextRequestStarted {
+                        self.enter(.receivingHead, limit: self.limits.requestHeadersTimeout)
+                    } else {
+                        self.enter(.idle, limit: self.limits.idleTimeout)
+                    }
+                }
             }
             let responder = router.route(request, writer: writer)
             if let responder, !responder.isDone {
@@ -257,7 +280,8 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
 
     /// Answers before the request was read whole, and closes the connection after.
     private func refuse(context: ChannelHandlerContext, _ error: APIError) {
-        refusing = true
+        closing = true
+        head = nil
         body = nil
         enter(.responding, limit: nil)
         let writer = ResponseWriter(context: context, keepAlive: false) {}
@@ -278,14 +302,24 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // A malformed request: answered when no response has started (431 for a head too large
-        // for the parser, else 400), then this connection ends; the server goes on.
-        if let parserError = error as? HTTPParserError, inFlight == nil, !refusing, phase != .responding {
-            refusing = true
+        // A malformed request ends the connection; the server goes on.
+        if let parserError = error as? HTTPParserError {
+            guard !closing else { return }
+            closing = true
+            if case .responding = phase {
+                // NIO holds a pipelined request's parse error back until the response before it
+                // is written, and hands it over during that response's last write: the response
+                // goes out whole first, then the connection closes (`closesAfterward`).
+                return
+            }
+            // No response has started: answer it (431 for a head too large for the parser,
+            // else 400), then close.
             let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
             let headers = HTTPHeaders([("connection", "close"), ("content-length", "0")])
+            let channel = context.channel
             context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+            context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            return
         }
         inFlight?.cancel()
         inFlight = nil
@@ -318,7 +352,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         guard let deadline, let context else { return }
         guard deadline <= .now() else { return schedule(at: deadline, context: context) }
         switch phase {
-        case .receivingBody where !refusing:
+        case .receivingBody where !closing:
             // The head was read: tell the client why (Envoy's 408 "request timeout").
             refuse(context: context, APIError(status: 408, type: "RequestTimeout", message: "request timeout"))
         case .receivingHead:
@@ -330,6 +364,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             bytes.writeString("HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.readableBytes)\r\nconnection: close\r\n\r\n")
             bytes.writeImmutableBuffer(body)
             enter(.responding, limit: nil)
+            closing = true
             if let observer { observer.writeAndClose(bytes) } else { context.close(promise: nil) }
         case .idle, .receivingBody, .responding:
             context.close(promise: nil)

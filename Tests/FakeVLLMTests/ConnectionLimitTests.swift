@@ -86,4 +86,24 @@ import Testing
         }
         try await stillServes(live)
     }
+
+    /// Garbage pipelined behind a request answered later (a generation): the answer arrives
+    /// whole, then the connection closes.
+    @Test func aMalformedPipelinedRequestDoesNotCutTheAnswerBeforeIt() async throws {
+        let live = try await LiveServer.start()
+        defer { Task { try? await live.stop() } }
+        let body = #"{"prompt":"hello","max_tokens":64,"ignore_eos":true}"#
+        let connection = try await RawConnection.open(port: live.server.port)
+        try await connection.send(
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                + "GARBAGE\u{1}\r\n\r\n")
+        #expect(await connection.waitForClose(within: .seconds(10)))
+        let answer = connection.text
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK"))
+        let parts = answer.components(separatedBy: "\r\n\r\n")
+        let length = parts.first?.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) }
+        #expect(length != nil && parts.count >= 2 && parts[1].utf8.count >= length!, "the whole body: \(answer.suffix(200))")
+        #expect(try JSONValue.parse(String(parts[1].utf8.prefix(length ?? 0))!)["usage"]?["completion_tokens"] == .integer(64))
+    }
 }

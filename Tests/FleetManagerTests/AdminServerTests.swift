@@ -96,6 +96,11 @@ extension FleetEndToEnd.AdminServerTests {
         #expect(crossOrigin.json?["error"]?["message"]?.string?.hasPrefix("cross-origin requests are refused") == true)
         #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("content-type", "application/x-www-form-urlencoded")]).status == 415)
         #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("host", "attacker.example:8070")]).status == 403)
+        // Names that only look like loopback addresses (anyone can point them anywhere).
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("host", "127.0.0.1.attacker.example:8070")]).status == 403)
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("origin", "http://127.0.0.1.attacker.example")]).status == 403)
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("origin", "http://127.0.0.1@attacker.example")]).status == 403)
+        #expect(try await call(port, .POST, "/pods/fast-0/kill", headers: [("origin", "null")]).status == 403)
         #expect(fleet.list()[0].restarts == 0 && fleet.list()[0].isReady, "no refused request reached the fleet")
         // The fleet's own tools and pages on loopback still get through.
         #expect(try await call(port, .GET, "/pods", headers: [("origin", "http://localhost:3000")]).status == 200)

@@ -14,4 +14,11 @@ import Testing
         #expect(HeaderFilter.response.apply(headers).contains(name: "content-length"))
         #expect(!HeaderFilter.rewrittenResponse.apply(headers).contains(name: "content-length"))
     }
+
+    @Test func headersTheConnectionHeaderNamesAreDroppedButNotTheHost() {
+        let headers = HTTPHeaders([
+            ("Host", "gw"), ("Connection", "Keep-Alive, X-Hop, host"), ("x-hop", "1"), ("Proxy-Authorization", "Basic x"), ("x-kept", "2"),
+        ])
+        #expect(HeaderFilter.request.apply(headers).map { $0.name } == ["Host", "x-kept"])
+    }
 }

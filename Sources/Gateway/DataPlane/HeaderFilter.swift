@@ -33,11 +33,15 @@ struct HeaderFilter {
         return kept
     }
 
-    /// The header names listed in `Connection` (its options other than close and keep-alive).
+    /// The header names listed in `Connection` (its options other than close and keep-alive),
+    /// except the ones a message cannot do without: `Connection: host` must not strip the Host
+    /// an HTTP/1.1 upstream requires.
     private static func connectionOptions(_ headers: HTTPHeaders) -> HeaderFilter? {
-        let names = headers[canonicalForm: "connection"].map { String($0).lowercased() }.filter { $0 != "close" && $0 != "keep-alive" }
+        let names = headers[canonicalForm: "connection"].map { String($0).lowercased() }.filter { !kept.contains($0) }
         return names.isEmpty ? nil : HeaderFilter(names)
     }
+
+    private static let kept: Set<String> = ["close", "keep-alive", "host", "content-length", "content-type"]
 
     /// Hop-by-hop headers (RFC 9110 §7.6.1), which describe one connection, not the message.
     static let hopByHop = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"]

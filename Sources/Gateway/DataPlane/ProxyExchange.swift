@@ -238,7 +238,9 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
             // The request reached the pod, which closed without answering: as Envoy without a
             // retry policy, the client is told (a request that crashed its pod stays there).
             guard context.configuration.retryOnReset else {
-                context.picker.reportConnectFailure(endpoint.address)
+                // A kept-alive connection may have been closed by the pod as it was reused (the
+                // pool drops them at 4 s, below uvicorn's 5 s): that says nothing of the pod.
+                if !connectionWasReused { context.picker.reportConnectFailure(endpoint.address) }
                 return finishBeforeHead(APIError(
                     status: 503, type: "ServiceUnavailable",
                     message: "upstream connect error or disconnect/reset before headers. reset reason: connection termination (\(endpoint.address))"))
