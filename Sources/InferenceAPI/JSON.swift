@@ -69,18 +69,18 @@ public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, S
                     members[index].value = newValue
                 } else {
                     members.remove(at: index)
-                    positions = members.count >= Self.indexedFrom
-                        ? Dictionary(members.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first }) : nil
+                    reindex()
                 }
             } else if let newValue {
                 members.append((key, newValue))
-                if positions != nil {
-                    positions![key] = members.count - 1
-                } else if members.count >= Self.indexedFrom {
-                    positions = Dictionary(members.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
-                }
+                if positions != nil { positions![key] = members.count - 1 } else { reindex() }
             }
         }
+    }
+
+    /// Keys are unique (every member goes through the subscript), so positions map one to one.
+    private mutating func reindex() {
+        positions = members.count >= Self.indexedFrom ? Dictionary(uniqueKeysWithValues: members.enumerated().map { ($1.key, $0) }) : nil
     }
 
     public var count: Int { members.count }

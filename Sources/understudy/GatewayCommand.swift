@@ -31,10 +31,7 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Seconds from a request's first byte to the end of its headers, else the connection is closed (0: no limit).")
     var requestHeadersTimeout = 10.0
     @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 300.0
-    @Option(help: "Serve HTTPS with this certificate (PEM).") var sslCertfile: String?
-    @Option(help: "The certificate's private key (PEM).") var sslKeyfile: String?
-    @Option(help: "CA certificates (PEM) that client certificates are checked against.") var sslCaCerts: String?
-    @Option(help: "Client certificates: 0 not asked for, 1 checked when given, 2 required.") var sslCertReqs = 0
+    @OptionGroup var tls: TLSOptions
     @Option(help: "Require Authorization: Bearer KEY on /v1 routes (also UNDERSTUDY_GATEWAY_API_KEY); the header is forwarded.") var apiKey: String?
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
     @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
@@ -46,7 +43,6 @@ struct GatewayCommand: AsyncParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
         _ = try connectionLimits()
-        _ = try ServerTLS.fromFlags(certificate: sslCertfile, key: sslKeyfile, caCertificates: sslCaCerts, clientCertificates: sslCertReqs)
     }
 
     func connectionLimits() throws -> ConnectionLimits {
@@ -68,7 +64,7 @@ struct GatewayCommand: AsyncParsableCommand {
         dataPlane.maxAttempts = maxAttempts
         dataPlane.retryOnReset = retryOnReset
         dataPlane.connectionLimits = try connectionLimits()
-        dataPlane.tls = try ServerTLS.fromFlags(certificate: sslCertfile, key: sslKeyfile, caCertificates: sslCaCerts, clientCertificates: sslCertReqs)
+        dataPlane.tls = try tls.serverTLS()
         dataPlane.apiKey = apiKey ?? ProcessInfo.processInfo.environment["UNDERSTUDY_GATEWAY_API_KEY"]
         dataPlane.maxConnections = maxConnections
         let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }

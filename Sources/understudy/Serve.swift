@@ -28,10 +28,7 @@ struct Serve: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "Adapters as name=path or JSON {\"name\",\"path\",\"base_model_name\"}; no file is read.")
     var loraModules: [String] = []
     @Option(help: "Require this bearer key on /v1 routes (also VLLM_API_KEY).") var apiKey: String?
-    @Option(help: "Serve HTTPS with this certificate (PEM), as vLLM's --ssl-certfile.") var sslCertfile: String?
-    @Option(help: "The certificate's private key (PEM).") var sslKeyfile: String?
-    @Option(help: "CA certificates (PEM) that client certificates are checked against.") var sslCaCerts: String?
-    @Option(help: "Client certificates: 0 not asked for, 1 checked when given, 2 required (Python's ssl.CERT_*).") var sslCertReqs = 0
+    @OptionGroup var tls: TLSOptions
     @Option(help: "Random seed for outputs.") var seed: UInt64 = 0
     @Flag(help: "Report usage.prompt_tokens_details.cached_tokens.") var enablePromptTokensDetails = false
     @Flag(help: "Count in-flight requests on /load.") var enableServerLoadTracking = false
@@ -52,15 +49,10 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
         guard maxRequestSequences >= 1, maxRequestOutputTokens >= 1 else { throw ValidationError("request budgets must be at least 1") }
-        _ = try serverTLS()
         _ = try connectionLimits()
         guard [1, 8, 16, 32, 64, 128, 256, 320, 512].contains(maxLoraRank) else {
             throw ValidationError("--max-lora-rank must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (vLLM's choices)")
         }
-    }
-
-    func serverTLS() throws -> ServerTLS? {
-        try ServerTLS.fromFlags(certificate: sslCertfile, key: sslKeyfile, caCertificates: sslCaCerts, clientCertificates: sslCertReqs)
     }
 
     func connectionLimits() throws -> ConnectionLimits {
@@ -101,7 +93,7 @@ struct Serve: AsyncParsableCommand {
         configuration.startupDelay = startupDelay
         configuration.showHiddenMetricsForVersion = showHiddenMetricsForVersion
         configuration.connectionLimits = try connectionLimits()
-        configuration.tls = try serverTLS()
+        configuration.tls = try tls.serverTLS()
         if let maxN = environment["VLLM_MAX_N_SEQUENCES"] {
             guard let value = Int(maxN), value >= 1 else { throw ValidationError("VLLM_MAX_N_SEQUENCES must be a positive integer, got \(maxN)") }
             configuration.requestBudget.maxN = value

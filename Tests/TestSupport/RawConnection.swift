@@ -45,10 +45,10 @@ public final class RawConnection: Sendable {
         return !channel.isActive
     }
 
-    /// Waits until the server sent `needle`, or `limit` passes.
+    /// Waits until the server sent `needle`, closed the connection, or `limit` passed.
     public func waitFor(_ needle: String, within limit: Duration) async -> Bool {
         let deadline = ContinuousClock.now + limit
-        while !text.contains(needle), ContinuousClock.now < deadline {
+        while !text.contains(needle), channel.isActive, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(10))
         }
         return text.contains(needle)
