@@ -37,7 +37,7 @@ import Testing
 
     @Test func readsEveryRowOfThePublishedTable() throws {
         let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("shared/reference/timing/published_serving.csv")
+            .appendingPathComponent("reference/timing/published_serving.csv")
         let text = try String(contentsOf: file, encoding: .utf8)
         let rows = PublishedComparison.parseCSV(text)
         #expect(rows.count == 202)  // the header and 201 published numbers

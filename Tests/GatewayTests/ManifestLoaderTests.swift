@@ -3,9 +3,9 @@ import Foundation
 import InferenceAPI
 import Testing
 
-/// GIE's own example manifests (shared/reference/gie-examples), beside the checkout.
+/// GIE's own example manifests, copied into the project (reference/gie-examples).
 let examples = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().appendingPathComponent("shared/reference/gie-examples")
+    .appendingPathComponent("reference/gie-examples")
 
 func load(_ yaml: String) throws(ConfigError) -> GatewayResources {
     var resources = GatewayResources()

@@ -1,5 +1,5 @@
 /// What the gateway reads from GIE's Kubernetes resources, whatever API version they came in.
-/// Field rules and defaults are the CRDs' (shared/reference/gie-crds/).
+/// Field rules and defaults are the CRDs' (reference/gie-crds/).
 
 /// What to do when the endpoint picker itself fails (`endpointPickerRef.failureMode`).
 public enum FailureMode: String, Sendable, Equatable {
