@@ -7,7 +7,10 @@ public struct ServerConfiguration: Sendable {
     public var servedModelNames: [String] = []
     public var host: String = "0.0.0.0"
     public var port: Int = 8000
+    /// Context length; nil: the model's; `fitMaxModelLen`: the longest the KV cache holds.
     public var maxModelLen: Int?
+    /// vLLM's `--dtype`: "auto" keeps the model's precision; "float"/"float32" doubles it.
+    public var dtype: String = "auto"
     public var maxNumSeqs: Int?
     public var maxNumBatchedTokens: Int?
     public var blockSize: Int = 16
@@ -47,6 +50,9 @@ public struct ServerConfiguration: Sendable {
     public var tls: ServerTLS?
 
     public init() {}
+
+    /// `--max-model-len auto` (or -1): as long as one request can be and still fit the KV cache.
+    public static let fitMaxModelLen = -1
 
     /// The name clients use and metrics carry: the first served name, else the model.
     public var primaryModelName: String { servedModelNames.first ?? model }
@@ -104,6 +110,8 @@ public struct EngineSetup: Sendable {
     public var model: ModelProfile
     public var costModel: CostModel
     public var engineConfig: EngineConfig
+    /// Set when no profile named the model and one was derived: what was assumed, for a warning.
+    public var modelAssumption: String?
 
     /// Resolves profiles and fills vLLM's defaults. Throws with a clear message when a profile
     /// is unknown or the model does not fit on the device.
@@ -113,13 +121,21 @@ public struct EngineSetup: Sendable {
             model = try profiles.model(name)
         } else if let found = try profiles.model(matching: configuration.model) {
             model = found
+        } else if let derived = try profiles.derivedModel(for: configuration.model) {
+            model = derived.profile
+            modelAssumption = derived.assumption
         } else {
-            throw ProfileError("no model profile matches --model \(configuration.model); name one with --model-profile (known: \(try profiles.modelNames().joined(separator: ", ")))")
+            throw ProfileError("no model profile matches --model \(configuration.model), and its name states no known family and size (such as Qwen3-32B); name a profile with --model-profile (known: \(try profiles.modelNames().joined(separator: ", "))) or pass a local model directory")
+        }
+        switch configuration.dtype {
+        case "float", "float32": model.dtypeBytes = 4
+        case "half", "float16", "bfloat16": model.dtypeBytes = 2
+        default: break
         }
         costModel = CostModel(
             accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize,
             precision: try configuration.precision())
-        let maxModelLen = configuration.maxModelLen ?? model.maxModelLen
+        var maxModelLen = configuration.maxModelLen ?? model.maxModelLen
         let maxNumSeqs = configuration.maxNumSeqs ?? accelerator.defaultMaxNumSeqs
         let maxNumBatchedTokens = configuration.maxNumBatchedTokens ?? accelerator.defaultMaxNumBatchedTokens
         let loraReserve = configuration.enableLoRA ? configuration.maxLoras * model.loraAdapterBytes(rank: configuration.maxLoRARank) : 0
@@ -128,6 +144,17 @@ public struct EngineSetup: Sendable {
             loraReserveBytes: loraReserve)
         guard blocks >= 2 else {
             throw ProfileError("\(model.name) at TP \(configuration.tensorParallelSize) leaves no memory for the KV cache on \(accelerator.name); raise --tensor-parallel-size or --gpu-memory-utilization")
+        }
+        let neededForModelLen = (model.maxModelLen + configuration.blockSize - 1) / configuration.blockSize
+        if configuration.maxModelLen == nil, let assumption = modelAssumption, neededForModelLen > blocks - 1 {
+            // The architecture is a guess from the name, so the memory arithmetic is too: fit the
+            // context to it, as `--max-model-len auto` would, rather than refuse on a guess.
+            maxModelLen = ServerConfiguration.fitMaxModelLen
+            modelAssumption = assumption + "; its max_model_len \(model.maxModelLen) does not fit the KV cache on \(accelerator.name) at TP \(configuration.tensorParallelSize), so it was fitted as --max-model-len auto does (vLLM would refuse to start; pass --max-model-len)"
+        }
+        if maxModelLen == ServerConfiguration.fitMaxModelLen {
+            // vLLM's auto-fit: the model's own length, else what the cache holds (block 0 is the null block).
+            maxModelLen = min(model.maxModelLen, (blocks - 1) * configuration.blockSize)
         }
         // vLLM refuses to start when one request of max_model_len cannot fit (kv_cache_utils.py).
         // Block 0 is vLLM's null block, so one fewer holds tokens.

@@ -64,7 +64,10 @@ final class ProcessPod: PodServer, @unchecked Sendable {
             "--max-loras", "\(configuration.maxLoras)", "--max-lora-rank", "\(configuration.maxLoRARank)",
         ]
         if !configuration.servedModelNames.isEmpty { arguments += ["--served-model-name"] + configuration.servedModelNames }
-        if let value = configuration.maxModelLen { arguments += ["--max-model-len", "\(value)"] }
+        if let value = configuration.maxModelLen {
+            arguments += ["--max-model-len", value == ServerConfiguration.fitMaxModelLen ? "auto" : "\(value)"]
+        }
+        if configuration.dtype != "auto" { arguments += ["--dtype", configuration.dtype] }
         if let value = configuration.maxNumSeqs { arguments += ["--max-num-seqs", "\(value)"] }
         if let value = configuration.maxNumBatchedTokens { arguments += ["--max-num-batched-tokens", "\(value)"] }
         if let value = configuration.quantization { arguments += ["--quantization", value] }

@@ -8,16 +8,22 @@ import InferenceAPI
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Serve an emulated vLLM OpenAI-compatible API.")
 
-    @Option(help: "Model name or path, as vLLM's --model; picks the model profile.") var model = "meta-llama/Meta-Llama-3-8B"
+    @Argument(help: "The model to serve, as `vllm serve MODEL` (wins over --model).") var modelTag: String?
+    @Option(help: "Model name or local directory, as vLLM's --model; picks the model profile.") var model = "meta-llama/Meta-Llama-3-8B"
     @Option(parsing: .upToNextOption, help: "Names clients use for the model (default: --model).") var servedModelName: [String] = []
     @Option(help: "Host to bind.") var host = "0.0.0.0"
     @Option(help: "Port to bind (0 picks a free one).") var port = 8000
-    @Option(help: "Context length (default: the model's).") var maxModelLen: Int?
+    @Option(help: "Context length (default: the model's); `auto` or -1: the longest that fits, as vLLM's; 32k means 32000 and 32K 32768.")
+    var maxModelLen: String?
+    @Option(help: "Weight precision, as vLLM's --dtype: auto, half, float16, bfloat16, float or float32 (float32 doubles the weights' memory).")
+    var dtype = "auto"
     @Option(help: "Most sequences in a batch (default: vLLM's for the device).") var maxNumSeqs: Int?
     @Option(help: "Token budget per step (default: vLLM's for the device).") var maxNumBatchedTokens: Int?
     @Option(help: "Tokens per KV block.") var blockSize = 16
     @Option(help: "Fraction of device memory vLLM may use.") var gpuMemoryUtilization = 0.9
-    @Option(help: "Tensor-parallel degree.") var tensorParallelSize = 1
+    @Option(help: "Tensor-parallel degree (also -tp).") var tensorParallelSize = 1
+    @Option(help: "Pipeline-parallel degree (also -pp); only 1 is emulated.") var pipelineParallelSize = 1
+    @Option(help: "Data-parallel engines (also -dp); only 1 is emulated: run a fleet for more.") var dataParallelSize = 1
     @Option(name: [.customShort("q"), .long], help: "Weight quantization: fp8 (one byte per weight).") var quantization: String?
     @Option(help: "KV cache dtype: auto, fp8, fp8_e4m3 or fp8_e5m2.") var kvCacheDtype = "auto"
     @Flag(inversion: .prefixedNo, help: "Prefix caching.") var enablePrefixCaching = true
@@ -45,8 +51,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most output one request may ask for: n × max_tokens over its prompts, each token counted once more per top logprob.")
     var maxRequestOutputTokens = RequestBudget().maxOutputEntries
     @Flag(help: .hidden) var controlStdin = false
+    /// vLLM flags taken out by `VLLMCommandLine.normalize` as changing nothing here.
+    @Option(help: .hidden) var acceptedWithoutEffect: [String] = []
 
     func validate() throws {
+        guard ["auto", "half", "float16", "bfloat16", "float", "float32"].contains(dtype) else {
+            throw ValidationError("argument --dtype: invalid choice: '\(dtype)' (choose from 'auto', 'half', 'float16', 'bfloat16', 'float', 'float32')")
+        }
+        guard pipelineParallelSize == 1, dataParallelSize == 1 else {
+            throw ValidationError("--pipeline-parallel-size and --data-parallel-size other than 1 are not emulated; use --tensor-parallel-size, or a fleet (understudy up) for several engines")
+        }
+        _ = try parsedMaxModelLen()
         guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
         guard maxRequestSequences >= 1, maxRequestOutputTokens >= 1 else { throw ValidationError("request budgets must be at least 1") }
         _ = try connectionLimits()
@@ -62,11 +77,15 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = ServerConfiguration()
-        configuration.model = model
+        if let modelTag, modelTag != model, CommandLine.arguments.contains(where: { $0 == "--model" || $0.hasPrefix("--model=") }) {
+            print("understudy serve: WARNING: the positional model \(modelTag) wins over --model \(model), as in vllm serve")
+        }
+        configuration.model = modelTag ?? model
+        configuration.dtype = dtype
         configuration.servedModelNames = servedModelName
         configuration.host = host
         configuration.port = port
-        configuration.maxModelLen = maxModelLen
+        configuration.maxModelLen = try parsedMaxModelLen()
         configuration.maxNumSeqs = maxNumSeqs
         configuration.maxNumBatchedTokens = maxNumBatchedTokens
         configuration.blockSize = blockSize
@@ -80,6 +99,12 @@ struct Serve: AsyncParsableCommand {
         configuration.maxCPULoras = maxCpuLoras
         configuration.maxLoRARank = maxLoraRank
         configuration.loraModules = try loraModules.map(Self.parseLoRAModule)
+        if !configuration.loraModules.isEmpty, !enableLora {
+            // vLLM refuses adapters without --enable-lora; llm-d-inference-sim, whose arguments
+            // GIE's manifests carry, serves them. Serving them is what such a deployment expects.
+            configuration.enableLoRA = true
+            print("understudy serve: WARNING: --lora-modules without --enable-lora: LoRA enabled, as llm-d-inference-sim does (vLLM would refuse to start)")
+        }
         let environment = ProcessInfo.processInfo.environment
         configuration.apiKey = apiKey ?? environment["VLLM_API_KEY"]
         configuration.seed = seed
@@ -101,8 +126,12 @@ struct Serve: AsyncParsableCommand {
         configuration.requestBudget.maxSequences = maxRequestSequences
         configuration.requestBudget.maxOutputEntries = maxRequestOutputTokens
 
+        if !acceptedWithoutEffect.isEmpty {
+            print("understudy serve: accepted with no effect on the emulation: \(acceptedWithoutEffect.joined(separator: ", "))")
+        }
         let server = try await VLLMServer.start(configuration, profiles: ProfileStore.locate())
         let setup = server.setup
+        if let assumption = setup.modelAssumption { print("understudy serve: WARNING: \(assumption)") }
         print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")
         print("  KV cache: \(setup.engineConfig.numGPUBlocks) blocks of \(blockSize) tokens; max_num_seqs \(setup.engineConfig.maxNumSeqs), max_num_batched_tokens \(setup.engineConfig.maxNumBatchedTokens), max_model_len \(setup.engineConfig.maxModelLen)")
         if configuration.allowRuntimeLoRAUpdating {
@@ -163,11 +192,31 @@ struct Serve: AsyncParsableCommand {
         thread.start()
     }
 
+    /// `--max-model-len`: an integer, vLLM's human-readable forms (k = 1000, K = 1024, m/M, g/G),
+    /// or `auto`/-1 for the longest context the KV cache holds.
+    func parsedMaxModelLen() throws -> Int? {
+        guard let text = maxModelLen?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if text == "auto" || text == "-1" { return ServerConfiguration.fitMaxModelLen }
+        let multipliers: [Character: Double] = ["k": 1e3, "K": 1024, "m": 1e6, "M": 1024 * 1024, "g": 1e9, "G": 1024 * 1024 * 1024]
+        var number = Substring(text)
+        var multiplier = 1.0
+        if let last = text.last, let factor = multipliers[last] {
+            number = text.dropLast()
+            multiplier = factor
+        }
+        guard let value = Double(number), value.isFinite, value > 0, (value * multiplier) < 1e9, (value * multiplier).rounded() == value * multiplier else {
+            throw ValidationError("--max-model-len must be a positive integer (or 32k, 32K, auto), got \(text)")
+        }
+        return Int(value * multiplier)
+    }
+
     static func parseLoRAModule(_ text: String) throws -> LoRAModule {
         if text.hasPrefix("{") {
-            guard let json = try? JSONValue.parse(text), case .string(let name)? = json["name"], case .string(let path)? = json["path"] else {
-                throw ValidationError("--lora-modules JSON needs \"name\" and \"path\": \(text)")
+            // vLLM requires "path"; llm-d-inference-sim (GIE's sim deployment) does not: the name stands in.
+            guard let json = try? JSONValue.parse(text), case .string(let name)? = json["name"], !name.isEmpty else {
+                throw ValidationError("--lora-modules JSON needs \"name\" (and \"path\"): \(text)")
             }
+            let path = json["path"]?.string ?? name
             var baseModel: String?
             if case .string(let base)? = json["base_model_name"] { baseModel = base }
             return LoRAModule(name: name, path: path, baseModelName: baseModel)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FakeVLLM
 import InferenceAPI
 
 /// The one executable: parses arguments and hands off to the libraries.
@@ -17,6 +18,12 @@ struct Understudy: AsyncParsableCommand {
     /// per connection.
     static func main() async {
         OpenFileLimit.raiseToHardLimit()
-        await main(nil)
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "serve" {
+            // `understudy serve` takes `vllm serve`'s command line as deployments write it.
+            let vllm = VLLMCommandLine.normalize(Array(arguments.dropFirst()))
+            arguments = ["serve"] + vllm.arguments + vllm.ignored.map { "--accepted-without-effect=" + $0 }
+        }
+        await main(arguments)
     }
 }

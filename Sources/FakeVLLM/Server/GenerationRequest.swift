@@ -36,6 +36,8 @@ struct GenerationRequest {
     var temperature: Double?
     var topP: Double?
     var topK: Int?
+    /// Greedy decoding: temperature 0, or only the most likely token (top_k 1).
+    var isGreedy: Bool { temperature == 0 || topK == 1 }
     var minP: Double?
     var presencePenalty: Double?
     var frequencyPenalty: Double?

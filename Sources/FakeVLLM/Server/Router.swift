@@ -31,7 +31,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         self.setup = setup
         self.driver = driver
         self.generator = SplitMix64(seed: configuration.seed)
-        self.idGenerator = SplitMix64(seed: ~configuration.seed)
+        // Ids are unique across pods and restarts, as vLLM's uuid4s are: --seed must not repeat them.
+        self.idGenerator = SplitMix64(seed: UInt64.random(in: .min ... .max))
         self.ready = configuration.startupDelay <= 0
         let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
         for module in configuration.loraModules {
@@ -225,7 +226,10 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 // --seed and arrival order decide.
                 // (seed -1 means "no seed", as in vLLM.)
                 let seed = request.seed.flatMap { $0 == -1 ? nil : UInt64(bitPattern: Int64($0)) &+ UInt64(sequences.count) }
-                var sequenceGenerator = SplitMix64(seed: seed ?? generator.next())
+                // Greedy decoding is a function of the weights and the prompt alone: the same
+                // prompt to the same model (or adapter) says the same thing on any pod.
+                let greedySeed = request.isGreedy ? Self.greedySeed(prompt: tokens, model: lora?.name ?? setup.model.huggingFaceID) : nil
+                var sequenceGenerator = SplitMix64(seed: greedySeed ?? seed ?? generator.next())
                 let plan = OutputPlan(
                     limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
                                   stop: stopStrings, stopTokenIDs: stopTokenIDs,
@@ -477,6 +481,11 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
 
     private func respondJSON(_ writer: ResponseWriter, _ text: String, status: HTTPResponseStatus = .ok) {
         writer.respond(status: status, contentType: "application/json", body: ByteBuffer(string: text))
+    }
+
+    /// The seed of greedy output: a hash of the prompt's token ids under the model's name.
+    static func greedySeed(prompt: [Int], model: String) -> UInt64 {
+        prompt.withUnsafeBytes { XXHash64.hash($0, seed: XXHash64.hash(Array(model.utf8))) }
     }
 
     /// 32 lowercase hex digits, as `uuid4().hex`.

@@ -128,7 +128,7 @@ public struct CostModel: Sendable {
         let tp = Double(tensorParallel)
         let gib = 1024.0 * 1024 * 1024
         let budget = gpuMemoryUtilization * accelerator.memoryMiB * 1024 * 1024
-        let headAndEmbedding = 2 * Double(model.vocab) * Double(model.hidden)
+        let headAndEmbedding = (model.tiedEmbeddings == true ? 1 : 2) * Double(model.vocab) * Double(model.hidden)
         let weights = ((model.parameterCount - headAndEmbedding) * weightBytes + headAndEmbedding * Double(model.dtypeBytes)) / tp
         var reserve = accelerator.memoryReserveGiB * gib + Double(loraReserveBytes) / tp
         if tensorParallel > 1 { reserve += accelerator.tensorParallelReserveGiB * gib }

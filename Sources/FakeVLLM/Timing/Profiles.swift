@@ -64,6 +64,8 @@ public struct ModelProfile: Codable, Sendable, Equatable {
     public var vocab: Int
     public var maxModelLen: Int
     public var dtypeBytes: Int
+    /// The LM head shares the embedding matrix (config.json's `tie_word_embeddings`); nil: untied.
+    public var tiedEmbeddings: Bool?
     /// How long answers run when only EOS ends them: a log-normal over output tokens.
     public var outputLength: OutputLength
 
@@ -86,9 +88,9 @@ public struct ModelProfile: Codable, Sendable, Equatable {
         2 * Double(layers) * Double(kvHeads) * Double(headDim) * Double(dtypeBytes)
     }
 
-    /// All weights: layers, embeddings and an untied LM head.
+    /// All weights: layers, embeddings and the LM head unless tied to them.
     public var parameterCount: Double {
-        Double(layers) * linearParamsPerLayer + 2 * Double(vocab) * Double(hidden)
+        Double(layers) * linearParamsPerLayer + (tiedEmbeddings == true ? 1 : 2) * Double(vocab) * Double(hidden)
     }
 
     /// Bytes of one LoRA adapter of `rank` over all seven projections, in the weight dtype:
