@@ -73,7 +73,13 @@ let pool = GatewayStack.poolYAML
             spec: {modelName: llama, criticality: Sheddable, poolRef: {name: pool}}
             """)
         guard case .reject(400, _, _) = director.decide(InferenceRequest(model: nil), candidates: [candidate(1)], now: 0) else { Issue.record("no 400"); return }
-        guard case .reject(404, _, _) = director.decide(InferenceRequest(model: "other"), candidates: [candidate(1)], now: 0) else { Issue.record("no 404"); return }
+        // A model no InferenceModel names is served as Sheddable (GIE v0.5: "using default").
+        guard case .route(_, "other", "other", -1) = director.decide(InferenceRequest(model: "other"), candidates: [candidate(1)], now: 0) else {
+            Issue.record("an unnamed model was not routed as Sheddable"); return
+        }
+        guard case .reject(429, _, _) = director.decide(InferenceRequest(model: "other"), candidates: [candidate(1, queue: 50)], now: 0) else {
+            Issue.record("an unnamed model was not shed under saturation"); return
+        }
         guard case .reject(503, _, _) = director.decide(InferenceRequest(model: "llama"), candidates: [], now: 0) else { Issue.record("no 503"); return }
         // An InferenceModel's Sheddable criticality sheds under saturation too.
         guard case .reject(429, _, _) = director.decide(InferenceRequest(model: "llama"), candidates: [candidate(1, queue: 50)], now: 0) else { Issue.record("no 429"); return }

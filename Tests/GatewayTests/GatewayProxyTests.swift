@@ -53,7 +53,7 @@ extension EndToEnd {
             kind: InferenceModel
             metadata: {name: base}
             spec: {modelName: meta-llama/Meta-Llama-3-8B, poolRef: {name: pool}}
-            """)
+            """, pod: { _, pod in pod.servedModelNames = ["meta-llama/Meta-Llama-3-8B", "served-but-unnamed"] })
         defer { Task { await stack.stop() } }
         let bad = try await stack.post("/v1/completions", #"{"model": "#)
         #expect(bad.status == 400)
@@ -61,9 +61,14 @@ extension EndToEnd {
         let missing = try await stack.post("/v1/completions", #"{"prompt": "x"}"#)
         #expect(missing.status == 400)
         #expect(missing.json?["error"]?["message"]?.string == "inference error: BadRequest - model not found in request body")
+        // The gateway passes a model no InferenceModel names (as Sheddable); the pod has no such
+        // model and says so, in vLLM's words.
         let unknown = try await stack.post("/v1/completions", #"{"model": "nope", "prompt": "x"}"#)
         #expect(unknown.status == 404)
-        #expect(unknown.json?["error"]?["code"]?.int == 404)
+        #expect(unknown.json?["error"]?["message"]?.string == "The model `nope` does not exist.")
+        // A model the pods serve that no InferenceModel names is served.
+        let unnamed = try await stack.post("/v1/completions", #"{"model": "served-but-unnamed", "prompt": "Hi", "max_tokens": 2}"#)
+        #expect(unnamed.status == 200)
     }
 
     @Test func aTargetModelSplitRewritesTheBodyAndTheResponseBack() async throws {

@@ -24,8 +24,7 @@ public enum RoutingDecision: Sendable, Equatable {
     /// Send it to `endpoints[0]` (the rest are fallbacks) with the body's model set to
     /// `targetModel`; responses name `clientModel` again.
     case route(endpoints: [Endpoint], targetModel: String, clientModel: String, priority: Int)
-    /// Refuse it, as GIE's EPP refuses: 400 bad body, 404 unknown model, 429 shed or nothing
-    /// fits, 503 no endpoints.
+    /// Refuse it, as GIE's EPP refuses: 400 bad body, 429 shed or nothing fits, 503 no endpoints.
     case reject(status: Int, code: String, message: String)
 }
 
@@ -53,12 +52,12 @@ public struct Director: Sendable {
         guard let clientModel = request.model, !clientModel.isEmpty else {
             return .reject(status: 400, code: "BadRequest", message: "model not found in request body")
         }
-        // v1alpha2 InferenceModels, when configured, name the models this pool serves.
+        // v1alpha2 InferenceModels (GIE ≤ v0.5) give a model its criticality. A model none of
+        // them names is served as Sheddable, as v0.5's director does ("No associated
+        // inferenceModel found, using default"); v1.x, with no InferenceModels, passes every
+        // model at priority 0. The model server answers for a model it does not have.
         let models = resources.models.filter { $0.poolName == pool.name }
         let inferenceModel = models.first { $0.modelName == clientModel }
-        if !models.isEmpty, inferenceModel == nil, request.modelRewriteHeader == nil, rewriteRule(for: clientModel) == nil {
-            return .reject(status: 404, code: "NotFound", message: "model \(clientModel) not found in pool \(pool.name)")
-        }
         // Priority: the named InferenceObjective, else the InferenceModel's criticality, else 0.
         var priority = 0
         if let objectiveName = request.objectiveHeader,
@@ -66,6 +65,8 @@ public struct Director: Sendable {
             priority = objective.priority ?? 0
         } else if let criticality = inferenceModel?.criticality {
             priority = Self.priority(of: criticality)
+        } else if !models.isEmpty, inferenceModel == nil {
+            priority = Self.priority(of: .sheddable)
         }
         // Target model: the rewrite header, else a rewrite rule's or the InferenceModel's weighted split.
         var targetModel = clientModel
