@@ -96,7 +96,8 @@ let package = Package(
         .testTarget(
             name: "FleetManagerTests",
             dependencies: [
-                "FleetManager", "FakeVLLM", "Gateway", "InferenceAPI", "Load", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "FleetManager", "FakeVLLM", "Gateway", "InferenceAPI", "Load", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

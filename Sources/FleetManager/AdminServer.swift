@@ -12,7 +12,9 @@ import NIOPosix
 /// - `POST /pods/NAME/kill|hang|partition|drain|restore`, `POST /pods/NAME/slow?factor=F`,
 ///   `POST /pods/NAME/errors?rate=R&status=CODE` or `…&kind=cut`,
 ///   `POST /pods/NAME/kv-pressure?usable=U`: chaos (`ChaosAction`);
-/// - `POST /pools/NAME/scale?replicas=N`: scale a pool.
+/// - `POST /pools/NAME/scale?replicas=N`: scale a pool;
+/// - `GET /sd`: the pods as Prometheus HTTP service discovery targets (`http_sd_configs`), so a
+///   Prometheus follows pods as they come, go and change ports.
 /// Errors use the OpenAI envelope, as everywhere else in the stack.
 ///
 /// A web page must not be able to break the fleet through a browser on this machine: requests
@@ -40,6 +42,33 @@ public enum AdminServer {
             "labels": .object(labels),
             "faults": .array(faults.map { .string($0) }),
         ])
+    }
+
+    /// Prometheus's http_sd format: a target group per pod whose process runs, labelled
+    /// `pod` and `pool`, with Kubernetes SD's metadata as `__meta_understudy_*` labels (pod
+    /// labels under `__meta_understudy_pod_label_<name>`, the name sanitized as Kubernetes SD
+    /// sanitizes it) for relabeling.
+    static func serviceDiscovery(_ pods: [PodRecord]) -> ByteBuffer {
+        var groups: [JSONValue] = []
+        for pod in pods {
+            switch pod.phase {
+            case .starting, .ready, .terminating: break
+            case .pending, .crashLoopBackOff, .terminated: continue  // no process listens
+            }
+            var labels: JSONObject = [
+                "pod": .string(pod.name), "pool": .string(pod.pool),
+                "__meta_understudy_pod_name": .string(pod.name), "__meta_understudy_pod_phase": .string(pod.phase.status),
+                "__meta_understudy_pod_ready": .string(pod.isReady ? "true" : "false"),
+                "__meta_understudy_pod_restarts": .string(String(pod.restarts)),
+            ]
+            for (key, value) in pod.labels.sorted(by: { $0.key < $1.key }) {
+                labels["__meta_understudy_pod_label_" + Prometheus.sanitizedLabelName(key)] = .string(value)
+            }
+            groups.append(.object(["targets": .array([.string(pod.address)]), "labels": .object(labels)]))
+        }
+        var buffer = ByteBuffer()
+        buffer.writeJSON(.array(groups))
+        return buffer
     }
 
     static func listing(_ fleet: Fleet) async -> ByteBuffer {
@@ -98,6 +127,8 @@ final class AdminRouter: HTTPRequestRouter {
         switch (method, path.count, path.first) {
         case (.GET, 1, "pods"):
             return (.ok, await AdminServer.listing(fleet))
+        case (.GET, 1, "sd"):
+            return (.ok, AdminServer.serviceDiscovery(fleet.list()))
         case (.POST, 3, "pods"):
             let action: ChaosAction
             do {

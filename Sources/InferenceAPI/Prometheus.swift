@@ -14,6 +14,15 @@ public enum Prometheus {
     /// Formats a value as prometheus_client's `floatToGoString` does: Python's `repr`, except
     /// that positive values with more than six integer digits switch to Go's exponent form
     /// (`3.0`, `0.0421`, `1.7551e+09`, `+Inf`).
+    /// A valid label name from any string: each character outside `[a-zA-Z0-9_]` becomes `_`
+    /// (as Prometheus's Kubernetes discovery turns `app.kubernetes.io/name` into
+    /// `app_kubernetes_io_name`).
+    public static func sanitizedLabelName(_ name: String) -> String {
+        String(name.unicodeScalars.map { scalar -> Character in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_") ? Character(scalar) : "_"
+        })
+    }
+
     public static func format(_ value: Double) -> String {
         if value.isNaN { return "NaN" }
         if value == .infinity { return "+Inf" }

@@ -6,6 +6,7 @@ import Gateway
 import InferenceAPI
 import NIOCore
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// The admin API against a running fleet: listing, and chaos that clients can see.
@@ -123,6 +124,79 @@ extension FleetEndToEnd.AdminServerTests {
         #expect(try await call(guardedPort, .GET, "/pods", headers: [("authorization", "Bearer wrong!")]).status == 401)
         #expect(try await call(guardedPort, .GET, "/pods", headers: [("authorization", "Bearer s3cret")]).status == 200)
         try await guarded.close()
+        await fleet.stop()
+    }
+}
+
+extension FleetEndToEnd.AdminServerTests {
+    /// A real Prometheus, discovering the fleet's pods through the admin API's `/sd`, scrapes a
+    /// pod that `scale` added on a port nobody told it about.
+    @Test func aRealPrometheusFindsAScaledUpPodThroughServiceDiscovery() async throws {
+        let prometheus = try toolPath("prometheus")
+        let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
+        let admin = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0)
+        let adminPort = admin.localAddress!.port!
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-prometheus-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = directory.appendingPathComponent("prometheus.yml")
+        try Data("""
+            global: {scrape_interval: 1s, scrape_timeout: 1s}
+            scrape_configs:
+            - job_name: understudy-pods
+              http_sd_configs: [{url: "http://127.0.0.1:\(adminPort)/sd", refresh_interval: 1s}]
+              relabel_configs:
+              - {source_labels: [__meta_understudy_pod_label_app], target_label: app}
+            """.utf8).write(to: config)
+        let webPort = try freeLoopbackPort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: prometheus)
+        process.arguments = [
+            "--config.file=\(config.path)", "--storage.tsdb.path=\(directory.appendingPathComponent("data").path)",
+            "--web.listen-address=127.0.0.1:\(webPort)",
+        ]
+        let log = directory.appendingPathComponent("prometheus.log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let logHandle = try FileHandle(forWritingTo: log)
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        try process.run()
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+            try? FileManager.default.removeItem(at: directory)
+        }
+
+        /// The pods Prometheus scrapes successfully, by their `pod` label, with their `app` label.
+        func scrapedPods() async -> [String: String] {
+            guard let response = try? await call(webPort, .GET, "/api/v1/targets?state=active"),
+                  let targets = response.json?["data"]?["activeTargets"]?.array else { return [:] }
+            var pods: [String: String] = [:]
+            for target in targets where target["health"]?.string == "up" {
+                if let pod = target["labels"]?["pod"]?.string { pods[pod] = target["labels"]?["app"]?.string ?? "" }
+            }
+            return pods
+        }
+        func waitFor(_ condition: ([String: String]) -> Bool) async throws -> [String: String] {
+            var seen: [String: String] = [:]
+            for _ in 0..<300 {
+                seen = await scrapedPods()
+                if condition(seen) { return seen }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            Issue.record("Prometheus scraped \(seen); its log:\n\((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            return seen
+        }
+
+        #expect(try await waitFor { $0.keys.sorted() == ["fast-0", "fast-1"] } == ["fast-0": "llama", "fast-1": "llama"])
+        #expect(try await call(adminPort, .POST, "/pools/fast/scale?replicas=3").status == 200)
+        let scaled = try await waitFor { $0.count == 3 }
+        #expect(scaled.keys.sorted() == ["fast-0", "fast-1", "fast-2"])
+        // It scrapes the new pod's vLLM metrics, at the address the fleet gave it.
+        let newAddress = try #require(fleet.list().first { $0.name == "fast-2" }?.address)
+        let query = try await call(webPort, .GET, "/api/v1/query?query=vllm:num_requests_running%7Bpod=%22fast-2%22%7D")
+        let result = try #require(query.json?["data"]?["result"]?.array?.first)
+        #expect(result["metric"]?["instance"]?.string == newAddress)
+        try await admin.close()
         await fleet.stop()
     }
 }

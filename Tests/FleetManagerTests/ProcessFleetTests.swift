@@ -3,21 +3,13 @@ import AsyncHTTPClient
 import Foundation
 import Load
 import NIOPosix
+import TestSupport
 import Testing
 
 extension FleetEndToEnd {
     /// `understudy up --processes`: every pod an `understudy serve` child; kill is SIGKILL and hang
     /// SIGSTOP.
     @Suite(.serialized) struct ProcessFleetTests {
-        /// The understudy executable built beside the test bundle.
-        static func executable() throws -> String {
-            let path = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("understudy").path
-            guard FileManager.default.isExecutableFile(atPath: path) else {
-                throw FleetError("the understudy executable is not built at \(path): run `swift build` first")
-            }
-            return path
-        }
-
         /// SIGKILLs this process's `understudy serve` children, as something outside the fleet would.
         static func killChildren(of parent: pid_t) throws {
             let kill = Process()
@@ -31,7 +23,7 @@ extension FleetEndToEnd {
         @Test func processPodsServeAndTakeRealSignals() async throws {
             let fleet = try await Fleet.start(
                 try FleetTests.spec(startup: 0.3), profiles: FleetTests.profiles, gracePeriod: 5, backoff: RestartBackoff(initial: 0.3, maximum: 1),
-                runtime: .processes(executable: try Self.executable()))
+                runtime: .processes(executable: try understudyExecutable()))
             let store = fleet.gateway.picker.datastore
             #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
             #expect(try await FleetTests().complete(fleet).status == 200)

@@ -6,13 +6,36 @@ public struct MissingTool: Error, CustomStringConvertible {
     public var description: String { "\(name) is not installed; `bash .ci/run` installs it (see README)" }
 }
 
-/// Runs an external tool (promtool, python3 …) and returns its exit status and combined output;
-/// throws `MissingTool` when it is not on PATH, so the test fails saying what to install.
-public func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+/// Where `name` is on PATH; throws `MissingTool` when it is not.
+public func toolPath(_ name: String) throws -> String {
     guard let path = ProcessInfo.processInfo.environment["PATH"]?.split(separator: ":")
         .map({ "\($0)/\(name)" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
         throw MissingTool(name: name)
     }
+    return path
+}
+
+/// A loopback TCP port free now, for a tool that cannot be told to pick one itself.
+public func freeLoopbackPort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { throw MissingTool(name: "a socket") }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    }
+    guard bound else { throw MissingTool(name: "a free loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Runs an external tool (promtool, python3 …) and returns its exit status and combined output;
+/// throws `MissingTool` when it is not on PATH, so the test fails saying what to install.
+public func runTool(_ name: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+    let path = try toolPath(name)
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
