@@ -41,12 +41,14 @@ public enum OpenFileLimit {
         return current.soft
     }
 
-    /// What to tell the user of a whole stack in one process when the limit is below
-    /// `recommended`, else nil.
-    public static func warning(soft: Int) -> String? {
+    /// What to tell the user of a fleet when the limit is below `recommended`, else nil. Pods
+    /// in the gateway's process hold the far end of each upstream connection too (three
+    /// descriptors per client connection); process pods leave the gateway two.
+    public static func warning(soft: Int, podsInThisProcess: Bool) -> String? {
         guard soft < recommended else { return nil }
-        return "open files are limited to \(soft) (ulimit -n, its hard limit): with the gateway and its pods in one process, about "
-            + "\(connectionBudget(descriptorsPerConnection: 3, soft: soft)) client connections can be open; the gateway closes more as they come"
+        let (perConnection, holder) = podsInThisProcess ? (3, "the gateway and its pods share this process") : (2, "the gateway needs two per client connection")
+        return "open files are limited to \(soft) (ulimit -n, its hard limit) and \(holder): about "
+            + "\(connectionBudget(descriptorsPerConnection: perConnection, soft: soft)) client connections can be open; the gateway closes more as they come"
     }
 
     // MARK: Running out

@@ -39,8 +39,10 @@ struct Chaos: AsyncParsableCommand {
             throw ChaosError(description: message)
         }
         guard let pods = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return }
-        let rows = [["POD", "POOL", "ADDRESS", "STATE", "RESTARTS", "FAULTS"]] + pods.map { pod in
-            [pod["name"], pod["pool"], pod["address"], pod["state"], pod["restarts"], (pod["faults"] as? [String])?.joined(separator: ",")]
+        // READY as kubectl shows it: a hung pod is Running but 0/1 once its probe fails.
+        let rows = [["POD", "POOL", "ADDRESS", "READY", "STATE", "RESTARTS", "FAULTS"]] + pods.map { pod in
+            [pod["name"], pod["pool"], pod["address"], (pod["ready"] as? Bool).map { $0 ? "1/1" : "0/1" }, pod["state"], pod["restarts"],
+             (pod["faults"] as? [String])?.joined(separator: ",")]
                 .map { $0.map { "\($0)" } ?? "" }
         }
         for line in TextTable.lines(rows) { print(line) }

@@ -40,7 +40,7 @@ struct Up: AsyncParsableCommand {
         print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name)\(policy.map { ", policy \($0)" } ?? ""))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
         print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list, kill, hang, slow, errors, partition, kv-pressure, drain, restore, scale)")
-        if let warning = OpenFileLimit.warning(soft: OpenFileLimit.current.soft) { print("  warning: \(warning)") }
+        if let warning = OpenFileLimit.warning(soft: OpenFileLimit.current.soft, podsInThisProcess: !processes) { print("  warning: \(warning)") }
         let pools = Dictionary(uniqueKeysWithValues: spec.pools.map { ($0.name, $0) })
         let rows = [["POD", "POOL", "ACCELERATOR", "ADDRESS", "STATUS"]]
             + fleet.list().map { [$0.name, $0.pool, pools[$0.pool]?.accelerator ?? "", $0.address, $0.phase.status] }

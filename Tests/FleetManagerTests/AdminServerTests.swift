@@ -200,3 +200,31 @@ extension FleetEndToEnd.AdminServerTests {
         await fleet.stop()
     }
 }
+
+extension FleetEndToEnd.AdminServerTests {
+    /// `understudy chaos list` shows readiness as kubectl does: a hung pod stays Running but is
+    /// not Ready once its readiness probe fails.
+    @Test func chaosListHasAReadyColumn() async throws {
+        let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
+        let admin = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0)
+        let url = "http://127.0.0.1:\(admin.localAddress!.port!)"
+        #expect(try await FleetTests().eventually { fleet.list().allSatisfy(\.isReady) })
+        let before = try await runUnderstudy(["chaos", "list", "--admin", url])
+        let rows = before.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(rows.first == ["POD", "POOL", "ADDRESS", "READY", "STATE", "RESTARTS", "FAULTS"], "\(before.output)")
+        #expect(rows.dropFirst().map { $0[3] } == ["1/1", "1/1"], "\(before.output)")
+        _ = try await runUnderstudy(["chaos", "hang", "fast-0", "--admin", url])
+        // The readiness probe fails after a few periods; wait for it rather than for a time.
+        var hung: [String] = []
+        var attempts = 0
+        while attempts < 200, hung.count < 4 || hung[3] != "0/1" {
+            attempts += 1
+            let listing = try await runUnderstudy(["chaos", "list", "--admin", url])
+            hung = listing.output.split(separator: "\n").first { $0.hasPrefix("fast-0") }?.split(separator: " ").map(String.init) ?? []
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(hung.count >= 5 && hung[3] == "0/1" && hung[4] == "Running", "\(hung)")
+        try await admin.close()
+        await fleet.stop()
+    }
+}

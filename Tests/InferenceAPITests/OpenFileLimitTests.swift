@@ -30,9 +30,13 @@ struct OpenFileLimitTests {
     }
 
     @Test func aLimitBelowVLLMsTargetIsWarnedAbout() {
-        #expect(OpenFileLimit.warning(soft: 65_535) == nil)
-        let warning = OpenFileLimit.warning(soft: 20_000)
-        #expect(warning?.contains("limited to 20000") == true && warning?.contains("about 6000 client connections") == true)
+        #expect(OpenFileLimit.warning(soft: 65_535, podsInThisProcess: true) == nil)
+        let inProcess = OpenFileLimit.warning(soft: 20_000, podsInThisProcess: true)
+        #expect(inProcess?.contains("limited to 20000") == true && inProcess?.contains("about 6000 client connections") == true)
+        #expect(inProcess?.contains("its pods share this process") == true)
+        // Process pods hold their own descriptors: the gateway's two per connection go further.
+        let processes = OpenFileLimit.warning(soft: 20_000, podsInThisProcess: false)
+        #expect(processes?.contains("about 9000 client connections") == true && processes?.contains("share this process") == false)
     }
 
     @Test func runningOutIsToldApartFromAPeersFault() {

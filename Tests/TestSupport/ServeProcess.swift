@@ -10,6 +10,27 @@ public func understudyExecutable() throws -> String {
     return path
 }
 
+/// Runs `understudy ARGUMENTS` to its end (at most `timeout` seconds); its exit status and output.
+public func runUnderstudy(_ arguments: [String], timeout: Double = 60) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try understudyExecutable())
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    // Read while it runs: a full pipe would stop it.
+    let reader = Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw ServeProcessError("understudy \(arguments.joined(separator: " ")) did not exit within \(timeout) s")
+    }
+    return (process.terminationStatus, String(decoding: await reader.value, as: UTF8.self))
+}
+
 /// `understudy serve …` run as a user runs it: a child process whose output is collected; `start`
 /// returns once it prints the address it listens on.
 public final class ServeProcess: @unchecked Sendable {
@@ -63,21 +84,7 @@ public final class ServeProcess: @unchecked Sendable {
     /// Runs `understudy serve ARGUMENTS` expecting it to exit on its own (a refusal); returns its
     /// exit status and output.
     public static func runToExit(_ arguments: [String], timeout: Double = 60) async throws -> (status: Int32, output: String) {
-        let server = ServeProcess()
-        server.process.executableURL = URL(fileURLWithPath: try understudyExecutable())
-        server.process.arguments = ["serve"] + arguments
-        let pipe = Pipe()
-        server.process.standardOutput = pipe
-        server.process.standardError = pipe
-        try server.process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while server.process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        if server.process.isRunning {
-            server.stop()
-            throw ServeProcessError("understudy serve \(arguments.joined(separator: " ")) did not exit within \(timeout) s")
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        return (server.process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try await runUnderstudy(["serve"] + arguments, timeout: timeout)
     }
 
     /// Ends the server (SIGTERM, then SIGKILL if it lingers) and waits for it.
