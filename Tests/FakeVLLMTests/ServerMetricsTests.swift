@@ -32,6 +32,24 @@ import Testing
         #expect(samples.contains { $0.name == "vllm:time_to_first_token_seconds_bucket" && $0.labels["le"] == "2560.0" })
     }
 
+    /// The process families prometheus_client adds to vLLM's page, with this process's numbers.
+    @Test func processFamiliesAreThereAsPythonExportsThem() async throws {
+        let live = try await LiveServer.start()
+        let text = try await live.get("/metrics").body
+        let samples = try Prometheus.parse(text)
+        func value(_ name: String) -> Double? { samples.first { $0.name == name && $0.labels.isEmpty }?.value }
+        let resident = try #require(value("process_resident_memory_bytes"))
+        #expect(resident > 1_000_000 && resident <= (value("process_virtual_memory_bytes") ?? 0))
+        let start = try #require(value("process_start_time_seconds"))
+        #expect(abs(start - Date().timeIntervalSince1970) < 3600)
+        #expect((value("process_open_fds") ?? 0) >= 3 && (value("process_max_fds") ?? 0) >= (value("process_open_fds") ?? 0))
+        #expect(value("process_cpu_seconds_total") ?? -1 > 0)
+        #expect(text.contains("# TYPE process_cpu_seconds_total counter\n"))
+        // They come first, as prometheus_client's default registry writes them.
+        #expect(text.hasPrefix("# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"))
+        try await live.stop()
+    }
+
     /// Under load on an emulated H100: the queue grows past max_num_seqs, KV usage rises with
     /// context, lora_requests_info names running and waiting adapters, and promtool accepts it all.
     @Test func gaugesMoveWithLoadAndPromtoolAcceptsThem() async throws {

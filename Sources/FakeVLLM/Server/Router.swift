@@ -22,6 +22,9 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// Makes ids; kept apart so that listing models or sending X-Request-Id leaves outputs alone.
     private var idGenerator: SplitMix64
     private(set) var ready: Bool
+    /// The server's start, as its process_start_time_seconds (a pod in a shared process
+    /// reports its own).
+    private let startedAt = Date().timeIntervalSince1970
     /// Generation requests accepted, by the model name they asked for (an adapter or the base
     /// model): what vLLM's request log would show, for tests and fleet reports.
     private(set) var acceptedRequests: [String: Int] = [:]
@@ -100,7 +103,11 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             writer.writeHead(status: ready ? .ok : .serviceUnavailable, contentType: nil, contentLength: 0)
             writer.writeBodyAndEnd(ByteBuffer())
         case (.GET, "/metrics"):
-            writer.respond(status: .ok, contentType: Prometheus.contentType, body: driver.metrics.render())
+            var page = ByteBuffer()
+            if let reading = ProcessMetrics.current() { ProcessMetrics.write(reading, startTime: startedAt, to: &page) }
+            var engine = driver.metrics.render()
+            page.writeBuffer(&engine)
+            writer.respond(status: .ok, contentType: Prometheus.contentType, body: page)
         case (.GET, "/version"):
             respondJSON(writer, #"{"version":"\#(Self.vllmVersion)"}"#)
         case (.GET, "/load"):
