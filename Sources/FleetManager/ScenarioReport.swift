@@ -1,4 +1,5 @@
 import Foundation
+import InferenceAPI
 import Load
 
 /// What the clients of a scenario saw: every request's record, the actions as they ran, and
@@ -56,17 +57,43 @@ public struct ScenarioReport: Sendable {
         public var timeToFirstToken: Percentiles { Percentiles(records.filter { $0.outcome.isSuccess }.compactMap(\.timeToFirstToken)) }
     }
 
-    /// Before the first action, then from each action to the next; a request belongs to the
-    /// phase it was sent in.
+    /// Before the first action, then from each action to the next. A request belongs to the
+    /// phase it was sent in, except one that failed after an action took effect while it was in
+    /// flight: the fault cut it short, so it counts in that action's phase (a kill's broken
+    /// streams are the kill's, not the calm before it).
     public var phases: [Phase] {
         var bounds: [(label: String, start: Double)] = [("before", 0)]
         bounds += actions.map { ("after \($0.action.summary)", $0.at) }
+        var members = Array(repeating: [RequestRecord](), count: bounds.count)
+        for record in records { members[phaseIndex(of: record)].append(record) }
         return bounds.enumerated().map { index, bound in
             let end = index + 1 < bounds.count ? bounds[index + 1].start : .infinity
-            return Phase(
-                label: bound.label, start: bound.start, end: min(end, duration),
-                records: records.filter { $0.sent >= bound.start && $0.sent < end })
+            return Phase(label: bound.label, start: bound.start, end: min(end, duration), records: members[index])
         }
+    }
+
+    /// 0 before the first action, i after action i: the last action taken when the request was
+    /// sent, or, for a failure, the last fault taken before it ended if that came later (the
+    /// fault that broke it in flight; a restore or a scale breaks nothing).
+    func phaseIndex(of record: RequestRecord) -> Int {
+        let sentIn = actions.lastIndex { $0.at <= record.sent }.map { $0 + 1 } ?? 0
+        guard !record.outcome.isSuccess, !record.outcome.isShed else { return sentIn }
+        let brokenBy = actions.lastIndex { $0.at <= record.finished && Self.isFault($0.action) }.map { $0 + 1 } ?? 0
+        return max(sentIn, brokenBy)
+    }
+
+    static func isFault(_ action: ChaosAction) -> Bool {
+        switch action {
+        case .restore, .scale: false
+        default: true
+        }
+    }
+
+    /// The load streams' names, in the order they first sent.
+    public var streamNames: [String] {
+        var seen: [String] = []
+        for record in records.sorted(by: { $0.sent < $1.sent }) where !seen.contains(record.stream) { seen.append(record.stream) }
+        return seen
     }
 
     // MARK: Faults
@@ -80,7 +107,8 @@ public struct ScenarioReport: Sendable {
         public var stoppedRouting: Double?
         /// Seconds from the action until it was routable again; nil if it was not (yet).
         public var routableAgain: Double?
-        /// Requests in flight at the action or sent after it (until the next action) that failed.
+        /// Requests that failed in the action's phase: sent after it (until the next action), or
+        /// in flight when it took effect and failed before the next.
         public var clientFailures: Int
         /// Seconds from the action until the last of those failures ended.
         public var lastFailure: Double?
@@ -88,16 +116,12 @@ public struct ScenarioReport: Sendable {
 
     public var faults: [FaultEffect] {
         actions.enumerated().compactMap { index, action -> FaultEffect? in
-            switch action.action {
-            case .restore, .scale: return nil
-            default: break
-            }
+            guard Self.isFault(action.action) else { return nil }
             let changes = membership[action.action.target] ?? []
             let before = changes.last { $0.at <= action.at }
             let left = before?.routable == false ? before : changes.first { $0.at > action.at && !$0.routable }
             let back = left.flatMap { left in changes.first { $0.at > max(left.at, action.at) && $0.routable } }
-            let until = index + 1 < actions.count ? actions[index + 1].at : .infinity
-            let failures = records.filter { $0.finished >= action.at && $0.sent < until && !$0.outcome.isSuccess && !$0.outcome.isShed }
+            let failures = records.filter { !$0.outcome.isSuccess && !$0.outcome.isShed && phaseIndex(of: $0) == index + 1 }
             return FaultEffect(
                 action: action, stoppedRouting: left.map { max(0, $0.at - action.at) }, routableAgain: back.map { $0.at - action.at },
                 clientFailures: failures.count, lastFailure: failures.map(\.finished).max().map { $0 - action.at })
@@ -121,12 +145,20 @@ public struct ScenarioReport: Sendable {
             lines.append("  action at \(Self.seconds(action.at)) failed: \(action.action.summary): \(action.failure!)")
         }
         lines.append("")
-        var table = [["PHASE (BY SEND TIME)", "FROM", "SENT", "OK", "FAILED", "SHED", "E2E p50/p90/p99 ms", "TTFT p50/p90/p99 ms"]]
+        lines.append("  Phases: a request counts where it was sent, or, if a later fault failed it in flight, after that fault.")
+        var table = [["PHASE", "FROM", "STREAM", "SENT", "OK", "FAILED", "SHED", "E2E p50/p90/p99 ms", "TTFT p50/p90/p99 ms"]]
+        let streams = streamNames
         for phase in phases {
-            table.append([
-                phase.label, Self.seconds(phase.start), "\(phase.records.count)", "\(phase.succeeded)", "\(phase.failed)", "\(phase.shed)",
-                Self.triple(phase.latency), Self.triple(phase.timeToFirstToken),
-            ])
+            // One row per stream (a critical stream and a sheddable one fare differently), and
+            // the phase's total when there are several.
+            var rows = streams.map { name in (name, Phase(label: phase.label, start: phase.start, end: phase.end, records: phase.records.filter { $0.stream == name })) }
+            if streams.count != 1 { rows.append(("all", phase)) }
+            for (position, (stream, part)) in rows.enumerated() {
+                table.append([
+                    position == 0 ? phase.label : "", position == 0 ? Self.seconds(phase.start) : "", stream, "\(part.records.count)",
+                    "\(part.succeeded)", "\(part.failed)", "\(part.shed)", Self.triple(part.latency), Self.triple(part.timeToFirstToken),
+                ])
+            }
         }
         lines += TextTable.lines(table, indent: "  ")
         let faults = self.faults
@@ -144,6 +176,53 @@ public struct ScenarioReport: Sendable {
             lines += TextTable.lines(table, indent: "  ")
         }
         return lines.joined(separator: "\n")
+    }
+
+    // MARK: JSON
+
+    /// The report as `understudy scenario --out DIR` writes it to report.json: totals, phases
+    /// by stream with latency percentiles in seconds, faults, and the actions as they ran.
+    public func json() -> JSONValue {
+        func percentiles(_ sample: Percentiles) -> JSONValue {
+            guard sample.count > 0 else { return .null }
+            return .object(["p50": .double(sample.value(at: 50)!), "p90": .double(sample.value(at: 90)!), "p99": .double(sample.value(at: 99)!)])
+        }
+        func counts(_ phase: Phase) -> JSONObject {
+            [
+                "sent": .integer(phase.records.count), "succeeded": .integer(phase.succeeded), "failed": .integer(phase.failed),
+                "shed": .integer(phase.shed), "latency": percentiles(phase.latency), "timeToFirstToken": percentiles(phase.timeToFirstToken),
+            ]
+        }
+        let streams = streamNames
+        let phases: [JSONValue] = self.phases.map { phase in
+            var object: JSONObject = ["label": .string(phase.label), "start": .double(phase.start), "end": .double(phase.end)]
+            for (key, value) in counts(phase) { object[key] = value }
+            object["streams"] = .array(streams.map { name in
+                var row: JSONObject = ["stream": .string(name)]
+                for (key, value) in counts(Phase(label: phase.label, start: phase.start, end: phase.end, records: phase.records.filter { $0.stream == name })) {
+                    row[key] = value
+                }
+                return .object(row)
+            })
+            return .object(object)
+        }
+        let faults: [JSONValue] = self.faults.map { fault in
+            .object([
+                "action": .string(fault.action.action.summary), "at": .double(fault.action.at),
+                "stoppedRouting": fault.stoppedRouting.map { .double($0) } ?? .null,
+                "routableAgain": fault.routableAgain.map { .double($0) } ?? .null,
+                "clientFailures": .integer(fault.clientFailures), "lastFailure": fault.lastFailure.map { .double($0) } ?? .null,
+            ])
+        }
+        var causes = JSONObject()
+        for (cause, count) in failuresByCause { causes[cause] = .integer(count) }
+        return .object([
+            "name": .string(name), "duration": .double(duration), "sent": .integer(sent), "succeeded": .integer(succeeded),
+            "shed": .integer(shed), "retried": .integer(retried), "lateSends": .integer(lateSends),
+            "failuresByCause": .object(causes),
+            "phases": .array(phases), "faults": .array(faults),
+            "actions": .array(actions.map { .object(["at": .double($0.at), "action": .string($0.action.summary), "failure": $0.failure.map { .string($0) } ?? .null]) }),
+        ])
     }
 
     static func seconds(_ value: Double) -> String { String(format: "%.2f s", value) }

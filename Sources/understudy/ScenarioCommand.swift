@@ -2,6 +2,8 @@ import ArgumentParser
 import FakeVLLM
 import FleetManager
 import Foundation
+import InferenceAPI
+import NIOCore
 
 /// `understudy scenario FILE`: a fleet, steady load through its gateway and a timeline of chaos,
 /// then a report of what clients saw.
@@ -11,6 +13,7 @@ struct ScenarioCommand: AsyncParsableCommand {
         abstract: "Run a chaos scenario (a fleet, steady load and a timeline of faults) and report what clients saw.")
 
     @Argument(help: "Scenario file (profiles/scenarios/*.yaml).") var file: String
+    @Option(help: "Also write the report to this directory: report.txt as printed, report.json.") var out: String?
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
@@ -29,6 +32,16 @@ struct ScenarioCommand: AsyncParsableCommand {
             fflush(nil)
         }
         print("")
-        print(report.render())
+        let text = report.render()
+        print(text)
+        if let out {
+            let directory = URL(fileURLWithPath: out)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try Data((text + "\n").utf8).write(to: directory.appendingPathComponent("report.txt"))
+            var json = ByteBuffer()
+            json.writeJSON(report.json())
+            try Data(json.readableBytesView).write(to: directory.appendingPathComponent("report.json"))
+            print("\nwrote \(directory.appendingPathComponent("report.txt").path) and report.json")
+        }
     }
 }

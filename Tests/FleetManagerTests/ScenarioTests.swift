@@ -1,6 +1,8 @@
 @testable import FleetManager
 import Foundation
+import InferenceAPI
 import Load
+import NIOCore
 import Testing
 
 /// Scenario files and the report's arithmetic, without running anything.
@@ -62,11 +64,44 @@ import Testing
         #expect(report.sent == 6 && report.succeeded == 4 && report.shed == 1 && report.retried == 1)
         #expect(report.failuresByCause.map(\.cause) == ["stream error event 502"])
         #expect(report.phases.map(\.label) == ["before", "after kill p-0", "after restore p-0"])
-        #expect(report.phases.map(\.records.count) == [2, 3, 1])
+        // The stream cut by the kill counts after the kill, though it was sent before.
+        #expect(report.phases.map(\.records.count) == [1, 4, 1])
+        #expect(report.phases[1].failed == 1)
         let kill = try! #require(report.faults.first)
         #expect(report.faults.count == 1, "restore is not a fault")
         #expect(abs(kill.stoppedRouting! - 0.004) < 1e-9 && kill.routableAgain == 4.5)
         #expect(kill.clientFailures == 1 && abs(kill.lastFailure! - 0.2) < 1e-9)
         #expect(report.render().contains("+4 ms"))
+    }
+
+    @Test func phasesAreSplitByStreamAndWrittenAsJSON() throws {
+        let records = [
+            RequestRecord(stream: "chat", scheduled: 1, sent: 1, finished: 2, outcome: .ok),
+            RequestRecord(stream: "batch", scheduled: 1.5, sent: 1.5, finished: 3, outcome: .ok),
+            RequestRecord(stream: "batch", scheduled: 6, sent: 6, finished: 6.1, outcome: .status(429)),
+            RequestRecord(stream: "chat", scheduled: 4, sent: 4, finished: 5.5, outcome: .streamError(502)),
+            // Broken by the kill, ending after the restore: still the kill's.
+            RequestRecord(stream: "batch", scheduled: 4.5, sent: 4.5, finished: 7.5, outcome: .status(502)),
+        ]
+        let report = ScenarioReport(
+            name: "r", duration: 10, records: records,
+            actions: [.init(at: 5, action: .kill(pod: "p-0")), .init(at: 7, action: .restore(pod: "p-0"))],
+            membership: [:], addresses: [:])
+        #expect(report.streamNames == ["chat", "batch"])
+        let text = report.render()
+        // Per phase: a row per stream and a total.
+        let after = text.split(separator: "\n").drop { !$0.contains("after kill p-0") }.prefix(3).map { $0.split(separator: " ").joined(separator: " ") }
+        #expect(after.count == 3 && after[0].contains("chat 1 0 1 0") && after[1].contains("batch 2 0 1 1") && after[2].contains("all 3 0 2 1"), "\(text)")
+        let json = report.json()
+        let phases = try #require(json["phases"]?.array)
+        #expect(phases.map { $0["label"]?.string } == ["before", "after kill p-0", "after restore p-0"])
+        #expect(phases[1]["streams"]?.array?.map { $0["failed"]?.int } == [1, 1])
+        #expect(phases[1]["streams"]?.array?.map { $0["shed"]?.int } == [0, 1])
+        #expect(phases[2]["sent"]?.int == 0)
+        #expect(json["faults"]?.array?.first?["clientFailures"]?.int == 2)
+        // The text is valid JSON that reads back the same.
+        var buffer = ByteBuffer()
+        buffer.writeJSON(json)
+        #expect(try JSONValue.parse(String(buffer: buffer)) == json)
     }
 }
