@@ -119,6 +119,9 @@ extension FleetSpec {
         }
         dataPlane.maxAttempts = try v.integer(gatewayMap["maxAttempts"], "spec.gateway.maxAttempts", minimum: 1, maximum: 10) ?? dataPlane.maxAttempts
         dataPlane.retryOnReset = try v.bool(gatewayMap["retryOnReset"], "spec.gateway.retryOnReset") ?? false
+        if let map = try v.map(gatewayMap["outlierDetection"], "spec.gateway.outlierDetection") {
+            dataPlane.outlierDetection = try outlierDetection(map, "spec.gateway.outlierDetection", v)
+        }
         let adminMap = try v.map(spec["admin"], "spec.admin") ?? [:]
         let admin = Listener(
             host: try v.string(adminMap["host"], "spec.admin.host") ?? "127.0.0.1",
@@ -163,6 +166,29 @@ extension FleetSpec {
         }
         return FleetSpec(
             name: name, pools: pools, resources: resources, gateway: gateway, dataPlane: dataPlane, admin: admin, firstPodPort: firstPodPort)
+    }
+
+    /// Envoy's `outlier_detection` fields, in seconds; absent fields keep Envoy's defaults.
+    static func outlierDetection(_ map: [String: Any], _ path: String, _ v: FieldValidator) throws(ConfigError) -> OutlierDetection {
+        let known: Set<String> = ["consecutive5xx", "baseEjectionSeconds", "maxEjectionSeconds", "maxEjectionPercent", "intervalSeconds"]
+        if let unknown = map.keys.sorted().first(where: { !known.contains($0) }) {
+            throw v.fail("\(path).\(unknown)", "field not declared in schema")
+        }
+        var detection = OutlierDetection()
+        detection.consecutive5xx = try v.integer(map["consecutive5xx"], path + ".consecutive5xx", minimum: 1, maximum: 1_000_000) ?? detection.consecutive5xx
+        let durations: [(String, WritableKeyPath<OutlierDetection, Double>)] = [
+            ("baseEjectionSeconds", \.baseEjectionTime), ("maxEjectionSeconds", \.maxEjectionTime), ("intervalSeconds", \.interval),
+        ]
+        for (key, keyPath) in durations {
+            guard let seconds = try v.number(map[key], "\(path).\(key)") else { continue }
+            guard seconds > 0, seconds <= 86_400 else { throw v.fail("\(path).\(key)", "Invalid value: \(seconds): must be > 0 and at most a day") }
+            detection[keyPath: keyPath] = seconds
+        }
+        if let percent = try v.number(map["maxEjectionPercent"], path + ".maxEjectionPercent") {
+            guard (0...100).contains(percent) else { throw v.fail(path + ".maxEjectionPercent", "Invalid value: \(percent): must be 0 to 100") }
+            detection.maxEjectionPercent = percent
+        }
+        return detection
     }
 
     private static func pool(_ item: Any, _ path: String, _ v: FieldValidator) throws(ConfigError) -> PodPoolSpec {

@@ -64,6 +64,11 @@ public final class EndpointPicker: Sendable {
         datastore.reportConnectFailure(address)
     }
 
+    /// An endpoint answered (or the gateway timed it out: 504).
+    func reportAnswer(_ address: String, status: Int) {
+        datastore.reportAnswer(address, status: status)
+    }
+
     /// The picker is down: FailOpen forwards the request unchanged to a Ready endpoint of the
     /// gateway's choosing; FailClose drops it with 500, Envoy's reply when an ext_proc server
     /// fails and `failure_mode_allow` is off.

@@ -29,6 +29,9 @@ public struct DataPlaneConfiguration: Sendable {
     /// (Envoy's listener connection limit). By default (nil) as many as keep the process clear of
     /// its open-file limit with two descriptors per connection (the client's and the upstream's).
     public var maxConnections: Int?
+    /// Eject endpoints after consecutive 5xx, as Envoy's outlier detection (nil: off, as GIE's
+    /// Envoy configuration has it).
+    public var outlierDetection: OutlierDetection?
 
     public init() {}
 }

@@ -42,7 +42,7 @@ public final class GatewayServer: Sendable {
         // Scrapes get a thread of their own: a data plane busy serving must not delay them past
         // the staleness threshold, which would empty the candidate set just when it is needed.
         let scrapeGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let datastore = Datastore(loop: scrapeGroup.next(), source: metricsSource)
+        let datastore = Datastore(loop: scrapeGroup.next(), source: metricsSource, outlierDetection: configuration.outlierDetection)
         let metrics = GatewayMetrics(poolName: pool.name, datastore: datastore)
         let picker = EndpointPicker(
             pool: pool, director: Director(resources: resources, pool: pool, scheduler: scheduler, seed: seed), datastore: datastore,

@@ -149,6 +149,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         guard case .awaitingHead = phase else { return }
         lastActivity = .now()
         status = Int(upstreamHead.status.code)
+        if let endpoint { context.picker.reportAnswer(endpoint.address, status: status) }
         let eventStream = upstreamHead.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true
         if rewriter != nil, !eventStream {
             phase = .collecting(upstreamHead)
@@ -330,6 +331,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         connection?.close()
         connection = nil
         let error = APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout")
+        if case .awaitingHead = phase, let endpoint { context.picker.reportAnswer(endpoint.address, status: 504) }
         switch phase {
         case .awaitingHead, .collecting:
             finishBeforeHead(error)

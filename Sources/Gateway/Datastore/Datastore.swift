@@ -28,6 +28,8 @@ public final class Datastore: Sendable {
     public let loop: EventLoop
     public let scrapeInterval: TimeAmount
     public let stalenessThreshold: Double
+    /// Ejects endpoints that keep failing (nil: off, as in GIE).
+    public let outlierDetection: OutlierDetection?
     /// Where metrics pages come from: `GET /metrics` over HTTP, or a fleet's pods in this process.
     private let source: any MetricsSource
     private let origin = NIODeadline.now()
@@ -41,12 +43,15 @@ public final class Datastore: Sendable {
         /// The page `metrics` came from: an identical page is not read again (comparing bytes
         /// costs a fraction of hashing them, and in-process pods hand over the same storage).
         var page: ByteBuffer?
+        var outlier = OutlierDetection.Record()
     }
 
     public init(
-        loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2, source: (any MetricsSource)? = nil
+        loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2, source: (any MetricsSource)? = nil,
+        outlierDetection: OutlierDetection? = nil
     ) {
         self.loop = loop
+        self.outlierDetection = outlierDetection
         self.source = source ?? HTTPMetricsSource(loop: loop)
         self.scrapeInterval = scrapeInterval
         self.stalenessThreshold = stalenessThreshold
@@ -68,14 +73,34 @@ public final class Datastore: Sendable {
         }
     }
 
-    /// Ready endpoints with fresh metrics, ordered by address.
+    /// Ready endpoints with fresh metrics and not ejected, ordered by address.
     public func candidates(now: Double) -> [Candidate] {
         let stalenessThreshold = self.stalenessThreshold
         return endpoints.withLockedValue { endpoints in
             endpoints.values
-                .filter { $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true }
+                .filter {
+                    $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true && !$0.outlier.isEjected(now: now)
+                }
                 .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
         }.sorted { $0.endpoint.address < $1.endpoint.address }
+    }
+
+    /// An endpoint answered with `status` (for outlier detection; a 5xx counts against it, any
+    /// other status clears its run of failures).
+    public func reportAnswer(_ address: String, status: Int) {
+        guard let detection = outlierDetection else { return }
+        let now = self.now
+        endpoints.withLockedValue { endpoints in
+            guard var record = endpoints[address]?.outlier else { return }
+            let ejected = endpoints.values.count { $0.outlier.isEjected(now: now) }
+            _ = detection.record(status: status, in: &record, now: now, ejectedCount: ejected, endpointCount: endpoints.count)
+            endpoints[address]?.outlier = record
+        }
+    }
+
+    /// Endpoints outlier detection has ejected, now.
+    public func ejectedEndpoints(now: Double) -> [String] {
+        endpoints.withLockedValue { $0.filter { $0.value.outlier.isEjected(now: now) }.map(\.key).sorted() }
     }
 
     /// Every Ready endpoint, fresh metrics or not: what a gateway failing open picks from.
@@ -88,6 +113,8 @@ public final class Datastore: Sendable {
     /// scrape succeeds again, rather than waiting for its metrics to go stale.
     public func reportConnectFailure(_ address: String) {
         endpoints.withLockedValue { $0[address]?.metrics = nil }
+        // A locally originated failure is a 5xx to Envoy's outlier detection.
+        reportAnswer(address, status: 503)
     }
 
     /// Starts scraping every endpoint each interval; a scrape still running is not doubled.
