@@ -25,6 +25,10 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Endpoints tried per request: a failed connection moves on to the next (and, with --retry-on-reset, a reset before the response head).") var maxAttempts = 3
     @Flag(help: "Retry a request whose upstream closed before answering, elsewhere (Envoy's retry_on: reset; off as in GIE's Envoy config).")
     var retryOnReset = false
+    @Option(help: "Eject an endpoint after this many consecutive 5xx, as Envoy's outlier_detection.consecutive_5xx (default: off, as in GIE).")
+    var outlierConsecutive5xx: Int?
+    @Option(help: "With --outlier-consecutive-5xx: seconds of the first ejection (Envoy's base_ejection_time), doubled, tripled… in a row up to 300 s.")
+    var outlierBaseEjectionTime = 30.0
     @Option(help: "Client connections held open at once; more are closed as they come (default: what the open-file limit allows, 2 per connection).")
     var maxConnections: Int?
     @Option(help: "Seconds an idle client connection stays open (Envoy's idle_timeout; 0: forever).") var idleTimeout = 3600.0
@@ -42,6 +46,8 @@ struct GatewayCommand: AsyncParsableCommand {
         guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if let maxConnections, maxConnections < 1 { throw ValidationError("--max-connections must be at least 1") }
+        if let count = outlierConsecutive5xx, count < 1 { throw ValidationError("--outlier-consecutive-5xx must be at least 1") }
+        guard outlierBaseEjectionTime > 0, outlierBaseEjectionTime <= 86_400 else { throw ValidationError("--outlier-base-ejection-time must be > 0 and at most a day") }
         _ = try connectionLimits()
     }
 
@@ -67,6 +73,12 @@ struct GatewayCommand: AsyncParsableCommand {
         dataPlane.tls = try tls.serverTLS()
         dataPlane.apiKey = apiKey ?? ProcessInfo.processInfo.environment["UNDERSTUDY_GATEWAY_API_KEY"]
         dataPlane.maxConnections = maxConnections
+        if let count = outlierConsecutive5xx {
+            var detection = OutlierDetection()
+            detection.consecutive5xx = count
+            detection.baseEjectionTime = outlierBaseEjectionTime
+            dataPlane.outlierDetection = detection
+        }
         let list = endpoints.split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
         let server: GatewayServer
         do {

@@ -33,6 +33,18 @@ import Testing
         """
     }
 
+    @Test func outlierDetectionIsReadFromTheGatewaySection() throws {
+        let pools = "  - {name: a, accelerator: h100-sxm, model: m, replicas: 1, labels: {app: x}}"
+        let plain = try FleetSpec.parse(fleet(pools), file: "fleet.yaml")
+        #expect(plain.dataPlane.outlierDetection == nil, "off unless asked for, as in GIE")
+        let text = fleet(pools).replacingOccurrences(
+            of: "spec:\n", with: "spec:\n  gateway: {outlierDetection: {consecutive5xx: 2, baseEjectionSeconds: 5}}\n")
+        let detection = try #require(try FleetSpec.parse(text, file: "fleet.yaml").dataPlane.outlierDetection)
+        #expect(detection.consecutive5xx == 2 && detection.baseEjectionTime == 5 && detection.maxEjectionTime == 300)
+        let bad = fleet(pools).replacingOccurrences(of: "spec:\n", with: "spec:\n  gateway: {outlierDetection: {consecutive5XX: 2}}\n")
+        #expect(throws: ConfigError.self) { try FleetSpec.parse(bad, file: "fleet.yaml") }
+    }
+
     @Test(arguments: [
         ("  - {name: a, accelerator: h100-sxm, model: m, replicas: -1, labels: {app: x}}",
          #"fleet.yaml: document 1: The Fleet "f" is invalid: spec.pools[0].replicas: Invalid value: -1: spec.pools[0].replicas in body should be greater than or equal to 0"#),
