@@ -122,6 +122,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             return generate(request, kind: .completion, writer: writer)
         case (.POST, "/v1/chat/completions"):
             return generate(request, kind: .chat, writer: writer)
+        case (.POST, "/v1/embeddings"):
+            writer.respond(embeddingsRefusal(request.body))
         case (.POST, "/tokenize"):
             respond(writer) { () throws(APIError) in try tokenize(request.body) }
         case (.POST, "/detokenize"):
@@ -139,12 +141,33 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         return nil
     }
 
+    /// vLLM 0.11.0's answer on /v1/embeddings for a generative model: the request model is
+    /// validated, then no embedding handler is found (newer releases answer 501, or do not route
+    /// the path at all).
+    private func embeddingsRefusal(_ body: ByteBuffer) -> APIError {
+        do throws(APIError) {
+            let parsed = try parseBody(body)
+            guard case .object(let fields) = parsed else {
+                return APIError.validation(
+                    kind: "model_attributes_type", location: ["body"],
+                    message: "Input should be a valid dictionary or object to extract fields from", input: parsed)
+            }
+            guard fields["input"] != nil else {
+                return APIError.validation(kind: "missing", location: ["body", "input"], message: "Field required", input: .object(fields))
+            }
+            return APIError.badRequest("The model does not support Embeddings API")
+        } catch {
+            return error
+        }
+    }
+
     /// vLLM's default `--max-logprobs`.
     static let maxLogprobs = 20
 
     /// Routes whose body vLLM requires to be `application/json`.
     static let jsonRoutes: Set<String> = [
         "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize", "/v1/load_lora_adapter", "/v1/unload_lora_adapter",
+        "/v1/embeddings", "/v1/responses",
     ]
 
     static func isJSON(_ headers: HTTPHeaders) -> Bool {
