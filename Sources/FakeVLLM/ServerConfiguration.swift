@@ -112,6 +112,8 @@ public struct EngineSetup: Sendable {
     public var engineConfig: EngineConfig
     /// Set when no profile named the model and one was derived: what was assumed, for a warning.
     public var modelAssumption: String?
+    /// The tokenizer prompts are counted with: the model's own tokenizer.json when given.
+    public var tokenizer: any TextTokenizer = Tokenizer.shared
 
     /// Resolves profiles and fills vLLM's defaults. Throws with a clear message when a profile
     /// is unknown or the model does not fit on the device.

@@ -1,3 +1,26 @@
+/// What a server needs of a tokenizer: text to ids and back, the special tokens, and the
+/// tokens it may write when it makes text up. The built-in `Tokenizer` approximates any model;
+/// `HuggingFaceTokenizer` is a model's own, read from its tokenizer.json.
+public protocol TextTokenizer: Sendable {
+    /// The id a prompt starts with when special tokens are added, if the tokenizer adds one.
+    var bosID: Int? { get }
+    /// The id the model ends its answer with.
+    var eosID: Int { get }
+    /// Largest id used, plus one.
+    var vocabularySize: Int { get }
+    func encode(_ text: String, addSpecialTokens: Bool) -> [Int]
+    /// Text for ids, special tokens skipped (vLLM's `skip_special_tokens`).
+    func decode(_ ids: [Int]) -> String
+    /// The bytes one token adds to the text (none for special tokens).
+    func bytes(of id: Int) -> [UInt8]
+    /// The token as `return_token_strs` and logprobs show it.
+    func tokenString(_ id: Int) -> String
+    /// Word-like tokens generated text is drawn from.
+    var textTokenIDs: [Int] { get }
+    /// Punctuation tokens generated text may use.
+    var punctuationIDs: [Int] { get }
+}
+
 /// A deterministic, reversible stand-in for a model's BPE tokenizer. No tokenizer file is read:
 /// the vocabulary is built here, sized to give roughly the token counts a Llama tokenizer gives
 /// for English (a common word is one token, a rare one two or three, other bytes one each).
@@ -5,7 +28,7 @@
 /// Ids: 0–255 are raw bytes, 256/257 are BOS/EOS, then common words (with and without a leading
 /// space, lower-case and capitalised), then lower-case letter chunks of one to three letters.
 /// Every id decodes to bytes, and `decode(encode(text)) == text` for any valid UTF-8 text.
-public struct Tokenizer: Sendable {
+public struct Tokenizer: TextTokenizer {
     public static let bosTokenID: Int = 256
     public static let eosTokenID: Int = 257
     static let firstWordID = 258
@@ -17,6 +40,9 @@ public struct Tokenizer: Sendable {
     private let chunkBase: Int
     /// Ids of the words with a leading space, used to write generated text.
     public let spacedWordIDs: [Int]
+    public var textTokenIDs: [Int] { spacedWordIDs }
+    public var bosID: Int? { Self.bosTokenID }
+    public var eosID: Int { Self.eosTokenID }
     /// Punctuation ids that may appear in generated text.
     public let punctuationIDs: [Int]
 
@@ -127,6 +153,8 @@ public struct Tokenizer: Sendable {
         guard id >= 0, id < pieces.count else { return "" }
         return String(decoding: pieces[id], as: UTF8.self)
     }
+
+    public func decode(_ ids: [Int]) -> String { decode(ids[...]) }
 
     /// Text for token ids; special tokens are skipped, as vLLM's `skip_special_tokens` does.
     public func decode(_ ids: some Sequence<Int>) -> String {

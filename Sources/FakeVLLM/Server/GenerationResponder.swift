@@ -20,6 +20,7 @@ final class GenerationResponder: SequenceSink, InFlightResponse {
     private let request: GenerationRequest
     private let writer: ResponseWriter
     private let driver: EngineDriver
+    private let tokenizer: any TextTokenizer
     private let id: String
     private let created: Int
     private let modelName: String
@@ -33,9 +34,10 @@ final class GenerationResponder: SequenceSink, InFlightResponse {
     /// Whether the response has ended (finished, or cancelled by a disconnect).
     var isDone: Bool { done }
 
-    init(request: GenerationRequest, writer: ResponseWriter, driver: EngineDriver, id: String, created: Int,
+    init(request: GenerationRequest, writer: ResponseWriter, driver: EngineDriver, tokenizer: any TextTokenizer, id: String, created: Int,
          modelName: String, promptTokenCounts: [Int], includeCachedTokens: Bool) {
         self.request = request
+        self.tokenizer = tokenizer
         self.writer = writer
         self.driver = driver
         self.id = id
@@ -248,7 +250,6 @@ final class GenerationResponder: SequenceSink, InFlightResponse {
             buffer.writeStaticString("null")
             return
         }
-        let tokenizer = Tokenizer.shared
         let steps = tokens.map { choice.plan.topLogprobs(at: $0, count: count, tokenizer: tokenizer) }
         switch request.kind {
         case .completion:
@@ -303,7 +304,7 @@ final class GenerationResponder: SequenceSink, InFlightResponse {
 
     /// `{"token":…,"logprob":…,"bytes":[…]` — left open for `top_logprobs`.
     private func writeChatLogprob(_ buffer: inout ByteBuffer, token: Int, logprob: Double) {
-        let text = Tokenizer.shared.tokenString(token)
+        let text = tokenizer.tokenString(token)
         buffer.writeStaticString("{\"token\":")
         buffer.writeJSONString(text)
         buffer.writeStaticString(",\"logprob\":")

@@ -29,7 +29,7 @@ struct OutputPlan {
         var includeStopStringInOutput = false
     }
 
-    init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: Tokenizer) {
+    init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: any TextTokenizer) {
         logprobSeed = generator.next()
         streamHoldback = limits.includeStopStringInOutput ? 0 : max(0, limits.stop.longest - 1)
         // Where the model emits EOS, unless ignore_eos: drawn from the model's length
@@ -51,10 +51,11 @@ struct OutputPlan {
         textEnds.reserveCapacity(length)
         stopReason = nil
         var reason = FinishReason.length
-        let words = tokenizer.spacedWordIDs
+        let words = tokenizer.textTokenIDs
+        let punctuation = tokenizer.punctuationIDs
         for index in 0..<length {
             if index == eosIndex {
-                tokens.append(Tokenizer.eosTokenID)
+                tokens.append(tokenizer.eosID)
                 textEnds.append(text.count)
                 reason = .stop
                 break
@@ -65,8 +66,8 @@ struct OutputPlan {
             repeat {
                 draws += 1
                 let roll = generator.next()
-                if index > 0, roll % 13 == 0 {
-                    id = tokenizer.punctuationIDs[Int((roll >> 8) % UInt64(tokenizer.punctuationIDs.count))]
+                if index > 0, roll % 13 == 0, !punctuation.isEmpty {
+                    id = punctuation[Int((roll >> 8) % UInt64(punctuation.count))]
                 } else {
                     id = words[Int((roll >> 16) % UInt64(words.count))]
                 }
@@ -126,16 +127,19 @@ struct OutputPlan {
     /// The sampled token of position `index` and `count − 1` alternatives, most likely first,
     /// with log probabilities that are made up but consistent: the sampled token is always the
     /// most likely, and the probabilities sum to less than one.
-    func topLogprobs(at index: Int, count: Int, tokenizer: Tokenizer) -> [(token: Int, logprob: Double)] {
+    func topLogprobs(at index: Int, count: Int, tokenizer: any TextTokenizer) -> [(token: Int, logprob: Double)] {
         var generator = SplitMix64(seed: logprobSeed &+ UInt64(index) &* 0x9E37_79B9_7F4A_7C15)
         let sampledProbability = 0.35 + 0.64 * (1 - generator.nextUnit())
         var entries = [(token: tokens[index], logprob: Foundation.log(sampledProbability))]
         var remaining = 1 - sampledProbability
-        let words = tokenizer.spacedWordIDs
-        while entries.count < max(count, 1) {
+        let words = tokenizer.textTokenIDs
+        // A small vocabulary may have fewer distinct alternatives than asked for.
+        var draws = 0
+        while entries.count < max(count, 1), !words.isEmpty, draws < 64 * max(count, 1) {
+            draws += 1
+            let alternative = words[Int(generator.next() % UInt64(words.count))]
+            if entries.contains(where: { $0.token == alternative }) { continue }
             remaining /= 2
-            var alternative = words[Int(generator.next() % UInt64(words.count))]
-            while entries.contains(where: { $0.token == alternative }) { alternative = words[Int(generator.next() % UInt64(words.count))] }
             entries.append((alternative, Foundation.log(remaining)))
         }
         return entries

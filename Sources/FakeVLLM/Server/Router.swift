@@ -13,7 +13,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     let configuration: ServerConfiguration
     let setup: EngineSetup
     let driver: EngineDriver
-    let tokenizer = Tokenizer.shared
+    /// The model's tokenizer (`--tokenizer`), else the built-in approximation.
+    let tokenizer: any TextTokenizer
     var maxBodyBytes: Int { configuration.maxBodyBytes }
     /// Adapters by name, in load order: path, base model, rank bytes.
     private var adapters: [(name: String, path: String, parent: String, adapter: LoRAAdapter)] = []
@@ -33,6 +34,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         self.configuration = configuration
         self.setup = setup
         self.driver = driver
+        self.tokenizer = setup.tokenizer
         self.generator = SplitMix64(seed: configuration.seed)
         // Ids are unique across pods and restarts, as vLLM's uuid4s are: --seed must not repeat them.
         self.idGenerator = SplitMix64(seed: UInt64.random(in: .min ... .max))
@@ -242,7 +244,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         let now = driver.now
         let requestID = incoming.headers.first(name: "x-request-id") ?? randomHex()
         let responder = GenerationResponder(
-            request: request, writer: writer, driver: driver,
+            request: request, writer: writer, driver: driver, tokenizer: tokenizer,
             id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
             created: Int(Date().timeIntervalSince1970), modelName: lora?.name ?? configuration.primaryModelName,
             promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
