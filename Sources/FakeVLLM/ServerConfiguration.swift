@@ -32,6 +32,13 @@ public struct ServerConfiguration: Sendable {
     public var enableServerLoadTracking: Bool = false
     /// Set by the environment variable VLLM_ALLOW_RUNTIME_LORA_UPDATING, as in vLLM.
     public var allowRuntimeLoRAUpdating: Bool = false
+    /// `--enable-auto-tool-choice`: the model may answer with tool calls on its own.
+    public var enableAutoToolChoice: Bool = false
+    /// `--tool-call-parser`: how tool calls are written in the model's text (hermes, llama3_json…).
+    public var toolCallParser: String?
+    /// `--tokenizer`: a tokenizer.json (or a directory holding one) to count and write tokens
+    /// with; nil: the model directory's, if `--model` is one, else the built-in approximation.
+    public var tokenizer: String?
     // Ours.
     public var accelerator: String = "h100-sxm"
     public var modelProfile: String?

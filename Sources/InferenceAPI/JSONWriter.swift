@@ -59,8 +59,9 @@ extension ByteBuffer {
         if value.isFinite { writeString(String(value)) } else { writeStaticString("null") }
     }
 
-    /// Appends any parsed JSON value (used to echo input back, e.g. in error messages).
-    public mutating func writeJSON(_ value: JSONValue) {
+    /// Appends any parsed JSON value (used to echo input back, e.g. in error messages); `spaced`
+    /// writes Python's `json.dumps` separators (`", "`, `": "`), as language models write JSON.
+    public mutating func writeJSON(_ value: JSONValue, spaced: Bool = false) {
         switch value {
         case .null: writeStaticString("null")
         case .bool(let flag): writeStaticString(flag ? "true" : "false")
@@ -70,19 +71,28 @@ extension ByteBuffer {
         case .array(let elements):
             writeInteger(UInt8(ascii: "["))
             for (offset, element) in elements.enumerated() {
-                if offset > 0 { writeInteger(UInt8(ascii: ",")) }
-                writeJSON(element)
+                if offset > 0 { spaced ? writeStaticString(", ") : writeStaticString(",") }
+                writeJSON(element, spaced: spaced)
             }
             writeInteger(UInt8(ascii: "]"))
         case .object(let fields):
             writeInteger(UInt8(ascii: "{"))
             for (offset, member) in fields.enumerated() {
-                if offset > 0 { writeInteger(UInt8(ascii: ",")) }
+                if offset > 0 { spaced ? writeStaticString(", ") : writeStaticString(",") }
                 writeJSONString(member.key)
-                writeInteger(UInt8(ascii: ":"))
-                writeJSON(member.value)
+                spaced ? writeStaticString(": ") : writeStaticString(":")
+                writeJSON(member.value, spaced: spaced)
             }
             writeInteger(UInt8(ascii: "}"))
         }
+    }
+}
+
+extension JSONValue {
+    /// The value as JSON text (see `ByteBuffer.writeJSON(_:spaced:)`).
+    public func jsonText(spaced: Bool = false) -> String {
+        var buffer = ByteBuffer()
+        buffer.writeJSON(self, spaced: spaced)
+        return String(buffer: buffer)
     }
 }

@@ -34,6 +34,10 @@ struct Serve: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "Adapters as name=path or JSON {\"name\",\"path\",\"base_model_name\"}; no file is read.")
     var loraModules: [String] = []
     @Option(help: "Require this bearer key on /v1 routes (also VLLM_API_KEY).") var apiKey: String?
+    @Flag(help: "Let the model call tools on its own (tool_choice \"auto\"); needs --tool-call-parser.") var enableAutoToolChoice = false
+    @Option(help: "How the model writes tool calls: \(ToolCallFormat.parserNames.joined(separator: ", ")).") var toolCallParser: String?
+    @Option(help: "A Hugging Face tokenizer.json, or a directory with one, to count and write tokens with (default: a local --model directory's, else a built-in approximation).")
+    var tokenizer: String?
     @OptionGroup var tls: TLSOptions
     @Option(help: "Random seed for outputs.") var seed: UInt64 = 0
     @Flag(help: "Report usage.prompt_tokens_details.cached_tokens.") var enablePromptTokensDetails = false
@@ -62,6 +66,12 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--pipeline-parallel-size and --data-parallel-size other than 1 are not emulated; use --tensor-parallel-size, or a fleet (understudy up) for several engines")
         }
         _ = try parsedMaxModelLen()
+        if enableAutoToolChoice, toolCallParser == nil {
+            throw ValidationError("When --enable-auto-tool-choice is set, --tool-call-parser must be set too")
+        }
+        if let toolCallParser, ToolCallFormat(parser: toolCallParser) == nil {
+            throw ValidationError("invalid tool call parser: \(toolCallParser) (chose from { \(ToolCallFormat.parserNames.joined(separator: ",")) })")
+        }
         guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
         guard maxRequestSequences >= 1, maxRequestOutputTokens >= 1 else { throw ValidationError("request budgets must be at least 1") }
         _ = try connectionLimits()
@@ -110,6 +120,9 @@ struct Serve: AsyncParsableCommand {
         configuration.seed = seed
         configuration.enablePromptTokensDetails = enablePromptTokensDetails
         configuration.enableServerLoadTracking = enableServerLoadTracking
+        configuration.enableAutoToolChoice = enableAutoToolChoice
+        configuration.toolCallParser = toolCallParser
+        configuration.tokenizer = tokenizer
         let runtimeLoRA = environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"]?.trimmingCharacters(in: .whitespaces).lowercased()
         configuration.allowRuntimeLoRAUpdating = runtimeLoRA == "1" || runtimeLoRA == "true"
         configuration.accelerator = accelerator
