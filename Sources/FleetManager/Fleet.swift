@@ -468,6 +468,16 @@ public actor Fleet {
                     throw FleetError("pool \(pool.name): engineArgs.time-scale must be a positive number")
                 }
             case "served-model-name": configuration.servedModelNames = [value]
+            case "dtype":
+                guard ["auto", "half", "float16", "bfloat16", "float", "float32"].contains(value) else {
+                    throw FleetError("pool \(pool.name): engineArgs.dtype must be auto, half, float16, bfloat16, float or float32")
+                }
+                configuration.dtype = value
+            case "enable-auto-tool-choice": configuration.enableAutoToolChoice = try bool()
+            case "tool-call-parser":
+                guard ToolCallFormat(parser: value) != nil else { throw FleetError("pool \(pool.name): engineArgs.tool-call-parser: invalid tool call parser: \(value)") }
+                configuration.toolCallParser = value
+            case "tokenizer": configuration.tokenizer = value
             default: throw FleetError("pool \(pool.name): engineArgs.\(flag) is not a flag the fleet sets")
             }
         }

@@ -83,7 +83,8 @@ extension FleetSpec {
     public static let engineFlags: Set<String> = [
         "max-model-len", "max-num-seqs", "max-num-batched-tokens", "block-size", "gpu-memory-utilization", "quantization",
         "kv-cache-dtype", "enable-prefix-caching", "max-loras", "max-cpu-loras", "max-lora-rank", "seed",
-        "enable-prompt-tokens-details", "enable-server-load-tracking", "time-scale", "served-model-name",
+        "enable-prompt-tokens-details", "enable-server-load-tracking", "time-scale", "served-model-name", "dtype",
+        "enable-auto-tool-choice", "tool-call-parser", "tokenizer",
     ]
 
     /// Reads and validates a fleet file; manifests it names are read relative to it.

@@ -68,6 +68,9 @@ final class ProcessPod: PodServer, @unchecked Sendable {
             arguments += ["--max-model-len", value == ServerConfiguration.fitMaxModelLen ? "auto" : "\(value)"]
         }
         if configuration.dtype != "auto" { arguments += ["--dtype", configuration.dtype] }
+        if configuration.enableAutoToolChoice { arguments.append("--enable-auto-tool-choice") }
+        if let parser = configuration.toolCallParser { arguments += ["--tool-call-parser", parser] }
+        if let tokenizer = configuration.tokenizer { arguments += ["--tokenizer", tokenizer] }
         if let value = configuration.maxNumSeqs { arguments += ["--max-num-seqs", "\(value)"] }
         if let value = configuration.maxNumBatchedTokens { arguments += ["--max-num-batched-tokens", "\(value)"] }
         if let value = configuration.quantization { arguments += ["--quantization", value] }
