@@ -154,4 +154,29 @@ import Testing
         try await first.stop()
         try await second.stop()
     }
+
+    /// What a text-only generative model cannot do, refused in vLLM 0.11.0's words.
+    @Test func embeddingsAndMediaAreRefusedAsVLLMRefusesThem() async throws {
+        let live = try await LiveServer.start()
+        let embeddings = try await live.request("/v1/embeddings", body: #"{"model": "meta-llama/Meta-Llama-3-8B", "input": "hello"}"#)
+        // 0.11.0 sends this error object with status 200 (its route returns it unwrapped).
+        #expect(embeddings.status == 200)
+        #expect(embeddings.json?["error"]?["message"]?.string == "The model does not support Embeddings API")
+        #expect(embeddings.json?["error"]?["code"]?.int == 400)
+        let missing = try await live.request("/v1/embeddings", body: #"{"model": "m"}"#)
+        #expect(missing.status == 400)
+        #expect(missing.json?["error"]?["message"]?.string?.contains("('body', 'EmbeddingCompletionRequest', 'input')") == true)
+        for part in [
+            #"{"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}"#,
+            #"{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}"#,
+        ] {
+            let chat = try await live.request(
+                "/v1/chat/completions",
+                body: #"{"model": "meta-llama/Meta-Llama-3-8B", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, \#(part)]}]}"#)
+            #expect(chat.status == 400)
+            #expect(chat.json?["error"]?["message"]?.string == "meta-llama/Meta-Llama-3-8B is not a multimodal model None")
+            #expect(chat.json?["error"]?["type"]?.string == "BadRequestError")
+        }
+        try await live.stop()
+    }
 }

@@ -44,6 +44,8 @@ struct GenerationRequest {
     var repetitionPenalty: Double?
     /// Chat with tools and `tool_choice` "auto" (given, or the default when tools are given).
     var autoToolChoice = false
+    /// A chat message carries an image, audio or video part.
+    var hasMedia = false
 
     /// Reads a body as vLLM's request model does: wrong types and the model validators'
     /// failures throw pydantic-style 400s. Sampling values are checked later, by
@@ -80,7 +82,9 @@ struct GenerationRequest {
                 throw APIError.validation(kind: "value_error", location: ["body"], message: "Value error, `logprobs` must be a positive value.", input: body)
             }
         case .chat:
-            prompts = [.text(try Self.chatPrompt(body["messages"]))]
+            let chat = try Self.chatPrompt(body["messages"])
+            prompts = [.text(chat.text)]
+            hasMedia = chat.hasMedia
             // `max_completion_tokens or max_tokens`, with Python's truthiness.
             let completionTokens = try reader.integer("max_completion_tokens")
             let plainTokens = try reader.integer("max_tokens")
@@ -303,11 +307,12 @@ struct GenerationRequest {
 
     /// Renders messages with a simple role-tagged template ("role: content" lines, then the
     /// assistant's turn); a real chat template adds a handful of special tokens per message.
-    private static func chatPrompt(_ value: JSONValue?) throws(APIError) -> String {
+    private static func chatPrompt(_ value: JSONValue?) throws(APIError) -> (text: String, hasMedia: Bool) {
         guard case .array(let messages)? = value else {
             throw APIError.validation(kind: value == nil ? "missing" : "list_type", location: ["body", "messages"], message: value == nil ? "Field required" : "Input should be a valid list", input: value)
         }
         var text = ""
+        var hasMedia = false
         for (index, message) in messages.enumerated() {
             guard case .string(let role)? = message["role"] else {
                 throw APIError.validation([.init(kind: "missing", location: ["body", "messages", .index(index), "role"], message: "Field required", input: message)])
@@ -317,22 +322,27 @@ struct GenerationRequest {
             case .string(let content)?: text += content
             case .array(let parts)?:
                 for (partIndex, part) in parts.enumerated() {
-                    text += try contentPartText(part, message: index, part: partIndex)
+                    guard let partText = try contentPartText(part, message: index, part: partIndex) else {
+                        hasMedia = true
+                        continue
+                    }
+                    text += partText
                 }
             case nil, .null?: break
             default: throw APIError.validation([.init(kind: "string_type", location: ["body", "messages", .index(index), "content"], message: "Input should be a valid string", input: message["content"])])
             }
             text += "\n"
         }
-        return text + "assistant: "
+        return (text + "assistant: ", hasMedia)
     }
 }
 
 extension GenerationRequest {
-    /// The text a message's content part adds to the prompt. vLLM parses parts after the
-    /// request was accepted and refuses a malformed one with a 400 naming it; these messages
-    /// are shorter than vLLM's (a pydantic dump of every part type it tried).
-    static func contentPartText(_ part: JSONValue, message: Int, part index: Int) throws(APIError) -> String {
+    /// The text a message's content part adds to the prompt, or nil for media (an image, audio
+    /// or video). vLLM parses parts after the request was accepted and refuses a malformed one
+    /// with a 400 naming it; these messages are shorter than vLLM's (a pydantic dump of every
+    /// part type it tried).
+    static func contentPartText(_ part: JSONValue, message: Int, part index: Int) throws(APIError) -> String? {
         let at = "messages[\(message)].content[\(index)]"
         guard case .object = part, case .string(let type)? = part["type"] else {
             throw APIError.badRequest("Invalid content part at \(at): expected an object with a string `type`, got \(APIError.pythonRepr(part)).")
@@ -345,8 +355,7 @@ extension GenerationRequest {
             }
             return text
         case "image_url", "image_pil", "image_embeds", "input_image", "audio_url", "input_audio", "video_url", "file":
-            // Media reach the model as placeholders; whether the model takes them is issue 12's.
-            return ""
+            return nil
         default:
             throw APIError.badRequest("Unknown part type: \(type)")
         }

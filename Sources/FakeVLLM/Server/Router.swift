@@ -125,7 +125,10 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         case (.POST, "/v1/chat/completions"):
             return generate(request, kind: .chat, writer: writer)
         case (.POST, "/v1/embeddings"):
-            writer.respond(embeddingsRefusal(request.body))
+            let refusal = embeddingsRefusal(request.body)
+            // 0.11.0 returns its error object from the route instead of a response, so FastAPI
+            // sends it with 200 (vLLM issue 21704); a schema failure is a real 400.
+            writer.respond(status: refusal.type == "Bad Request" ? .badRequest : .ok, contentType: "application/json", body: refusal.body())
         case (.POST, "/tokenize"):
             respond(writer) { () throws(APIError) in try tokenize(request.body) }
         case (.POST, "/detokenize"):
@@ -143,19 +146,22 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         return nil
     }
 
-    /// vLLM 0.11.0's answer on /v1/embeddings for a generative model: the request model is
-    /// validated, then no embedding handler is found (newer releases answer 501, or do not route
-    /// the path at all).
+    /// vLLM 0.11.0's answer on /v1/embeddings for a generative model: the request model (a
+    /// union of a completion-style and a chat-style request) is validated, then no embedding
+    /// handler is found (newer releases do not route the path at all).
     private func embeddingsRefusal(_ body: ByteBuffer) -> APIError {
         do throws(APIError) {
             let parsed = try parseBody(body)
+            let variants: [(name: String, field: String)] = [("EmbeddingCompletionRequest", "input"), ("EmbeddingChatRequest", "messages")]
             guard case .object(let fields) = parsed else {
-                return APIError.validation(
-                    kind: "model_attributes_type", location: ["body"],
-                    message: "Input should be a valid dictionary or object to extract fields from", input: parsed)
+                return APIError.validation(variants.map {
+                    .init(kind: "model_attributes_type", location: ["body", .field($0.name)], message: GenerationRequest.notAnObject, input: parsed)
+                })
             }
-            guard fields["input"] != nil else {
-                return APIError.validation(kind: "missing", location: ["body", "input"], message: "Field required", input: .object(fields))
+            guard fields["input"] != nil || fields["messages"] != nil else {
+                return APIError.validation(variants.map {
+                    .init(kind: "missing", location: ["body", .field($0.name), .field($0.field)], message: "Field required", input: parsed)
+                })
             }
             return APIError.badRequest("The model does not support Embeddings API")
         } catch {
@@ -192,6 +198,12 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             lora = try resolveModel(request.model)
             if lora != nil, setup.engineConfig.maxLoras == 0 {
                 throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
+            }
+            if request.hasMedia {
+                // Every emulated model is text-only. vLLM 0.11.0's multimodal registry refuses
+                // before fetching anything, naming --model, and the chat server appends the
+                // error's cause (None).
+                throw APIError.badRequest("\(configuration.model) is not a multimodal model None")
             }
             if request.autoToolChoice {
                 // vLLM's chat server without --enable-auto-tool-choice, which the emulator does not offer.
