@@ -64,4 +64,23 @@ try:
 except openai.BadRequestError as error:
     assert "maximum context length" in str(error), error
 
+# Greedy decoding says the same thing every time.
+greedy = [
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=12, temperature=0)
+    .choices[0].message.content
+    for _ in range(2)
+]
+assert greedy[0] == greedy[1] and greedy[0], greedy
+
+# The Responses API, whole and streamed.
+response = client.responses.create(model=model, input="Say hello.", instructions="Be brief.", max_output_tokens=6)
+assert response.status == "completed", response
+assert response.output_text and response.usage.output_tokens <= 6, response
+assert response.id.startswith("resp_"), response.id
+events = list(client.responses.create(model=model, input=[{"role": "user", "content": "Hi"}], max_output_tokens=4, stream=True))
+kinds = [event.type for event in events]
+assert kinds[0] == "response.created" and kinds[-1] == "response.completed", kinds
+deltas = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+assert deltas == events[-1].response.output_text, (deltas, events[-1].response)
+
 print("all OpenAI SDK checks passed")

@@ -2,10 +2,17 @@ import InferenceAPI
 import NIOCore
 import NIOHTTP1
 
+/// A generation request in flight, as the router starts it: it takes its sequences, starts its
+/// answer, then hears from the engine until it ends.
+protocol GenerationSink: SequenceSink, InFlightResponse {
+    func add(_ choice: GenerationResponder.Choice)
+    func start()
+}
+
 /// One /v1/completions or /v1/chat/completions request in flight: its `n` choices per prompt,
 /// each an engine sequence. It writes the SSE chunks as tokens arrive, or the whole JSON body
 /// once every choice has finished, in vLLM's shapes.
-final class GenerationResponder: SequenceSink, InFlightResponse {
+final class GenerationResponder: GenerationSink {
     struct Choice {
         var plan: OutputPlan
         var sequenceID: RequestID

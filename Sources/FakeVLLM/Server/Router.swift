@@ -124,6 +124,12 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             return generate(request, kind: .completion, writer: writer)
         case (.POST, "/v1/chat/completions"):
             return generate(request, kind: .chat, writer: writer)
+        case (.POST, "/v1/responses"):
+            return generate(request, kind: .chat, responsesAPI: true, writer: writer)
+        case (.GET, _) where path.hasPrefix("/v1/responses/"):
+            // No response store (VLLM_ENABLE_RESPONSES_API_STORE off): no response is ever found.
+            let responseID = path.dropFirst("/v1/responses/".count).split(separator: "/").first.map(String.init) ?? ""
+            writer.respond(APIError(status: 404, type: "invalid_request_error", message: "Response with id '\(responseID)' not found.", param: nil))
         case (.POST, "/v1/embeddings"):
             let refusal = embeddingsRefusal(request.body)
             // 0.11.0 returns its error object from the route instead of a response, so FastAPI
@@ -186,15 +192,25 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
 
     // MARK: Generation
 
-    private func generate(_ incoming: IncomingRequest, kind: GenerationRequest.Kind, writer: ResponseWriter) -> GenerationResponder? {
+    private func generate(
+        _ incoming: IncomingRequest, kind: GenerationRequest.Kind, responsesAPI: Bool = false, writer: ResponseWriter
+    ) -> (any GenerationSink)? {
         let request: GenerationRequest
+        var responses: ResponsesRequest?
         let lora: LoRAAdapter?
         var prompts: [[Int]] = []
         var maxTokensPerPrompt: [Int] = []
         // vLLM's order: the request model, the model name (404), the context length, then the
         // sampling parameters; the engine's own checks come after a stream has started.
         do throws(APIError) {
-            request = try GenerationRequest(try parseBody(incoming.body), kind: kind)
+            let body = try parseBody(incoming.body)
+            if responsesAPI {
+                let translated = try ResponsesRequest(body)
+                responses = translated
+                request = try GenerationRequest(translated.chatBody, kind: kind)
+            } else {
+                request = try GenerationRequest(body, kind: kind)
+            }
             lora = try resolveModel(request.model)
             if lora != nil, setup.engineConfig.maxLoras == 0 {
                 throw APIError.badRequest("LoRA is not enabled. Use --enable-lora to enable LoRA.")
@@ -218,7 +234,10 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 case .tokens(let ids): tokens = ids
                 }
                 prompts.append(tokens)
-                maxTokensPerPrompt.append(try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind))
+                var maxTokens = try checkLength(promptTokens: tokens.count, maxTokens: request.maxTokens, kind: kind)
+                // The Responses API caps max_output_tokens by the room left, where chat refuses.
+                if let wanted = responses?.maxOutputTokens { maxTokens = min(wanted, maxTokens) }
+                maxTokensPerPrompt.append(maxTokens)
             }
             for maxTokens in maxTokensPerPrompt { try request.validateSampling(maxTokens: maxTokens, maxN: configuration.requestBudget.maxN) }
             try checkBudget(request, maxTokensPerPrompt: maxTokensPerPrompt, promptLengths: prompts.map(\.count))
@@ -255,11 +274,20 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         }
         let now = driver.now
         let requestID = incoming.headers.first(name: "x-request-id") ?? randomHex()
-        let responder = GenerationResponder(
-            request: request, writer: writer, driver: driver, tokenizer: tokenizer,
-            id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
-            created: Int(Date().timeIntervalSince1970), modelName: lora?.name ?? configuration.primaryModelName,
-            promptTokenCounts: prompts.map(\.count), includeCachedTokens: configuration.enablePromptTokensDetails)
+        let created = Int(Date().timeIntervalSince1970)
+        let modelName = lora?.name ?? configuration.primaryModelName
+        let responder: any GenerationSink
+        if let responses {
+            // vLLM names a response by its own `request_id` field (resp_ and a uuid4), not the header.
+            responder = ResponsesResponder(
+                request: request, responses: responses, writer: writer, driver: driver, id: "resp_" + randomHex(), created: created,
+                modelName: modelName, promptTokens: prompts[0].count, maxOutputTokens: maxTokensPerPrompt[0])
+        } else {
+            responder = GenerationResponder(
+                request: request, writer: writer, driver: driver, tokenizer: tokenizer, id: (kind == .completion ? "cmpl-" : "chatcmpl-") + requestID,
+                created: created, modelName: modelName, promptTokenCounts: prompts.map(\.count),
+                includeCachedTokens: configuration.enablePromptTokensDetails)
+        }
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
         let stopTokenIDs = Set(request.stopTokenIDs)
