@@ -42,10 +42,15 @@ struct GenerationRequest {
     var presencePenalty: Double?
     var frequencyPenalty: Double?
     var repetitionPenalty: Double?
-    /// Chat with tools and `tool_choice` "auto" (given, or the default when tools are given).
-    var autoToolChoice = false
+    /// How the request asks for tool calls (chat with tools; nil for "none" or no tools).
+    var toolMode: ToolMode?
+    var tools: [Tool] = []
+    /// What the output must match, if the request constrains it.
+    var outputSpec: OutputSpec?
     /// A chat message carries an image, audio or video part.
     var hasMedia = false
+    /// The role of the last chat message (a `tool` result is answered in words, not another call).
+    var lastRole: String?
 
     /// Reads a body as vLLM's request model does: wrong types and the model validators'
     /// failures throw pydantic-style 400s. Sampling values are checked later, by
@@ -71,8 +76,10 @@ struct GenerationRequest {
             includeUsage = fields["include_usage"] == nil ? true : (try optionReader.bool("include_usage") ?? false)
             continuousUsageStats = try optionReader.bool("continuous_usage_stats") ?? false
         }
-        if kind == .chat { autoToolChoice = try Self.checkToolUsage(body) }
+        if kind == .chat { toolMode = try Self.checkToolUsage(body) }
         try Self.checkStructure(body, kind: kind)
+        if toolMode != nil { tools = Self.tools(body) }
+        outputSpec = try Self.outputSpec(body)
         switch kind {
         case .completion:
             prompts = try Self.completionPrompts(body["prompt"])
@@ -85,6 +92,7 @@ struct GenerationRequest {
             let chat = try Self.chatPrompt(body["messages"])
             prompts = [.text(chat.text)]
             hasMedia = chat.hasMedia
+            lastRole = chat.lastRole
             // `max_completion_tokens or max_tokens`, with Python's truthiness.
             let completionTokens = try reader.integer("max_completion_tokens")
             let plainTokens = try reader.integer("max_tokens")
@@ -132,20 +140,20 @@ struct GenerationRequest {
     static let notAnObject = "Input should be a valid dictionary or object to extract fields from"
 
     /// vLLM 0.11's `check_tool_usage` (a before-validator, so ahead of the fields' types);
-    /// returns whether tool_choice is "auto". Where vLLM's validator itself fails on a malformed
-    /// `tools` (a 500 there), the fields' checks that follow answer instead.
-    private static func checkToolUsage(_ body: JSONValue) throws(APIError) -> Bool {
+    /// returns the tool mode. Where vLLM's validator itself fails on a malformed `tools` (a 500
+    /// there), the fields' checks that follow answer instead.
+    private static func checkToolUsage(_ body: JSONValue) throws(APIError) -> ToolMode? {
         func fail(_ message: String) -> APIError {
             APIError.validation(kind: "value_error", location: ["body"], message: "Value error, " + message, input: body)
         }
         let tools = body["tools"]
         var choice = body["tool_choice"]
         if choice == nil, let tools, isTruthy(tools) { choice = .string("auto") }
-        guard let choice, choice != .null, choice != .string("none") else { return false }
+        guard let choice, choice != .null, choice != .string("none") else { return nil }
         guard let tools, tools != .null else { throw fail("When using `tool_choice`, `tools` must be set.") }
         switch choice {
-        case .string("auto"): return true
-        case .string("required"): return false
+        case .string("auto"): return .auto
+        case .string("required"): return .required
         case .object:
             let usage = #"Correct usage: `{"type": "function", "function": {"name": "my_function"}}`"#
             guard let function = choice["function"], case .object = function else {
@@ -159,7 +167,7 @@ struct GenerationRequest {
                !items.contains(where: { $0["function"]?["name"] == name }) {
                 throw fail("The tool specified in `tool_choice` does not match any of the specified `tools`")
             }
-            return false
+            return .named(text)
         default:
             let shown: String
             if case .string(let text) = choice { shown = text } else { shown = APIError.pythonRepr(choice) }
@@ -307,7 +315,7 @@ struct GenerationRequest {
 
     /// Renders messages with a simple role-tagged template ("role: content" lines, then the
     /// assistant's turn); a real chat template adds a handful of special tokens per message.
-    private static func chatPrompt(_ value: JSONValue?) throws(APIError) -> (text: String, hasMedia: Bool) {
+    private static func chatPrompt(_ value: JSONValue?) throws(APIError) -> (text: String, hasMedia: Bool, lastRole: String?) {
         guard case .array(let messages)? = value else {
             throw APIError.validation(kind: value == nil ? "missing" : "list_type", location: ["body", "messages"], message: value == nil ? "Field required" : "Input should be a valid list", input: value)
         }
@@ -333,7 +341,7 @@ struct GenerationRequest {
             }
             text += "\n"
         }
-        return (text + "assistant: ", hasMedia)
+        return (text + "assistant: ", hasMedia, messages.last?["role"]?.string)
     }
 }
 

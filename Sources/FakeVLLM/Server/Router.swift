@@ -221,8 +221,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 // error's cause (None).
                 throw APIError.badRequest("\(configuration.model) is not a multimodal model None")
             }
-            if request.autoToolChoice {
-                // vLLM's chat server without --enable-auto-tool-choice, which the emulator does not offer.
+            if request.toolMode == .auto, !configuration.enableAutoToolChoice {
+                // vLLM's chat server started without --enable-auto-tool-choice.
                 throw APIError.badRequest(#""auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"#)
             }
             // Every prompt's length first, then the sampling parameters (vLLM renders all prompts
