@@ -85,7 +85,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI"]),
+        .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI", "TestSupport"]),
         .testTarget(
             name: "LoadTests",
             dependencies: [

@@ -1,3 +1,4 @@
+import Foundation
 import InferenceAPI
 
 /// Everything `understudy serve` is told, named after `vllm serve`'s flags. Unset values take
@@ -98,6 +99,35 @@ public struct RequestBudget: Sendable, Equatable {
     public init() {}
 }
 
+extension EngineSetup {
+    /// `--tokenizer` (a tokenizer.json or a directory holding one), else the tokenizer.json of
+    /// a local `--model` directory, else the built-in approximation.
+    static func loadTokenizer(_ configuration: ServerConfiguration) throws -> any TextTokenizer {
+        var file: String?
+        if let given = configuration.tokenizer {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: given, isDirectory: &isDirectory) else {
+                throw ProfileError("--tokenizer \(given): no such file or directory (the emulator reads a local tokenizer.json; it downloads nothing)")
+            }
+            file = isDirectory.boolValue ? URL(fileURLWithPath: given).appendingPathComponent("tokenizer.json").path : given
+        } else {
+            let candidate = URL(fileURLWithPath: configuration.model).appendingPathComponent("tokenizer.json").path
+            if FileManager.default.fileExists(atPath: candidate) { file = candidate }
+        }
+        guard let file else { return Tokenizer.shared }
+        let tokenizer: HuggingFaceTokenizer
+        do {
+            tokenizer = try HuggingFaceTokenizer(contentsOf: URL(fileURLWithPath: file))
+        } catch {
+            throw ProfileError("cannot use the tokenizer \(file): \(error)")
+        }
+        guard tokenizer.eosTokenID != nil else {
+            throw ProfileError("the tokenizer \(file) names no end-of-sequence token (<|endoftext|>, <|end_of_text|>, <|eot_id|>, </s> or <|im_end|>)")
+        }
+        return tokenizer
+    }
+}
+
 /// One `--lora-modules` entry: `name=path`, or the JSON form with `base_model_name`.
 public struct LoRAModule: Sendable, Equatable {
     public var name: String
@@ -136,6 +166,7 @@ public struct EngineSetup: Sendable {
         } else {
             throw ProfileError("no model profile matches --model \(configuration.model), and its name states no known family and size (such as Qwen3-32B); name a profile with --model-profile (known: \(try profiles.modelNames().joined(separator: ", "))) or pass a local model directory")
         }
+        tokenizer = try Self.loadTokenizer(configuration)
         switch configuration.dtype {
         case "float", "float32": model.dtypeBytes = 4
         case "half", "float16", "bfloat16": model.dtypeBytes = 2

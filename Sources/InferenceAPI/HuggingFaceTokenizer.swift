@@ -53,6 +53,8 @@ public struct HuggingFaceTokenizer: Sendable {
     /// for writing plausible made-up text; all ids that aren't special tokens when the vocabulary
     /// has no such token. Ascending.
     public let textTokenIDs: [Int]
+    /// Single-token punctuation (a full stop, a comma, a newline) for writing made-up text.
+    public private(set) var punctuationIDs: [Int] = []
 
     /// Token strings by id; "" where no token has the id.
     private let tokens: [String]
@@ -211,6 +213,11 @@ public struct HuggingFaceTokenizer: Sendable {
         self.normalizedAddedTokens = normalizedAdded
         self.prefixIDs = template.prefix
         self.suffixIDs = template.suffix
+        // Punctuation made-up text may use: what ".", "," and a newline encode to, where one token.
+        self.punctuationIDs = [".", ",", "\n"].compactMap { mark in
+            let ids = self.encode(mark, addSpecialTokens: false)
+            return ids.count == 1 ? ids[0] : nil
+        }
     }
 
     /// Token ids for `text`, as `tokenizer.encode(text, add_special_tokens=...)` gives them.
@@ -1514,4 +1521,11 @@ extension HuggingFaceTokenizer {
             }
         }
     }
+}
+
+extension HuggingFaceTokenizer: TextTokenizer {
+    public var bosID: Int? { addsBOS ? bosTokenID : nil }
+    /// Checked present by `EngineSetup` before a server uses the tokenizer.
+    public var eosID: Int { eosTokenID ?? 0 }
+    public func decode(_ ids: [Int]) -> String { decode(ids, skipSpecialTokens: true) }
 }

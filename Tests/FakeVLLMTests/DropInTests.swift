@@ -179,4 +179,31 @@ import Testing
         }
         try await live.stop()
     }
+
+    /// With the model's tokenizer.json, ids, counts and the text written are that tokenizer's: a
+    /// client that counts streamed text with it (as inference-perf does) agrees with usage.
+    @Test func aModelsOwnTokenizerCountsAndWrites() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-tokenizer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("tokenizer.json")
+        try TokenizerFixtures.byteLevelFile().write(to: file)
+        let live = try await LiveServer.start { $0.tokenizer = directory.path }
+        // 267 <|begin_of_text|>, 259 hello, 265 Ġworld (TokenizerFixtures.byteLevelFile).
+        let tokenized = try await live.request("/tokenize", body: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "hello world"}"#).json
+        #expect(tokenized?["tokens"] == .array([267, 259, 265]))
+        let completion = try await live.request(
+            "/v1/completions", body: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "hello world", "max_tokens": 12, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true}}"#)
+        let events = completion.body.components(separatedBy: "\n\n").filter { $0.hasPrefix("data: {") }.compactMap { try? JSONValue.parse(String($0.dropFirst(6))) }
+        let usage = try #require(events.last?["usage"])
+        #expect(usage["prompt_tokens"]?.int == 3 && usage["completion_tokens"]?.int == 12)
+        let tokenizer = try HuggingFaceTokenizer(contentsOf: file)
+        let recounted = events.compactMap { $0["choices"]?.array?.first?["text"]?.string }
+            .reduce(0) { $0 + tokenizer.encode($1, addSpecialTokens: false).count }
+        #expect(recounted == 12)
+        try await live.stop()
+        // A file that is not a tokenizer is refused when the server starts, naming it.
+        try Data("{}".utf8).write(to: file)
+        await #expect(throws: ProfileError.self) { try await LiveServer.start { $0.tokenizer = file.path } }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import InferenceAPI
 
@@ -7,64 +8,8 @@ import Testing
 @Suite struct HuggingFaceTokenizerTests {
     // MARK: Byte-level BPE, Llama 3 style
 
-    /// Ids 0–255 are the bytes, spelt with GPT-2's table (so id 32 is "Ġ", the space), then:
-    /// 256 he, 257 ll, 258 hell, 259 hello, 260 Ġhello, 261 wo, 262 rl, 263 worl, 264 world,
-    /// 265 Ġworld, 266 xyz (no merge makes it); added: 267 <|begin_of_text|>, 268 <|end_of_text|>,
-    /// 269 <|eot_id|>, 270 <mask> (takes the spaces around it).
-    static func byteLevelFile(mergesAsPairs: Bool = false, ignoreMerges: Bool = true) -> Data {
-        var vocab: [String: Int] = [:]
-        for byte in 0..<256 { vocab[gpt2Character(UInt8(byte))] = byte }
-        let merged = ["he", "ll", "hell", "hello", "Ġhello", "wo", "rl", "worl", "world", "Ġworld", "xyz"]
-        for (offset, token) in merged.enumerated() { vocab[token] = 256 + offset }
-        let merges = ["h e", "l l", "he ll", "hell o", "Ġ hello", "w o", "r l", "wo rl", "worl d", "Ġ world"]
-        let special = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
-        var added: [[String: Any]] = special.enumerated().map { offset, content in
-            ["id": 267 + offset, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true]
-        }
-        added.append(["id": 270, "content": "<mask>", "single_word": false, "lstrip": true, "rstrip": true, "normalized": false, "special": true])
-        let llama3Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-        let file: [String: Any] = [
-            "version": "1.0",
-            "added_tokens": added,
-            "normalizer": NSNull(),
-            "pre_tokenizer": ["type": "Sequence", "pretokenizers": [
-                ["type": "Split", "pattern": ["Regex": llama3Split], "behavior": "Isolated", "invert": false],
-                ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false],
-            ]],
-            "post_processor": ["type": "Sequence", "processors": [
-                ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
-                ["type": "TemplateProcessing",
-                 "single": [["SpecialToken": ["id": "<|begin_of_text|>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
-                 "pair": [["SpecialToken": ["id": "<|begin_of_text|>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
-                          ["SpecialToken": ["id": "<|begin_of_text|>", "type_id": 1]], ["Sequence": ["id": "B", "type_id": 1]]],
-                 "special_tokens": ["<|begin_of_text|>": ["id": "<|begin_of_text|>", "ids": [267], "tokens": ["<|begin_of_text|>"]]]],
-            ]],
-            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": [
-                "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
-                "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,
-                "vocab": vocab,
-                "merges": mergesAsPairs ? merges.map { $0.split(separator: " ").map(String.init) } as [Any] : merges as [Any],
-            ] as [String: Any],
-        ]
-        return json(file)
-    }
-
-    /// GPT-2's byte-to-character table, written out independently of the code under test:
-    /// printable Latin-1 bytes are themselves, the rest take U+0100 onwards in byte order.
-    static func gpt2Character(_ byte: UInt8) -> String {
-        let printable: (UInt8) -> Bool = { (0x21...0x7E).contains($0) || (0xA1...0xAC).contains($0) || (0xAE...0xFF).contains($0) }
-        if printable(byte) { return String(UnicodeScalar(byte)) }
-        let rank = (0..<byte).filter { !printable($0) }.count
-        return String(Character(Unicode.Scalar(UInt32(256 + rank)) ?? "?"))
-    }
-
-    static func json(_ object: [String: Any]) -> Data {
-        (try? JSONSerialization.data(withJSONObject: object)) ?? Data()
-    }
-
     @Test func byteLevelIDsWorkedOutByHand() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.byteLevelFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
         // The Split regex makes "hello" and " world" (the space joins the letters after it); the
         // merges in rank order build 259 "hello" and, from "Ġ" (32) + "world", 265 "Ġworld".
         #expect(tokenizer.encode("hello world", addSpecialTokens: false) == [259, 265])
@@ -74,14 +19,14 @@ import Testing
         #expect(tokenizer.encode("café", addSpecialTokens: false) == [99, 97, 102, 0xC3, 0xA9])
         // ignore_merges: a pre-token that is a token is taken whole though no merge makes "xyz".
         #expect(tokenizer.encode("xyz", addSpecialTokens: false) == [266])
-        let withoutIgnore = try HuggingFaceTokenizer(json: Self.byteLevelFile(ignoreMerges: false))
+        let withoutIgnore = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile(ignoreMerges: false))
         #expect(withoutIgnore.encode("xyz", addSpecialTokens: false) == [120, 121, 122])
         // Two newlines stay one pre-token (\s*[\r\n]+) but have no merge: Ċ Ċ.
         #expect(tokenizer.encode("\n\n", addSpecialTokens: false) == [10, 10])
     }
 
     @Test func byteLevelBOSOnlyWithSpecialTokens() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.byteLevelFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
         #expect(tokenizer.addsBOS)
         #expect(tokenizer.bosTokenID == 267)
         #expect(tokenizer.eosTokenID == 268)
@@ -92,7 +37,7 @@ import Testing
     }
 
     @Test func byteLevelAddedTokensInText() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.byteLevelFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
         // Added tokens are cut out before the regex runs, so " world" after one is still 265.
         #expect(tokenizer.encode("hello<|eot_id|> world", addSpecialTokens: false) == [259, 269, 265])
         #expect(tokenizer.encode("<|begin_of_text|>hello", addSpecialTokens: true) == [267, 267, 259])
@@ -108,7 +53,7 @@ import Testing
         "café naïve Zürich", "日本語", "emoji 😀👍🏽 and 👨‍👩‍👧", "", " ", "\n", "it's 12345 o'clock", "<mask>",
     ])
     func byteLevelRoundTrips(_ text: String) throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.byteLevelFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
         let ids = tokenizer.encode(text, addSpecialTokens: true)
         if text != "<mask>" { #expect(tokenizer.decode(ids) == text) }
         // Streaming token by token gives the same text.
@@ -117,8 +62,8 @@ import Testing
     }
 
     @Test func mergesAsStringsOrPairsGiveTheSameIDs() throws {
-        let lines = try HuggingFaceTokenizer(json: Self.byteLevelFile(mergesAsPairs: false))
-        let pairs = try HuggingFaceTokenizer(json: Self.byteLevelFile(mergesAsPairs: true))
+        let lines = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile(mergesAsPairs: false))
+        let pairs = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile(mergesAsPairs: true))
         for text in ["hello world", "Hello world, hello worlds", "well hello there", "worldwide hell"] {
             #expect(lines.encode(text, addSpecialTokens: true) == pairs.encode(text, addSpecialTokens: true))
         }
@@ -126,7 +71,7 @@ import Testing
     }
 
     @Test func byteLevelTokenStringsAndBytes() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.byteLevelFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
         #expect(tokenizer.vocabularySize == 271)
         #expect(tokenizer.tokenString(260) == "Ġhello")
         #expect(tokenizer.tokenString(10) == "Ċ")
@@ -143,53 +88,8 @@ import Testing
 
     // MARK: SentencePiece-style BPE, Llama 2 style
 
-    /// 0 <unk>, 1 <s>, 2 </s>, 3–258 the byte tokens <0x00>…<0xFF> (byte b is id 3 + b), then
-    /// 259 ▁, 260 h, 261 e, 262 l, 263 o, 264 w, 265 r, 266 d, 267 a, 268 c, 269 f, and the merges'
-    /// tokens 270 ▁h, 271 ll, 272 ▁he, 273 ▁hell, 274 ▁hello, 275 ▁w, 276 or, 277 ▁wor, 278 ▁worl,
-    /// 279 ▁world. No "é", "x" or newline: those fall back to bytes.
-    static func sentencePieceFile(metaspace: Bool = false, byteFallback: Bool = true) -> Data {
-        var vocab: [String: Int] = ["<unk>": 0, "<s>": 1, "</s>": 2]
-        for byte in 0..<256 { vocab[String(format: "<0x%02X>", byte)] = 3 + byte }
-        let pieces = ["▁", "h", "e", "l", "o", "w", "r", "d", "a", "c", "f",
-                      "▁h", "ll", "▁he", "▁hell", "▁hello", "▁w", "or", "▁wor", "▁worl", "▁world"]
-        for (offset, piece) in pieces.enumerated() { vocab[piece] = 259 + offset }
-        let merges = ["▁ h", "l l", "▁h e", "▁he ll", "▁hell o", "▁ w", "o r", "▁w or", "▁wor l", "▁worl d"]
-        let added: [[String: Any]] = ["<unk>", "<s>", "</s>"].enumerated().map { id, content in
-            ["id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true]
-        }
-        let legacy: [String: Any] = ["type": "Sequence", "normalizers": [
-            ["type": "Prepend", "prepend": "▁"],
-            ["type": "Replace", "pattern": ["String": " "], "content": "▁"],
-        ]]
-        let file: [String: Any] = [
-            "version": "1.0",
-            "added_tokens": added,
-            "normalizer": metaspace ? NSNull() : legacy,
-            "pre_tokenizer": metaspace ? ["type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false] as Any : NSNull(),
-            "post_processor": [
-                "type": "TemplateProcessing",
-                "single": [["SpecialToken": ["id": "<s>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
-                "pair": [["SpecialToken": ["id": "<s>", "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
-                         ["SpecialToken": ["id": "<s>", "type_id": 1]], ["Sequence": ["id": "B", "type_id": 1]]],
-                "special_tokens": ["<s>": ["id": "<s>", "ids": [1], "tokens": ["<s>"]]],
-            ],
-            "decoder": ["type": "Sequence", "decoders": [
-                ["type": "Replace", "pattern": ["String": "▁"], "content": " "],
-                ["type": "ByteFallback"],
-                ["type": "Fuse"],
-                ["type": "Strip", "content": " ", "start": 1, "stop": 0],
-            ]],
-            "model": [
-                "type": "BPE", "dropout": NSNull(), "unk_token": "<unk>", "continuing_subword_prefix": NSNull(),
-                "end_of_word_suffix": NSNull(), "fuse_unk": true, "byte_fallback": byteFallback, "ignore_merges": false,
-                "vocab": vocab, "merges": merges,
-            ] as [String: Any],
-        ]
-        return json(file)
-    }
-
     @Test func sentencePieceIDsWorkedOutByHand() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.sentencePieceFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile())
         // Normalized to "▁hello▁world", one piece: ▁ h e l l o ▁ w o r l d. Merges by rank:
         // ▁h, ll, ▁he, ▁hell, ▁hello (the first o is used up), ▁w, or, ▁wor, ▁worl, ▁world.
         #expect(tokenizer.encode("hello world", addSpecialTokens: false) == [274, 279])
@@ -204,14 +104,14 @@ import Testing
     }
 
     @Test func sentencePieceUnknownWithoutByteFallback() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.sentencePieceFile(byteFallback: false))
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile(byteFallback: false))
         // "é" and "ü" are unknown; fuse_unk makes the run of two one <unk>, and ▁ h merge to ▁h.
         #expect(tokenizer.encode("héü", addSpecialTokens: false) == [270, 0])
     }
 
     @Test func metaspacePreTokenizerGivesTheSameIDs() throws {
-        let legacy = try HuggingFaceTokenizer(json: Self.sentencePieceFile())
-        let metaspace = try HuggingFaceTokenizer(json: Self.sentencePieceFile(metaspace: true))
+        let legacy = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile())
+        let metaspace = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile(metaspace: true))
         for text in ["hello world", "café world", "hello  world\nhello"] {
             #expect(metaspace.encode(text, addSpecialTokens: true) == legacy.encode(text, addSpecialTokens: true))
         }
@@ -222,13 +122,13 @@ import Testing
         "café naïve Zürich", "日本語", "emoji 😀👍🏽 and 👨‍👩‍👧", "", " ", "x",
     ])
     func sentencePieceRoundTrips(_ text: String) throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.sentencePieceFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile())
         let ids = tokenizer.encode(text, addSpecialTokens: true)
         #expect(tokenizer.decode(ids) == text)
     }
 
     @Test func sentencePieceTokenStringsAndBytes() throws {
-        let tokenizer = try HuggingFaceTokenizer(json: Self.sentencePieceFile())
+        let tokenizer = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile())
         #expect(tokenizer.vocabularySize == 280)
         #expect(tokenizer.tokenString(274) == "▁hello")
         #expect(tokenizer.tokenString(3 + 0x0A) == "<0x0A>")
@@ -243,9 +143,9 @@ import Testing
     // MARK: Files that can't be used
 
     static func modifiedByteLevelFile(_ change: (inout [String: Any]) -> Void) -> Data {
-        var file = (try? JSONSerialization.jsonObject(with: byteLevelFile())) as? [String: Any] ?? [:]
+        var file = (try? JSONSerialization.jsonObject(with: TokenizerFixtures.byteLevelFile())) as? [String: Any] ?? [:]
         change(&file)
-        return json(file)
+        return TokenizerFixtures.json(file)
     }
 
     static func modifiedModel(_ change: @escaping (inout [String: Any]) -> Void) -> Data {
@@ -300,7 +200,7 @@ import Testing
         #expect(error.file == url.path)
         #expect(error.description == "\(url.path): model.type \"Unigram\" is not supported (supported: BPE)")
 
-        try Self.byteLevelFile().write(to: url)
+        try TokenizerFixtures.byteLevelFile().write(to: url)
         #expect(try HuggingFaceTokenizer(contentsOf: url).encode("hello", addSpecialTokens: false) == [259])
         #expect(throws: TokenizerFileError.self) { try HuggingFaceTokenizer(contentsOf: directory.appendingPathComponent("absent.json")) }
     }
@@ -308,8 +208,8 @@ import Testing
     // MARK: No input traps
 
     @Test func oddAndLargeInputs() throws {
-        let byteLevel = try HuggingFaceTokenizer(json: Self.byteLevelFile())
-        let sentencePiece = try HuggingFaceTokenizer(json: Self.sentencePieceFile())
+        let byteLevel = try HuggingFaceTokenizer(json: TokenizerFixtures.byteLevelFile())
+        let sentencePiece = try HuggingFaceTokenizer(json: TokenizerFixtures.sentencePieceFile())
         let loneSurrogate = String(decoding: [0xD800, 0x61, 0xDFFF] as [UInt16], as: UTF16.self)
         let long = String(repeating: "hello", count: 20_000)  // one 100 KB pre-token
         for text in [loneSurrogate, "\u{0}", "\u{FFFD}\u{10FFFF}", "\u{301}\u{301}", String(repeating: "😀", count: 5000), long] {
