@@ -7,7 +7,11 @@ import Testing
 /// The official OpenAI Python SDK against a live server (Tests/python/openai_sdk_check.py).
 @Suite struct OpenAISDKTests {
     @Test func officialPythonSDKWorks() async throws {
-        let live = try await LiveServer.start { $0.maxModelLen = 256 }
+        let live = try await LiveServer.start {
+            $0.maxModelLen = 1024
+            $0.enableAutoToolChoice = true
+            $0.toolCallParser = "hermes"
+        }
         defer { Task { try? await live.stop() } }
         let result = try await runOpenAISDKCheck(base: live.base + "/v1")
         #expect(result.status == 0, "\(result.output)")
@@ -18,7 +22,9 @@ import Testing
     @Test func officialPythonSDKWorksOverHTTPSWithAKey() async throws {
         let (certificate, key) = try makeSelfSignedCertificate()
         let live = try await LiveServer.start {
-            $0.maxModelLen = 256
+            $0.maxModelLen = 1024
+            $0.enableAutoToolChoice = true
+            $0.toolCallParser = "hermes"
             $0.tls = ServerTLS(certificateFile: certificate, privateKeyFile: key)
             $0.apiKey = "sk-understudy"
         }

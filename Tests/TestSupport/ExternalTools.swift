@@ -55,8 +55,8 @@ public func runTool(_ name: String, _ arguments: [String], input: String? = nil)
 /// Runs `Tests/python/openai_sdk_check.py` (the official OpenAI Python SDK) against `base`
 /// (`http://host:port/v1`); returns its exit status and output.
 public func runOpenAISDKCheck(base: String, caCertificate: String? = nil, apiKey: String? = nil) async throws -> (status: Int32, output: String) {
-    let probe = try runTool("python3", ["-c", "import openai"])
-    guard probe.status == 0 else { throw MissingTool(name: "the OpenAI Python SDK (pip install openai)") }
+    let probe = try runTool("python3", ["-c", "import openai, jsonschema"])
+    guard probe.status == 0 else { throw MissingTool(name: "the OpenAI Python SDK and jsonschema (pip install openai jsonschema)") }
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("python/openai_sdk_check.py").path
     let options = (caCertificate.map { ["--ca", $0] } ?? []) + (apiKey.map { ["--api-key", $0] } ?? [])

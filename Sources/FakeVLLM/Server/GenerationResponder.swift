@@ -22,6 +22,10 @@ final class GenerationResponder: GenerationSink {
         var shownBytes = 0
         var finished: FinishReason?
         var cachedTokens = 0
+        /// What a constraint made it write, with its tool calls.
+        var output: ConstrainedOutput?
+        /// Per tool call: whether its name was sent, and how many bytes of its arguments.
+        var sentCalls: [(named: Bool, argumentBytes: Int)] = []
     }
 
     private let request: GenerationRequest
@@ -177,6 +181,11 @@ final class GenerationResponder: GenerationSink {
             ? startByte : plan.visibleEnd(after: newTokens.upperBound - 1, finished: choice.finished != nil, shownBefore: startByte)
         choices[index].shownBytes = endByte
         guard !newTokens.isEmpty || choice.finished != nil else { return }
+        if request.kind == .chat, showsToolCalls(choices[index]) {
+            writeToolCallChunks(&buffer, index: index, visible: endByte, newTokens: newTokens)
+            writer.writeBody(buffer)
+            return
+        }
         SSE.beginEvent(&buffer)
         writeEnvelopeStart(&buffer, chunk: true)
         buffer.writeStaticString("\"choices\":[{\"index\":")
@@ -209,6 +218,85 @@ final class GenerationResponder: GenerationSink {
         writer.writeBody(buffer)
     }
 
+    // MARK: Tool calls
+
+    /// Whether a choice's answer is tool calls: it made some and wrote them whole (a call cut
+    /// off by max_tokens cannot be parsed, so its text is the answer, as vLLM's parser leaves it).
+    private func showsToolCalls(_ choice: Choice) -> Bool {
+        guard let output = choice.output, !output.calls.isEmpty else { return false }
+        if choice.finished == .length, choice.plan.text.count < output.text.utf8.count { return false }
+        return true
+    }
+
+    /// A stream's tool-call deltas, as vLLM's parsers stream them: a call's id, type and name
+    /// once its name is written (with the first arguments, for guided calls), then its
+    /// arguments as they are generated; the last chunk says "tool_calls".
+    private func writeToolCallChunks(_ buffer: inout ByteBuffer, index: Int, visible: Int, newTokens: Range<Int>) {
+        guard let output = choices[index].output else { return }
+        if choices[index].sentCalls.isEmpty { choices[index].sentCalls = Array(repeating: (false, 0), count: output.calls.count) }
+        let finished = choices[index].finished != nil
+        let textLength = output.text.utf8.count
+        let reached = finished ? textLength : visible
+        for (position, call) in output.calls.enumerated() where choices[index].sentCalls[position].named || reached >= call.nameEnd {
+            func nextArguments() -> ArraySlice<UInt8>? {
+                call.argumentsDelta(visible: reached, sent: choices[index].sentCalls[position].argumentBytes, textLength: textLength)
+            }
+            if !choices[index].sentCalls[position].named {
+                // The parser announces a call by name alone; guided decoding sends the name
+                // with the first arguments.
+                let first = output.style == .forced ? nextArguments() : nil
+                if output.style == .forced && first == nil { continue }
+                writeToolCallDelta(&buffer, index: index, position: position, announcing: call, arguments: first, completionTokens: newTokens.upperBound)
+                choices[index].sentCalls[position].named = true
+            }
+            if let arguments = nextArguments() {
+                writeToolCallDelta(&buffer, index: index, position: position, announcing: nil, arguments: arguments, completionTokens: newTokens.upperBound)
+            }
+        }
+        guard finished else { return }
+        SSE.beginEvent(&buffer)
+        writeEnvelopeStart(&buffer, chunk: true)
+        buffer.writeStaticString("\"choices\":[{\"index\":")
+        buffer.writeJSONInteger(index)
+        buffer.writeStaticString(",\"delta\":{},\"logprobs\":null,\"finish_reason\":\"tool_calls\",\"stop_reason\":null,\"token_ids\":null}]")
+        writeChunkUsage(&buffer, completionTokens: newTokens.upperBound, index: index)
+        buffer.writeStaticString("}")
+        SSE.endEvent(&buffer)
+    }
+
+    /// One chunk of a tool call: `{"id","type",` and the name when announcing it, then arguments.
+    private func writeToolCallDelta(
+        _ buffer: inout ByteBuffer, index: Int, position: Int, announcing call: ToolCall?, arguments: ArraySlice<UInt8>?, completionTokens: Int
+    ) {
+        SSE.beginEvent(&buffer)
+        writeEnvelopeStart(&buffer, chunk: true)
+        buffer.writeStaticString("\"choices\":[{\"index\":")
+        buffer.writeJSONInteger(index)
+        buffer.writeStaticString(",\"delta\":{\"tool_calls\":[{")
+        if let call {
+            buffer.writeStaticString("\"id\":")
+            buffer.writeJSONString(call.id)
+            buffer.writeStaticString(",\"type\":\"function\",")
+        }
+        buffer.writeStaticString("\"index\":")
+        buffer.writeJSONInteger(position)
+        buffer.writeStaticString(",\"function\":{")
+        if let call {
+            buffer.writeStaticString("\"name\":")
+            buffer.writeJSONString(call.name)
+            if arguments != nil { buffer.writeStaticString(",") }
+        }
+        if let arguments {
+            buffer.writeStaticString("\"arguments\":")
+            buffer.writeJSONString(utf8: arguments)
+            choices[index].sentCalls[position].argumentBytes += arguments.count
+        }
+        buffer.writeStaticString("}}]},\"logprobs\":null,\"finish_reason\":null,\"token_ids\":null}]")
+        writeChunkUsage(&buffer, completionTokens: completionTokens, index: index)
+        buffer.writeStaticString("}")
+        SSE.endEvent(&buffer)
+    }
+
     /// `usage` on a stream chunk: null with include_usage, running counts with continuous stats.
     private func writeChunkUsage(_ buffer: inout ByteBuffer, completionTokens: Int, index: Int) {
         if request.includeUsage && request.continuousUsageStats {
@@ -224,7 +312,23 @@ final class GenerationResponder: GenerationSink {
         let text = String(decoding: choice.plan.text[0..<(choice.emitted > 0 ? choice.plan.textEnds[choice.emitted - 1] : 0)], as: UTF8.self)
         buffer.writeStaticString("{\"index\":")
         buffer.writeJSONInteger(index)
-        if request.kind == .chat {
+        if request.kind == .chat, showsToolCalls(choice), let output = choice.output {
+            // As vLLM's parser (auto) or guided decoding (required, named) return them.
+            buffer.writeStaticString(",\"message\":{\"role\":\"assistant\",\"content\":")
+            buffer.writeStaticString(output.style == .parsed ? "null" : "\"\"")
+            buffer.writeStaticString(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null,\"tool_calls\":[")
+            for (position, call) in output.calls.enumerated() {
+                if position > 0 { buffer.writeStaticString(",") }
+                buffer.writeStaticString("{\"id\":")
+                buffer.writeJSONString(call.id)
+                buffer.writeStaticString(",\"type\":\"function\",\"function\":{\"name\":")
+                buffer.writeJSONString(call.name)
+                buffer.writeStaticString(",\"arguments\":")
+                buffer.writeJSONString(call.arguments)
+                buffer.writeStaticString("}}")
+            }
+            buffer.writeStaticString("],\"reasoning_content\":null}")
+        } else if request.kind == .chat {
             buffer.writeStaticString(",\"message\":{\"role\":\"assistant\",\"content\":")
             buffer.writeJSONString(text)
             buffer.writeStaticString(",\"refusal\":null,\"annotations\":null,\"audio\":null,\"function_call\":null,\"tool_calls\":[],\"reasoning_content\":null}")
@@ -241,7 +345,11 @@ final class GenerationResponder: GenerationSink {
         if request.echo, case .text(let prompt) = request.prompts[choice.promptIndex] { promptLength = prompt.count }
         writeLogprobs(&buffer, choice: choice, tokens: 0..<choice.emitted, textOffset: promptLength)
         buffer.writeStaticString(",\"finish_reason\":")
-        buffer.writeJSONString(orNull: choice.finished?.rawValue)
+        if showsToolCalls(choice), choice.output?.style == .parsed {
+            buffer.writeStaticString("\"tool_calls\"")
+        } else {
+            buffer.writeJSONString(orNull: choice.finished?.rawValue)
+        }
         buffer.writeStaticString(",\"stop_reason\":")
         if let stop = choice.plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
         if request.kind == .completion {

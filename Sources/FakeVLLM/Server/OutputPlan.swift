@@ -29,7 +29,12 @@ struct OutputPlan {
         var includeStopStringInOutput = false
     }
 
-    init(limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: any TextTokenizer) {
+    /// `script`: the tokens a constraint dictates (structured output, tool calls); EOS follows
+    /// them, and sampled words any tokens past them.
+    init(
+        limits: Limits, lengthDistribution: ModelProfile.OutputLength, generator: inout SplitMix64, tokenizer: any TextTokenizer,
+        script: [Int]? = nil
+    ) {
         logprobSeed = generator.next()
         streamHoldback = limits.includeStopStringInOutput ? 0 : max(0, limits.stop.longest - 1)
         // Where the model emits EOS, unless ignore_eos: drawn from the model's length
@@ -37,7 +42,11 @@ struct OutputPlan {
         // generated token and adds no text. vLLM tests max_tokens before EOS, so EOS as the
         // max_tokens-th token still finishes "length"; it is drawn only before that.
         var eosIndex: Int?
-        if !limits.ignoreEOS {
+        if let script, !limits.ignoreEOS {
+            // The grammar allows only EOS once the script is done.
+            let atLeast = max(limits.minTokens, script.count)
+            if atLeast < limits.maxTokens - 1 { eosIndex = atLeast }
+        } else if !limits.ignoreEOS {
             let drawn = generator.nextLogNormal(median: lengthDistribution.median, sigma: lengthDistribution.sigma)
             let position = drawn.isFinite ? Int(min(drawn, Double(limits.maxTokens)).rounded()) : limits.maxTokens
             let atLeast = max(limits.minTokens, position)
@@ -60,19 +69,12 @@ struct OutputPlan {
                 reason = .stop
                 break
             }
-            var id: Int
-            // A bounded number of draws: a stop list that covers every word must not spin forever.
-            var draws = 0
-            repeat {
-                draws += 1
-                let roll = generator.next()
-                if index > 0, roll % 13 == 0, !punctuation.isEmpty {
-                    id = punctuation[Int((roll >> 8) % UInt64(punctuation.count))]
-                } else {
-                    id = words[Int((roll >> 16) % UInt64(words.count))]
-                }
-                // Stop tokens are masked until min_tokens, like EOS.
-            } while index < limits.minTokens && draws < 64 && limits.stopTokenIDs.contains(id)
+            let id: Int
+            if let script, index < script.count {
+                id = script[index]
+            } else {
+                id = Self.drawToken(at: index, words: words, punctuation: punctuation, limits: limits, generator: &generator)
+            }
             let bytes = tokenizer.bytes(of: id)
             tokens.append(id)
             text.append(contentsOf: bytes)
@@ -100,6 +102,24 @@ struct OutputPlan {
             }
         }
         finishReason = reason
+    }
+
+    /// A made-up token: mostly a word, now and then punctuation. Stop tokens are masked until
+    /// min_tokens, like EOS, with a bounded number of draws (a stop list that covers every word
+    /// must not spin forever).
+    private static func drawToken(at index: Int, words: [Int], punctuation: [Int], limits: Limits, generator: inout SplitMix64) -> Int {
+        var id: Int
+        var draws = 0
+        repeat {
+            draws += 1
+            let roll = generator.next()
+            if index > 0, roll % 13 == 0, !punctuation.isEmpty {
+                id = punctuation[Int((roll >> 8) % UInt64(punctuation.count))]
+            } else {
+                id = words[Int((roll >> 16) % UInt64(words.count))]
+            }
+        } while index < limits.minTokens && draws < 64 && limits.stopTokenIDs.contains(id)
+        return id
     }
 
     /// Bytes of `text` a stream may show once token `index` is out: everything at the end,

@@ -245,7 +245,18 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
             writer.respond(error)
             return nil
         }
-        if let error = engineRejection(request, prompts: prompts) {
+        // A schema or pattern is compiled by the engine's front end too: refused after the
+        // request was accepted, so a stream carries the error (vLLM's guided-decoding check).
+        var constraint: OutputConstraint?
+        var rejection = engineRejection(request, prompts: prompts)
+        if rejection == nil {
+            do {
+                constraint = try OutputConstraint(request, toolCallParser: configuration.toolCallParser)
+            } catch {
+                rejection = error
+            }
+        }
+        if let error = rejection {
             if request.stream {
                 // As vLLM: the stream has started (200), so the error is an event before [DONE].
                 var body = ByteBuffer()
@@ -291,6 +302,7 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         driver.serverLoad += 1
         var sequences: [EngineRequest] = []
         let stopTokenIDs = Set(request.stopTokenIDs)
+
         let stopStrings = StopStrings(request.stop)
         for (promptIndex, tokens) in prompts.enumerated() {
             for _ in 0..<request.n {
@@ -302,15 +314,17 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
                 // prompt to the same model (or adapter) says the same thing on any pod.
                 let greedySeed = request.isGreedy ? Self.greedySeed(prompt: tokens, model: lora?.name ?? setup.model.huggingFaceID) : nil
                 var sequenceGenerator = SplitMix64(seed: greedySeed ?? seed ?? generator.next())
+                let output = constraint?.draw(using: &sequenceGenerator)
                 let plan = OutputPlan(
                     limits: .init(maxTokens: maxTokensPerPrompt[promptIndex], minTokens: request.minTokens, ignoreEOS: request.ignoreEOS,
                                   stop: stopStrings, stopTokenIDs: stopTokenIDs,
                                   includeStopStringInOutput: request.includeStopStringInOutput),
-                    lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer)
+                    lengthDistribution: setup.model.outputLength, generator: &sequenceGenerator, tokenizer: tokenizer,
+                    script: output.map { tokenizer.encode($0.text, addSpecialTokens: false) })
                 let sequence = EngineRequest(
                     id: driver.makeRequestID(), promptTokens: tokens, plannedOutput: plan.tokens, finishReason: plan.finishReason,
                     lora: lora, arrival: now, maxTokensParam: maxTokensPerPrompt[promptIndex])
-                responder.add(.init(plan: plan, sequenceID: sequence.id, promptIndex: promptIndex))
+                responder.add(.init(plan: plan, sequenceID: sequence.id, promptIndex: promptIndex, output: output))
                 sequences.append(sequence)
             }
         }
