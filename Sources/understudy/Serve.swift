@@ -145,11 +145,11 @@ struct Serve: AsyncParsableCommand {
         let server = try await VLLMServer.start(configuration, profiles: ProfileStore.locate())
         let setup = server.setup
         if let assumption = setup.modelAssumption { print("understudy serve: WARNING: \(assumption)") }
+        print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")
+        print("  KV cache: \(setup.engineConfig.numGPUBlocks) blocks of \(blockSize) tokens; max_num_seqs \(setup.engineConfig.maxNumSeqs), max_num_batched_tokens \(setup.engineConfig.maxNumBatchedTokens), max_model_len \(setup.engineConfig.maxModelLen)")
         if let model = setup.tokenizer as? HuggingFaceTokenizer {
             print("  tokenizer: the model's tokenizer.json, \(model.vocabularySize) tokens")
         }
-        print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")
-        print("  KV cache: \(setup.engineConfig.numGPUBlocks) blocks of \(blockSize) tokens; max_num_seqs \(setup.engineConfig.maxNumSeqs), max_num_batched_tokens \(setup.engineConfig.maxNumBatchedTokens), max_model_len \(setup.engineConfig.maxModelLen)")
         if configuration.allowRuntimeLoRAUpdating {
             print("  WARNING: LoRA dynamic loading & unloading is enabled in the API server. This should ONLY be used for local development!")
         }
