@@ -8,8 +8,15 @@ import Testing
 /// Real clients and tools against the gateway: the OpenAI Python SDK and promtool.
 extension EndToEnd {
 @Suite struct GatewayClientTests {
+    /// Pods as openai_sdk_check.py expects them: a context it can overflow, and tool calling.
+    static func configureForSDKCheck(_ pod: inout ServerConfiguration) {
+        pod.maxModelLen = 1024
+        pod.enableAutoToolChoice = true
+        pod.toolCallParser = "hermes"
+    }
+
     @Test func theOpenAIPythonSDKWorksThroughTheGatewayAsAgainstAServer() async throws {
-        let stack = try await GatewayStack.start { _, pod in pod.maxModelLen = 256 }
+        let stack = try await GatewayStack.start { _, pod in Self.configureForSDKCheck(&pod) }
         defer { Task { await stack.stop() } }
         let result = try await runOpenAISDKCheck(base: stack.base + "/v1")
         #expect(result.status == 0, "\(result.output)")
@@ -22,7 +29,7 @@ extension EndToEnd {
         var dataPlane = DataPlaneConfiguration()
         dataPlane.tls = ServerTLS(certificateFile: certificate, privateKeyFile: key)
         dataPlane.apiKey = "sk-gateway"
-        let stack = try await GatewayStack.start(dataPlane: dataPlane) { _, pod in pod.maxModelLen = 256 }
+        let stack = try await GatewayStack.start(dataPlane: dataPlane) { _, pod in Self.configureForSDKCheck(&pod) }
         defer { Task { await stack.stop() } }
         let result = try await runOpenAISDKCheck(base: "https://127.0.0.1:\(stack.gateway.port)/v1", caCertificate: certificate, apiKey: "sk-gateway")
         #expect(result.status == 0, "\(result.output)")
