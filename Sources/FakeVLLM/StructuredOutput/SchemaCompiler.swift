@@ -134,6 +134,21 @@ struct SchemaCompiler {
         }
     }
 
+    /// A `minX`/`maxX` pair (lengths, item counts): consistent, and a minimum the sampler can draw.
+    func countRange(
+        _ schema: JSONObject, _ minKey: String, _ maxKey: String, _ path: String, limit: Int, noun: String
+    ) throws(StructuredOutputError) -> (Int, Int) {
+        let lower = try count(schema, minKey, path) ?? 0
+        let upper = try count(schema, maxKey, path) ?? Int.max
+        guard lower <= upper else {
+            throw fail(path, "\(minKey) \(lower) is greater than \(maxKey) \(upper), so no \(noun) is valid")
+        }
+        guard lower <= limit else {
+            throw fail(path, "\(minKey) \(lower) is above the emulator's limit of \(limit)")
+        }
+        return (lower, upper)
+    }
+
     static func tighter(_ a: SchemaSampler.Bound?, _ b: SchemaSampler.Bound?, lower: Bool) -> SchemaSampler.Bound? {
         guard let a else { return b }
         guard let b else { return a }
@@ -190,14 +205,8 @@ struct SchemaCompiler {
             node.multipleOf = step
         }
         // Strings.
-        node.minLength = try count(schema, "minLength", path) ?? 0
-        node.maxLength = try count(schema, "maxLength", path) ?? Int.max
-        guard node.minLength <= node.maxLength else {
-            throw fail(path, "minLength \(node.minLength) is greater than maxLength \(node.maxLength), so no string is valid")
-        }
-        guard node.minLength <= SchemaSampler.maxMinLength else {
-            throw fail(path, "minLength \(node.minLength) is above the emulator's limit of \(SchemaSampler.maxMinLength)")
-        }
+        (node.minLength, node.maxLength) = try countRange(
+            schema, "minLength", "maxLength", path, limit: SchemaSampler.maxMinLength, noun: "string")
         if let format = schema["format"] {
             guard let text = format.string else { throw fail(path, "'format' must be a string") }
             node.format = text
@@ -225,14 +234,8 @@ struct SchemaCompiler {
             }
         }
         if let prefix = schema["prefixItems"] { node.prefixItems = try subschemas(prefix, key: "prefixItems", path: path, depth: depth) }
-        node.minItems = try count(schema, "minItems", path) ?? 0
-        node.maxItems = try count(schema, "maxItems", path) ?? Int.max
-        guard node.minItems <= node.maxItems else {
-            throw fail(path, "minItems \(node.minItems) is greater than maxItems \(node.maxItems), so no array is valid")
-        }
-        guard node.minItems <= SchemaSampler.maxMinItems else {
-            throw fail(path, "minItems \(node.minItems) is above the emulator's limit of \(SchemaSampler.maxMinItems)")
-        }
+        (node.minItems, node.maxItems) = try countRange(
+            schema, "minItems", "maxItems", path, limit: SchemaSampler.maxMinItems, noun: "array")
         if let unique = schema["uniqueItems"] {
             guard case .bool(let flag) = unique else { throw fail(path, "'uniqueItems' must be a boolean") }
             node.uniqueItems = flag
