@@ -15,7 +15,7 @@ status=0
 
 echo "== a pod: understudy serve on 127.0.0.1:18000"
 VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 "$bin" serve --host 127.0.0.1 --port 18000 --accelerator instant --enable-lora --max-loras 2 \
-  --lora-modules sql-lora=/adapters/sql chat-lora=/adapters/chat >"$out/pod.log" 2>&1 &
+  --lora-modules sql-lora=/adapters/sql chat-lora=/adapters/chat --enable-auto-tool-choice --tool-call-parser hermes >"$out/pod.log" 2>&1 &
 pod=$!
 wait_for http://127.0.0.1:18000/health
 "$bin" fuzz --target http://127.0.0.1:18000 --cases "$cases" --seed 1 | tee "$out/pod.txt" || status=1

@@ -233,8 +233,19 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         current = exchange
     }
 
-    /// One `data:` event of a stream: generated text, the usage chunk, an error, or `[DONE]`.
-    private static func read(_ event: ByteBuffer, arrivedAt now: Double, into exchange: inout Exchange) {
+    /// One event of a stream: generated text, the usage chunk, an error, or the end — `[DONE]`,
+    /// or `response.completed` in the Responses API's named events, where only
+    /// `response.output_text.delta` carries text.
+    private static func read(_ event: ServerSentEvents.Event, arrivedAt now: Double, into exchange: inout Exchange) {
+        if let name = event.name {
+            switch name {
+            case "response.completed": exchange.sawDone = true
+            case "response.output_text.delta": countToken(arrivedAt: now, into: &exchange)
+            default: break
+            }
+            return
+        }
+        let event = event.data
         if event.readableBytesView.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
         if ServerSentEvents.containsKey(ServerSentEvents.errorKey, in: event) {
             exchange.streamError = (try? JSONValue.parse(event))?["error"]?["code"]?.int ?? 0
@@ -245,6 +256,10 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
             exchange.record.read(usage: (try? JSONValue.parse(event))?["usage"])
             return
         }
+        countToken(arrivedAt: now, into: &exchange)
+    }
+
+    private static func countToken(arrivedAt now: Double, into exchange: inout Exchange) {
         if let last = exchange.lastToken {
             exchange.record.interTokenGaps.append(now - last)
         } else {

@@ -45,7 +45,7 @@ public struct RequestFuzzer {
 
     private mutating func template() -> (String, JSONValue) {
         let text = JSONValue.string(["Hello", "", "SELECT * FROM t", String(repeating: "word ", count: 200), "naïve 🤖 \u{0}"][pick(4)])
-        switch pick(5) {
+        switch pick(7) {
         case 0, 1:
             var fields: JSONObject = ["model": .string(model), "prompt": text, "max_tokens": .integer(1 + pick(31))]
             for (key, value) in samplingFields().shuffledPrefix(pick(6), using: &random) { fields[key] = value }
@@ -60,6 +60,17 @@ public struct RequestFuzzer {
             return ("/v1/chat/completions", .object(fields))
         case 4:
             return ("/tokenize", .object(["model": .string(model), "prompt": text]))
+        case 5:
+            var fields: JSONObject = ["model": .string(model), "input": text, "max_output_tokens": .integer(1 + pick(31))]
+            let responseFields: [(String, JSONValue)] = [
+                ("stream", true), ("instructions", "Be brief."), ("temperature", 0.7), ("top_p", 0.9), ("store", false),
+                ("text", .object(["format": .object(["type": "json_schema", "name": "answer", "schema": schema()])])),
+                ("input", .array([.object(["role": "user", "content": text])])),
+            ]
+            for (key, value) in responseFields.shuffledPrefix(pick(4), using: &random) { fields[key] = value }
+            return ("/v1/responses", .object(fields))
+        case 6:
+            return ("/v1/embeddings", .object(["model": .string(model), "input": text]))
         default:
             return ("/detokenize", .object(["model": .string(model), "tokens": .array([.integer(1), .integer(2), .integer(3)])]))
         }
@@ -72,6 +83,9 @@ public struct RequestFuzzer {
             ("ignore_eos", true), ("min_tokens", 1), ("logprobs", 2), ("echo", false), ("presence_penalty", 0.5),
             ("frequency_penalty", 0.5), ("repetition_penalty", 1.1), ("response_format", .object(["type": "text"])),
             ("structured_outputs", .object(["json": .object([:])])), ("include_stop_str_in_output", true), ("user", "fuzz"),
+            ("response_format", .object(["type": "json_schema", "json_schema": .object(["name": "answer", "schema": schema()])])),
+            ("response_format", .object(["type": "json_object"])), ("structured_outputs", .object(["regex": "[a-z]{2,8}( [0-9]+)?"])),
+            ("structured_outputs", .object(["choice": .array(["yes", "no"])])), ("structured_outputs", .object(["json": schema()])),
         ]
     }
 
@@ -79,7 +93,26 @@ public struct RequestFuzzer {
         [
             ("tools", .array([.object(["type": "function", "function": .object(["name": "lookup", "parameters": .object([:])])])])),
             ("tool_choice", "none"), ("logprobs", true), ("top_logprobs", 2), ("max_tokens", 8),
+            ("tools", .array([.object(["type": "function", "function": .object(["name": "lookup", "parameters": schema()])])])),
+            ("tool_choice", "auto"), ("tool_choice", "required"),
+            ("tool_choice", .object(["type": "function", "function": .object(["name": "lookup"])])),
         ]
+    }
+
+    /// A JSON schema of the kinds clients send: typed properties, bounds, an enum, a pattern.
+    private func schema() -> JSONValue {
+        .object([
+            "type": "object",
+            "properties": .object([
+                "city": .object(["type": "string", "minLength": 1, "maxLength": 40]),
+                "days": .object(["type": "integer", "minimum": 1, "maximum": 14]),
+                "unit": .object(["enum": .array(["celsius", "fahrenheit"])]),
+                "code": .object(["type": "string", "pattern": "^[A-Z]{3}$"]),
+                "tags": .object(["type": "array", "items": .object(["type": "string"]), "maxItems": 3]),
+            ]),
+            "required": .array(["city", "days"]),
+            "additionalProperties": false,
+        ])
     }
 
     // MARK: Mutations
@@ -87,7 +120,7 @@ public struct RequestFuzzer {
     /// Values at and past every boundary a field may have, and of every JSON type. Only the
     /// one drawn is built (the large ones cost more than sending them).
     private mutating func extreme() -> JSONValue {
-        switch pick(36) {
+        switch pick(40) {
         case 0: return 0
         case 1: return -1
         case 2: return 1
@@ -124,6 +157,10 @@ public struct RequestFuzzer {
         case 33: return "auto"
         case 34: return "required"
         case 35: return .integer(-(1 + pick(1000)))
+        case 36: return ["(a|b)*c", "[", "a{1000000}", "(?<x>a)\\k<x>", "\\p{L}+", "(a*)*$", "^$", "[^\\x00-\\x{10FFFF}]"][pick(7)]
+        case 37: return .object(["$ref": "#/definitions/missing"])
+        case 38: return .object(["type": "array", "minItems": .integer(Int.max), "items": .object(["$ref": "#"])])
+        case 39: return .object(["anyOf": .array([]), "not": .object([:])])
         default: return .double(Double(pick(1000)) / 7)
         }
     }
@@ -139,6 +176,7 @@ public struct RequestFuzzer {
         "stream", "stream_options", "stop", "stop_token_ids", "ignore_eos", "min_tokens", "logprobs", "top_logprobs", "echo",
         "presence_penalty", "frequency_penalty", "repetition_penalty", "response_format", "structured_outputs", "tools", "tool_choice",
         "tokens", "add_special_tokens", "return_token_strs", "include_stop_str_in_output", "lora_name", "lora_path", "priority",
+        "input", "instructions", "max_output_tokens", "text", "previous_response_id", "background", "encoding_format",
     ]
 
     private mutating func mutateField(_ body: JSONValue) -> JSONValue {
@@ -159,10 +197,14 @@ public struct RequestFuzzer {
         return .object(fields)
     }
 
-    /// Mutates a value inside the body's messages, prompt list or tools.
+    /// Mutates a value inside the body's schema, messages or prompt list.
     private mutating func mutateInside(_ body: JSONValue) -> JSONValue {
         guard case .object(var fields) = body else { return body }
-        if case .array(var messages)? = fields["messages"], !messages.isEmpty {
+        if pick(1) == 0, let (key, path) = schemaLocation(in: fields), let holder = fields[key] {
+            let keywords = ["type", "properties", "items", "minLength", "maxLength", "pattern", "enum", "const", "minimum", "maximum",
+                            "required", "anyOf", "oneOf", "allOf", "$ref", "$defs", "minItems", "format", "multipleOf", "additionalProperties"]
+            fields[key] = Self.setting(keywords[pick(keywords.count - 1)], to: extreme(), at: path[...], in: holder)
+        } else if case .array(var messages)? = fields["messages"], !messages.isEmpty {
             let index = pick(messages.count - 1)
             if case .object(var message) = messages[index] {
                 message[["role", "content", "name", "tool_calls"][pick(3)]] = extreme()
@@ -175,6 +217,26 @@ public struct RequestFuzzer {
             fields["prompt"] = .array([extreme(), extreme()])
         }
         return .object(fields)
+    }
+
+    /// Where the body carries a JSON schema: the top-level field and the path below it.
+    private func schemaLocation(in fields: JSONObject) -> (String, [String])? {
+        if fields["response_format"]?["json_schema"]?["schema"] != nil { return ("response_format", ["json_schema", "schema"]) }
+        if fields["structured_outputs"]?["json"] != nil { return ("structured_outputs", ["json"]) }
+        if fields["text"]?["format"]?["schema"] != nil { return ("text", ["format", "schema"]) }
+        return nil
+    }
+
+    /// `value` with `key` set in the object found by following `path` (objects only).
+    private static func setting(_ key: String, to newValue: JSONValue, at path: ArraySlice<String>, in value: JSONValue) -> JSONValue {
+        guard case .object(var object) = value else { return value }
+        if let next = path.first {
+            guard let inner = object[next] else { return value }
+            object[next] = setting(key, to: newValue, at: path.dropFirst(), in: inner)
+        } else {
+            object[key] = newValue
+        }
+        return .object(object)
     }
 
     /// Damages the encoded body: truncated, bytes flipped, inserted or removed, repeated.

@@ -22,16 +22,28 @@ struct ServerSentEvents {
         pending = buffer
     }
 
-    /// The next complete event's data (without `data: ` and the blank line), if one has arrived.
-    mutating func next() -> ByteBuffer? {
+    /// One event: its data (without `data: ` and the blank line), and its `event:` name when it
+    /// has one (the Responses API names every event; chat and completion streams name none).
+    struct Event {
+        var name: String?
+        var data: ByteBuffer
+    }
+
+    /// The next complete event with data, if one has arrived.
+    mutating func next() -> Event? {
         while var buffer = pending, buffer.readableBytes > 0 {
             guard let length = Self.offset(of: Self.blankLine, in: buffer) else { return nil }
             var event = buffer.readSlice(length: length)!
             buffer.moveReaderIndex(forwardBy: Self.blankLine.count)
             pending = buffer.readableBytes > 0 ? buffer : nil
-            if event.readableBytesView.starts(with: "data: ".utf8) {
-                event.moveReaderIndex(forwardBy: 6)
-                return event
+            var name: String?
+            if event.readableBytesView.starts(with: Self.eventField), let end = Self.offset(of: Self.newline, in: event) {
+                name = event.getString(at: event.readerIndex + Self.eventField.count, length: end - Self.eventField.count)
+                event.moveReaderIndex(forwardBy: end + 1)
+            }
+            if event.readableBytesView.starts(with: Self.dataField) {
+                event.moveReaderIndex(forwardBy: Self.dataField.count)
+                return Event(name: name, data: event)
             }
             // A comment or another field: not a payload.
         }
@@ -39,6 +51,9 @@ struct ServerSentEvents {
     }
 
     private static let blankLine: [UInt8] = Array("\n\n".utf8)
+    private static let newline: [UInt8] = Array("\n".utf8)
+    private static let eventField: [UInt8] = Array("event: ".utf8)
+    private static let dataField: [UInt8] = Array("data: ".utf8)
 
     /// The needles looked for in every event, made once.
     static let errorKey: [UInt8] = Array(#""error""#.utf8)

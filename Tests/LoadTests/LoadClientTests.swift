@@ -37,4 +37,21 @@ struct LoadClientTests {
         }
         #expect((1...2).contains(counter.count.withLockedValue { $0 }), "one connection, and at most one retry on a fresh one")
     }
+
+    @Test func namedEventsAreReadWithTheirNamesWhateverTheChunking() {
+        let stream = "event: response.created\ndata: {\"a\":1}\n\n: a comment\n\ndata: {\"b\":2}\n\n"
+            + "event: response.completed\ndata: {\"c\":3}\n\n"
+        let bytes = Array(stream.utf8)
+        for size in [1, 3, 7, bytes.count] {
+            var events = ServerSentEvents()
+            var read: [String] = []
+            for start in stride(from: 0, to: bytes.count, by: size) {
+                var chunk = ByteBuffer(bytes: bytes[start..<min(start + size, bytes.count)])
+                events.append(&chunk)
+                while let event = events.next() { read.append("\(event.name ?? "-") \(String(buffer: event.data))") }
+            }
+            #expect(read == [#"response.created {"a":1}"#, #"- {"b":2}"#, #"response.completed {"c":3}"#], "chunks of \(size)")
+        }
+    }
 }
+

@@ -31,8 +31,33 @@ import Testing
             case .success: notObjects += 1
             }
         }
-        #expect(paths.isSuperset(of: ["/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize", "/health"]))
+        #expect(paths.isSuperset(of: [
+            "/v1/completions", "/v1/chat/completions", "/v1/responses", "/v1/embeddings", "/tokenize", "/detokenize", "/health",
+        ]))
         #expect(unparsable > 50)
         #expect(notObjects > 20)
+    }
+
+    @Test func casesAskForStructuredOutputsAndToolCallsAndBreakTheirSchemas() {
+        var fuzzer = RequestFuzzer(seed: 3)
+        var constrained = 0
+        var toolChoices: Set<String> = []
+        var schemas: [JSONValue] = []
+        for _ in 0..<3000 {
+            guard let body = fuzzer.next().body, let fields = try? JSONValue.parse(body) else { continue }
+            let schema = fields["response_format"]?["json_schema"]?["schema"] ?? fields["structured_outputs"]?["json"]
+                ?? fields["text"]?["format"]?["schema"]
+            if let schema, schema != .object([:]) { schemas.append(schema) }
+            if schema != nil || fields["structured_outputs"]?["regex"] != nil || fields["structured_outputs"]?["choice"] != nil {
+                constrained += 1
+            }
+            if let choice = fields["tool_choice"] { toolChoices.insert(choice.string ?? "named") }
+        }
+        #expect(constrained > 100)
+        #expect(toolChoices.isSuperset(of: ["none", "auto", "required", "named"]))
+        // Most schemas are sent as made; the others had a keyword replaced.
+        let pristine = schemas.first { candidate in schemas.filter { $0 == candidate }.count * 2 > schemas.count }
+        #expect(pristine != nil)
+        #expect(schemas.filter { $0 != pristine }.count > 10)
     }
 }
