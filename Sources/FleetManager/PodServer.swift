@@ -43,17 +43,12 @@ extension VLLMServer {
     /// on pods, not servers, and are refused here.
     public func apply(_ fault: ChaosAction) async throws {
         switch fault {
-        case .hang: try await setHung(true)
-        case .slow(_, let factor): try await setSlowdown(factor)
-        case .errors(_, let injection): try await setFaults(injection)
-        case .partition: try await setPartitioned(true)
-        case .kvPressure(_, let usable): try await setKVPressure(usable: usable)
-        case .restore:
-            try await setHung(false)
-            try await setSlowdown(1)
-            try await setFaults(nil)
-            try await setPartitioned(false)
-            try await setKVPressure(usable: 1)
+        case .hang: try await apply(PodFault.hang(true))
+        case .slow(_, let factor): try await apply(PodFault.slow(factor))
+        case .errors(_, let injection): try await apply(PodFault.errors(injection))
+        case .partition: try await apply(PodFault.partition(true))
+        case .kvPressure(_, let usable): try await apply(PodFault.kvPressure(usable: usable))
+        case .restore: try await apply(PodFault.restore)
         case .kill, .drain, .scale:
             throw FleetError("\(fault.verb) acts on a pod, not on its server")
         }

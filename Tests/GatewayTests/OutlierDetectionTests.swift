@@ -68,7 +68,7 @@ extension EndToEnd {
                 dataPlane.outlierDetection = detection
             }
             let stack = try await GatewayStack.start(pods: 2, dataPlane: dataPlane)
-            try await stack.pods[0].setFaults(FaultInjection(rate: 1, kind: .status(503)))
+            try await stack.pods[0].apply(PodFault.errors(FaultInjection(rate: 1, kind: .status(503))))
             var failed = 0
             for index in 0..<40 {
                 let response = try await stack.post("/v1/completions", #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hello \#(index)", "max_tokens": 2}"#)

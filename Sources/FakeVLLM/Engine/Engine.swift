@@ -11,6 +11,9 @@ import DequeModule
 public struct Engine: Sendable {
     public let config: EngineConfig
     public let costModel: CostModel
+    /// Chaos: every step takes this many times its modelled duration (tokens, metrics and the
+    /// timeline all see the slower step).
+    public var slowdown = 1.0
 
     // Requests live in a slab so the step loop mutates them in place, without hashing or
     // copy-on-write of their block tables; queues hold slot indices.
@@ -179,7 +182,7 @@ public struct Engine: Sendable {
                 shape.adapterLoadSeconds += costModel.adapterLoadSeconds(bytes: load.adapter.bytes, fromStorage: load.fromStorage)
             }
         }
-        let duration = costModel.stepSeconds(shape)
+        let duration = costModel.stepSeconds(shape) * slowdown
         let end = now + duration
 
         // 4. Apply: advance computed tokens, cache full blocks, emit tokens, finish.

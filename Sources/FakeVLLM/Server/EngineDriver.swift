@@ -6,36 +6,25 @@ protocol SequenceSink: AnyObject {
     func receive(_ progress: RequestProgress)
 }
 
-/// The real-time driver: runs the pure `Engine` on one event loop, sleeping each step's
+/// The real-time driver: runs a pod's `PodCore` on one event loop, sleeping each step's
 /// emulated duration (divided by `timeScale`) before its tokens become visible, and hands
 /// tokens to the HTTP responses. Everything here is confined to `loop`.
 final class EngineDriver: @unchecked Sendable {
     let loop: EventLoop
-    private(set) var engine: Engine
+    /// The pod's rules and state; the router admits requests through it.
+    var core: PodCore
     let metrics: EngineMetrics
     let timeScale: Double
     private let origin = NIODeadline.now()
     private var sinks: [RequestID: SequenceSink] = [:]
     private var stepInFlight = false
-    /// Where the emulated timeline is: when the last step ends, and when the last request came.
-    private var lastStepEnd = 0.0
-    private var lastSubmit = 0.0
-    private var nextRequestID: RequestID = 1
-    /// API requests being served, for /load.
-    var serverLoad = 0
-    /// Chaos: every step takes this many times its emulated duration.
-    var slowdown = 1.0
-    /// Chaos: a hung engine takes no step until released (as a stopped process).
-    var hung = false {
-        didSet { if !hung { scheduleStep() } }
-    }
 
-    init(loop: EventLoop, engine: Engine, metrics: EngineMetrics, timeScale: Double) {
+    init(loop: EventLoop, core: PodCore, metrics: EngineMetrics, timeScale: Double) {
         self.loop = loop
-        self.engine = engine
+        self.core = core
         self.metrics = metrics
         self.timeScale = timeScale
-        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+        metrics.refreshGauges(core.engine, wallClock: Date().timeIntervalSince1970)
     }
 
     /// Emulated seconds since the server started.
@@ -43,15 +32,9 @@ final class EngineDriver: @unchecked Sendable {
         Double((NIODeadline.now() - origin).nanoseconds) / 1e9 * timeScale
     }
 
-    func makeRequestID() -> RequestID {
-        defer { nextRequestID += 1 }
-        return nextRequestID
-    }
-
     func submit(_ request: EngineRequest, sink: SequenceSink) {
         loop.preconditionInEventLoop()
-        engine.add(request)
-        lastSubmit = now
+        core.submit(request, now: now)
         sinks[request.id] = sink
         scheduleStep()
     }
@@ -60,21 +43,21 @@ final class EngineDriver: @unchecked Sendable {
     func abort(_ id: RequestID) {
         loop.preconditionInEventLoop()
         sinks[id] = nil
-        if let finished = engine.abort(id, now: max(now, lastStepEnd)) {
+        if let finished = core.abort(id, now: now) {
             metrics.recordFinished(finished)
-            metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+            metrics.refreshGauges(core.engine, wallClock: Date().timeIntervalSince1970)
             scheduleStep()  // freed blocks may let a waiting request in
         }
     }
 
-    func cacheAdapter(_ name: String) { engine.cacheAdapter(name) }
-
-    /// Chaos: KV pressure (see `Engine.setKVPressure`); lifting it may let waiting requests in.
-    func setKVPressure(usable fraction: Double) {
-        engine.setKVPressure(usable: fraction)
-        metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+    /// Puts a fault on the pod or lifts it; lifting a hang or KV pressure may let work go on.
+    func apply(_ fault: PodFault) {
+        core.apply(fault)
+        metrics.refreshGauges(core.engine, wallClock: Date().timeIntervalSince1970)
         scheduleStep()
     }
+
+    func preload(_ adapters: [String]) { core.preload(adapters) }
 
     /// SwiftNIO runs every task that is due before it polls its sockets again, so steps that
     /// re-armed themselves with no delay (the instant device) would starve all I/O until the
@@ -94,22 +77,20 @@ final class EngineDriver: @unchecked Sendable {
     /// Arms the stepping loop after new work arrives; the short pause lets the other requests
     /// that arrived in this tick join the first batch.
     private func scheduleStep() {
-        guard !stepInFlight, !hung, engine.hasWork else { return }
+        guard !stepInFlight, core.canStep else { return }
         stepInFlight = true
         loop.scheduleTask(in: Self.stepYield) { self.runSteps(continuing: false) }
     }
 
-    /// When the next step starts: where the last one ended if stepping continues on schedule
-    /// (never before a request it may run arrived), else now.
+    /// The core's rule for when the next step starts, unless this machine has fallen behind.
     private func nextStepStart(continuing: Bool) -> Double {
         let current = now
-        guard continuing else { return max(current, lastStepEnd) }
-        guard current - lastStepEnd <= Self.keepTimelineWithin * timeScale else {
+        if continuing, current - core.lastStepEnd > Self.keepTimelineWithin * timeScale {
             // This machine could not keep up: the emulated accelerator loses the difference.
-            lag += (current - lastStepEnd) / timeScale
+            lag += (current - core.lastStepEnd) / timeScale
             return current
         }
-        return max(lastStepEnd, lastSubmit)
+        return core.stepStart(now: current, continuing: continuing)
     }
 
     /// Wall seconds the emulation has fallen behind its timeline so far: steps that should
@@ -121,21 +102,18 @@ final class EngineDriver: @unchecked Sendable {
         self.burstStart = burstStart
         var continuing = continuing
         while true {
-            let start = nextStepStart(continuing: continuing)
-            guard !hung, let outcome = engine.step(now: start) else {
+            guard let outcome = core.step(at: nextStepStart(continuing: continuing)) else {
                 stop()
                 return
             }
             continuing = true
-            // Chaos slows the step down: it ends later than the model says.
-            lastStepEnd = start + outcome.duration * slowdown
             // Gauges show the batch while it runs, as a scrape of vLLM mid-step would.
-            metrics.refreshGauges(engine, wallClock: Date().timeIntervalSince1970)
+            metrics.refreshGauges(core.engine, wallClock: Date().timeIntervalSince1970)
             let overBudget = NIODeadline.now() - burstStart > Self.inlineBudget
             if outcome.duration > 0 || overBudget {
                 // The step's emulated time passes on a timer, during which I/O is served; a burst
                 // that ran long waits at least `stepYield`, however short the step.
-                var delay = TimeAmount.nanoseconds(Int64(min(max(0, (lastStepEnd - now) / timeScale), 86_400) * 1e9))
+                var delay = TimeAmount.nanoseconds(Int64(min(max(0, (outcome.end - now) / timeScale), 86_400) * 1e9))
                 if overBudget {
                     delay = max(delay, Self.stepYield)
                     self.burstStart = nil
@@ -147,8 +125,8 @@ final class EngineDriver: @unchecked Sendable {
                 return
             }
             deliver(outcome)
-            guard makesProgress(outcome), engine.hasWork else {
-                continueStepping(after: outcome)
+            guard core.continuesStepping(after: outcome) else {
+                stop()
                 return
             }
         }
@@ -157,28 +135,22 @@ final class EngineDriver: @unchecked Sendable {
     /// When the current burst of back-to-back steps began (nil after a yield).
     private var burstStart: NIODeadline?
 
-    /// Whether stepping again can change anything: a step that scheduled nothing and preempted
-    /// nothing will be followed by the same empty step until a submit or an abort.
-    private func makesProgress(_ outcome: StepOutcome) -> Bool {
-        outcome.scheduledTokens > 0 || outcome.preemptions > 0
-    }
-
     private func continueStepping(after outcome: StepOutcome) {
-        if makesProgress(outcome), engine.hasWork {
+        if core.continuesStepping(after: outcome) {
             runSteps(continuing: true)
         } else {
             stop()
         }
     }
 
-    /// Idle until `submit` or `abort` arms the loop again.
+    /// Idle until `submit`, `abort` or a lifted fault arms the loop again.
     private func stop() {
         stepInFlight = false
         burstStart = nil
     }
 
     private func deliver(_ outcome: StepOutcome) {
-        metrics.record(outcome, engine: engine, wallClock: Date().timeIntervalSince1970)
+        metrics.record(outcome, engine: core.engine, wallClock: Date().timeIntervalSince1970)
         for progress in outcome.progress {
             guard let sink = sinks[progress.id] else { continue }
             if progress.finished != nil { sinks[progress.id] = nil }

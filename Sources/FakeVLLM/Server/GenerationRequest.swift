@@ -1,10 +1,13 @@
 import InferenceAPI
 
+/// Which OpenAI API a generation request came through (their length checks differ).
+public enum RequestKind: Sendable { case completion, chat }
+
 /// A validated /v1/completions or /v1/chat/completions body: only the fields that change what
 /// the emulator does or returns. Anything else a client sends is accepted and ignored, as
 /// vLLM ignores unknown fields.
 struct GenerationRequest {
-    enum Kind { case completion, chat }
+    typealias Kind = RequestKind
 
     enum Prompt {
         case text(String)

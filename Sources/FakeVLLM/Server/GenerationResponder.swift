@@ -76,7 +76,7 @@ final class GenerationResponder: GenerationSink {
         guard !done else { return }
         done = true
         for choice in choices where choice.finished == nil { driver.abort(choice.sequenceID) }
-        driver.serverLoad -= 1
+        driver.core.inFlight -= 1
     }
 
     func receive(_ progress: RequestProgress) {
@@ -96,7 +96,7 @@ final class GenerationResponder: GenerationSink {
     private func finish() {
         guard !done else { return }
         done = true
-        driver.serverLoad -= 1
+        driver.core.inFlight -= 1
         for promptIndex in promptTokenCounts.indices {
             let generated = choices.filter { $0.promptIndex == promptIndex }.map(\.emitted).max() ?? 0
             driver.metrics.recordParentFinished(n: request.n, maxGeneratedTokens: generated)

@@ -72,7 +72,7 @@ final class ResponsesResponder: GenerationSink {
         guard !done else { return }
         done = true
         if let choice, choice.finished == nil { driver.abort(choice.sequenceID) }
-        driver.serverLoad -= 1
+        driver.core.inFlight -= 1
     }
 
     func receive(_ progress: RequestProgress) {
@@ -106,7 +106,7 @@ final class ResponsesResponder: GenerationSink {
 
     private func finish() {
         done = true
-        driver.serverLoad -= 1
+        driver.core.inFlight -= 1
         driver.metrics.recordParentFinished(n: 1, maxGeneratedTokens: choice?.emitted ?? 0)
         guard request.stream else {
             var buffer = writer.allocator.buffer(capacity: 1024 + text.utf8.count)

@@ -54,8 +54,7 @@ public final class VLLMServer: Sendable {
             showHiddenMetrics: configuration.showHiddenMetricsForVersion != nil)
         let router = try await loop.submit {
             let driver = EngineDriver(
-                loop: loop, engine: Engine(config: setup.engineConfig, costModel: setup.costModel), metrics: metrics,
-                timeScale: configuration.timeScale)
+                loop: loop, core: PodCore(configuration: configuration, setup: setup), metrics: metrics, timeScale: configuration.timeScale)
             return Router(configuration: configuration, setup: setup, driver: driver)
         }.get()
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
@@ -77,7 +76,7 @@ public final class VLLMServer: Sendable {
             .bind(host: configuration.host, port: configuration.port)
             .get()
         if configuration.startupDelay > 0, configuration.startupDelay.isFinite {
-            loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.markReady() }
+            loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.core.markReady() }
         }
         return VLLMServer(
             configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel,
@@ -96,39 +95,46 @@ public final class VLLMServer: Sendable {
     /// manager's lifecycle decides when a pod is Ready).
     public func markReady() async throws {
         let router = self.router
-        try await router.driver.loop.submit { router.markReady() }.get()
+        try await router.driver.loop.submit { router.core.markReady() }.get()
     }
 
     /// Loads these registered adapters into the host cache now (a fleet's `preload: true`).
     public func preload(adapters: [String]) async throws {
         let router = self.router
-        try await router.driver.loop.submit { router.preload(adapters) }.get()
+        try await router.driver.loop.submit { router.driver.preload(adapters) }.get()
     }
 
     /// A graceful shutdown's first half: no new connections, /health fails, new requests get
     /// 503; requests in flight finish. `stop()` ends the rest.
     public func beginDraining() async throws {
         let router = self.router
-        try await router.driver.loop.submit { router.beginDraining() }.get()
+        try await router.driver.loop.submit { router.core.beginDraining() }.get()
         try await channel.close()
     }
 
-    /// Chaos: hang (read requests, answer none, take no engine step) or resume, as SIGSTOP and
-    /// SIGCONT would a vLLM process.
-    public func setHung(_ hung: Bool) async throws {
+    /// Chaos: puts a fault on the pod or lifts it. A hang reads requests and answers none and
+    /// takes no engine step, as SIGSTOP would a vLLM process; a partition resets connections
+    /// (see `setPartitioned`).
+    public func apply(_ fault: PodFault) async throws {
         let router = self.router
         let flag = self.hung
-        // Both flags change together on the loop, so concurrent hang/restore cannot split them.
+        // The router's hang and this mirror change together on the loop, so concurrent
+        // hang/restore cannot split them.
         try await router.driver.loop.submit {
-            router.hung = hung
-            flag.withLockedValue { $0 = hung }
+            router.apply(fault)
+            flag.withLockedValue { $0 = router.core.faults.hung }
         }.get()
+        switch fault {
+        case .partition(let partitioned): try await setPartitioned(partitioned)
+        case .restore: try await setPartitioned(false)
+        default: break
+        }
     }
 
     /// Chaos: a network partition between the pod and its clients (the gateway included):
     /// open connections and every new one are reset, so requests in flight end abruptly and the
     /// gateway's scrapes are refused; the engine itself keeps its state (unlike a kill).
-    public func setPartitioned(_ isPartitioned: Bool) async throws {
+    private func setPartitioned(_ isPartitioned: Bool) async throws {
         partitioned.withLockedValue { $0 = isPartitioned }
         guard isPartitioned else { return }
         for connection in connections.withLockedValue({ Array($0.values) }) {
@@ -145,7 +151,7 @@ public final class VLLMServer: Sendable {
         // An idle pod's page is already rendered: read it here, without waking its loop.
         if let page = router.driver.metrics.renderedPage.current { return completion(.page(page)) }
         router.driver.loop.execute {
-            completion(router.hung ? .silent : .page(router.driver.metrics.render()))
+            completion(router.core.faults.hung ? .silent : .page(router.driver.metrics.render()))
         }
     }
 
@@ -156,25 +162,7 @@ public final class VLLMServer: Sendable {
         guard !stopped.withLockedValue({ $0 }) else { return .refused }
         guard !hung.withLockedValue({ $0 }) else { return .silent }
         let router = self.router
-        return (try? await router.driver.loop.submit { HealthAnswer.status(router.ready ? 200 : 503) }.get()) ?? .refused
-    }
-
-    /// Chaos: KV pressure — only `usable` (0…1) of the KV cache is left to requests (1 lifts it).
-    public func setKVPressure(usable fraction: Double) async throws {
-        let router = self.router
-        try await router.driver.loop.submit { router.driver.setKVPressure(usable: fraction) }.get()
-    }
-
-    /// Chaos: every engine step takes `factor` times its emulated duration (1 restores).
-    public func setSlowdown(_ factor: Double) async throws {
-        let router = self.router
-        try await router.driver.loop.submit { router.driver.slowdown = factor }.get()
-    }
-
-    /// Chaos: make a share of generation requests fail (nil stops it).
-    public func setFaults(_ faults: FaultInjection?) async throws {
-        let router = self.router
-        try await router.driver.loop.submit { router.faults = faults }.get()
+        return (try? await router.driver.loop.submit { HealthAnswer.status(router.core.ready ? 200 : 503) }.get()) ?? .refused
     }
 
     /// Wall seconds this pod's emulation has fallen behind its own timeline (its steps started
@@ -188,7 +176,7 @@ public final class VLLMServer: Sendable {
     /// Generation requests still being answered, held ones (a hung server's) included.
     public func requestsInFlight() async throws -> Int {
         let router = self.router
-        return try await router.driver.loop.submit { router.driver.serverLoad + router.heldRequestCount }.get()
+        return try await router.driver.loop.submit { router.core.inFlight + router.heldRequestCount }.get()
     }
 
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
@@ -205,7 +193,7 @@ public final class VLLMServer: Sendable {
     /// base model).
     public func acceptedRequests() async throws -> [String: Int] {
         let router = self.router
-        return try await router.driver.loop.submit { router.acceptedRequests }.get()
+        return try await router.driver.loop.submit { router.core.acceptedRequests }.get()
     }
 
     /// Waits until the listening socket closes.

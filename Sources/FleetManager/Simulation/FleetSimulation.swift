@@ -6,8 +6,8 @@ import InferenceAPI
 import Load
 
 /// `understudy sim`: a fleet file's pods and its gateway's picker driven in virtual time by a
-/// discrete-event loop, with no sockets and no clock. The pods are the same `Engine` the live
-/// servers step, configured from the same pool specs; the picker is the same `Director`, fed
+/// discrete-event loop, with no sockets and no clock. The pods are the same `PodCore` the live
+/// servers run (admission, engine, stepping rule), configured from the same pool specs; the picker is the same `Director`, fed
 /// by scrapes every 50 ms of the values a pod's `/metrics` shows; the load is the same
 /// `BenchPlan` the live bench sends. What it measures is what a client of the live fleet would
 /// see if the machine were infinitely fast.
@@ -52,7 +52,7 @@ public struct FleetSimulation {
             for replica in 0..<podPool.replicas {
                 let name = "\(podPool.name)-\(replica)"
                 discovered.append(DiscoveredPod(name: name, ip: "127.0.0.1", labels: podPool.labels, ready: true, ports: [port]))
-                pods.append(SimulatedPod(name: name, pool: podPool, configuration: configuration, setup: setup))
+                pods.append(SimulatedPod(name: name, pool: podPool, core: PodCore(configuration: configuration, setup: setup)))
                 port = spec.podPort(after: port)
             }
         }
@@ -131,16 +131,12 @@ public struct FleetSimulation {
         }
         // The pod's own checks, as its server makes them: the model (404), the context length (400).
         let lora: LoRAAdapter?
-        switch pods[index].resolve(targetModel) {
-        case .base: lora = nil
-        case .adapter(let adapter): lora = adapter
-        case .unknown:
-            refuse(404, statistics: &statistics)
-            return false
-        }
-        let prompt = [Tokenizer.bosTokenID] + item.promptTokenIDs
-        guard prompt.count + item.outputTokens <= pods[index].setup.engineConfig.maxModelLen else {
-            refuse(400, statistics: &statistics)
+        let prompt = pods[index].core.withSpecialTokens(item.promptTokenIDs)
+        do throws(APIError) {
+            lora = try pods[index].core.resolveModel(targetModel)
+            _ = try pods[index].core.checkLength(promptTokens: prompt.count, maxTokens: item.outputTokens, kind: .completion)
+        } catch {
+            refuse(error.status, statistics: &statistics)
             return false
         }
         let slot = freeSlots.popLast() ?? active.count
@@ -159,17 +155,18 @@ public struct FleetSimulation {
 
     /// The request reaches its pod's engine.
     private mutating func submit(_ request: EngineRequest, to index: Int) {
-        pods[index].engine.add(request)
-        if !pods[index].stepping { startStep(index) }
+        pods[index].core.submit(request, now: now)
+        if !pods[index].stepping { startStep(index, continuing: false) }
     }
 
     private func refuse(_ status: Int, statistics: inout StageStatistics) {
         statistics.add(RequestRecord(stream: "", scheduled: now, sent: now, head: now, finished: now, outcome: .status(status)))
     }
 
-    /// Starts the pod's next step now; its tokens become visible when it ends.
-    private mutating func startStep(_ index: Int) {
-        guard let outcome = pods[index].engine.step(now: now) else {
+    /// Starts the pod's next step when the core's rule says (now, in virtual time); its tokens
+    /// become visible when it ends.
+    private mutating func startStep(_ index: Int, continuing: Bool) {
+        guard let outcome = pods[index].core.step(at: pods[index].core.stepStart(now: now, continuing: continuing)) else {
             pods[index].step = nil
             return
         }
@@ -199,52 +196,33 @@ public struct FleetSimulation {
             freeSlots.append(slot)
             outstanding -= 1
         }
-        // As the live driver: a step that scheduled and preempted nothing would repeat until a
-        // request arrives, so the pod idles instead.
-        if outcome.scheduledTokens > 0 || outcome.preemptions > 0, pods[index].engine.hasWork {
-            startStep(index)
+        if pods[index].core.continuesStepping(after: outcome) {
+            startStep(index, continuing: true)
         } else {
             pods[index].step = nil
         }
     }
 }
 
-/// One pod of the simulated fleet: its engine and what it serves.
+/// One pod of the simulated fleet: the live pod's core, and the step in flight.
 struct SimulatedPod {
     let name: String
     var endpoint: Endpoint
-    var engine: Engine
-    let setup: EngineSetup
-    /// Model names the pod answers to (`--served-model-name`, else `--model`).
-    let baseModels: Set<String>
-    /// Adapters registered at start (`--lora-modules`); runtime-only ones are not.
-    let adapters: [String: LoRAAdapter]
+    var core: PodCore
     /// The step in flight, if any.
     var step: StepOutcome?
     var stepping: Bool { step != nil }
 
-    init(name: String, pool: PodPoolSpec, configuration: ServerConfiguration, setup: EngineSetup) {
+    init(name: String, pool: PodPoolSpec, core: PodCore) {
         self.name = name
         endpoint = Endpoint(address: name, podName: name)
-        engine = Engine(config: setup.engineConfig, costModel: setup.costModel)
-        self.setup = setup
-        baseModels = Set(configuration.servedModelNames.isEmpty ? [configuration.model] : configuration.servedModelNames)
-        let bytes = setup.model.loraAdapterBytes(rank: configuration.maxLoRARank)
-        adapters = Dictionary(uniqueKeysWithValues: configuration.loraModules.map { ($0.name, LoRAAdapter(name: $0.name, bytes: bytes)) })
-        for adapter in pool.adapters where adapter.preload && !adapter.runtimeOnly { engine.cacheAdapter(adapter.name) }
-    }
-
-    enum Resolution { case base, adapter(LoRAAdapter), unknown }
-
-    func resolve(_ model: String) -> Resolution {
-        if baseModels.contains(model) { return .base }
-        if let adapter = adapters[model] { return .adapter(adapter) }
-        return .unknown
+        self.core = core
+        self.core.preload(pool.adapters.filter { $0.preload && !$0.runtimeOnly }.map(\.name))
     }
 
     /// What the gateway reads from this pod's `/metrics` page now.
     func metrics(at now: Double) -> EndpointMetrics {
-        EndpointMetrics(engine: engine, now: now)
+        EndpointMetrics(engine: core.engine, now: now)
     }
 }
 
