@@ -21,6 +21,8 @@ public struct PodCore: Sendable {
     /// API requests being answered (vLLM's `server_load`, on /load).
     public var inFlight = 0
 
+    /// Engine steps taken so far (the step a delivery belongs to, for logs and tests).
+    public private(set) var stepsTaken = 0
     /// Where the emulated timeline is: when the last step ends, and when the last request came.
     public private(set) var lastStepEnd = 0.0
     private var lastSubmit = 0.0
@@ -305,6 +307,10 @@ public struct PodCore: Sendable {
 
     // MARK: Stepping
 
+    /// An idle engine starts its first step this long (emulated seconds) after the request
+    /// that woke it, so requests that arrive together are batched together.
+    public static let arrivalWindow = 20e-6
+
     /// A sequence reaches the engine at `now` (emulated seconds).
     public mutating func submit(_ request: EngineRequest, now: Double) {
         engine.add(request)
@@ -326,6 +332,7 @@ public struct PodCore: Sendable {
     /// is hung (a stopped process takes no step). Its tokens become visible at its end.
     public mutating func step(at start: Double) -> StepOutcome? {
         guard !faults.hung, let outcome = engine.step(now: start) else { return nil }
+        stepsTaken += 1
         lastStepEnd = outcome.end
         return outcome
     }

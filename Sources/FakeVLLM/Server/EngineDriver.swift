@@ -18,6 +18,8 @@ final class EngineDriver: @unchecked Sendable {
     private let origin = NIODeadline.now()
     private var sinks: [RequestID: SequenceSink] = [:]
     private var stepInFlight = false
+    /// Called with each step as its tokens are delivered (traces, tests).
+    var stepObserver: ((StepOutcome) -> Void)?
 
     init(loop: EventLoop, core: PodCore, metrics: EngineMetrics, timeScale: Double) {
         self.loop = loop
@@ -74,12 +76,12 @@ final class EngineDriver: @unchecked Sendable {
     /// behind, the machine has fallen behind and the timeline moves on from now.
     static let keepTimelineWithin = 0.005
 
-    /// Arms the stepping loop after new work arrives; the short pause lets the other requests
-    /// that arrived in this tick join the first batch.
+    /// Arms the stepping loop after new work arrives; the pause (the core's arrival window, in
+    /// wall time) lets the other requests that arrived in this tick join the first batch.
     private func scheduleStep() {
         guard !stepInFlight, core.canStep else { return }
         stepInFlight = true
-        loop.scheduleTask(in: Self.stepYield) { self.runSteps(continuing: false) }
+        loop.scheduleTask(in: .nanoseconds(Int64(PodCore.arrivalWindow * 1e9))) { self.runSteps(continuing: false) }
     }
 
     /// The core's rule for when the next step starts, unless this machine has fallen behind.
@@ -151,6 +153,7 @@ final class EngineDriver: @unchecked Sendable {
 
     private func deliver(_ outcome: StepOutcome) {
         metrics.record(outcome, engine: core.engine, wallClock: Date().timeIntervalSince1970)
+        stepObserver?(outcome)
         for progress in outcome.progress {
             guard let sink = sinks[progress.id] else { continue }
             if progress.finished != nil { sinks[progress.id] = nil }

@@ -27,8 +27,8 @@ public struct FleetSimulation {
     private var candidates: [Candidate] = []
     private var now = 0.0
     private var nextScrape = 0.0
-    /// Pods with a step in flight, by when it ends (then pod index, for a stable order).
-    private var stepEnds = Heap<StepEnd>()
+    /// Pods' next events (a step ends, an idle pod wakes), by time (then pod index, for a stable order).
+    private var podEvents = Heap<PodEvent>()
     /// Requests in the engines, by engine request id (a slot, reused once a request ends).
     private var active: [ActiveRequest] = []
     /// Requests on their way to a pod (`pathLatency`), in the order they arrive there.
@@ -81,14 +81,14 @@ public struct FleetSimulation {
             var events = 0
             while next < arrivals.count || outstanding > 0 {
                 let arrival = next < arrivals.count ? start + arrivals[next] : .infinity
-                let stepEnd = stepEnds.min?.time ?? .infinity
+                let podEvent = podEvents.min?.time ?? .infinity
                 let delivery = inTransit.first?.time ?? .infinity
                 // At equal times: tokens become visible, then the scrape reads, then requests reach
                 // their pods, then new ones arrive at the gateway.
-                if stepEnd <= nextScrape, stepEnd <= delivery, stepEnd <= arrival {
-                    let end = stepEnds.removeMin()
-                    now = end.time
-                    finishStep(of: end.pod, plan: plan, statistics: &statistics, outstanding: &outstanding)
+                if podEvent <= nextScrape, podEvent <= delivery, podEvent <= arrival {
+                    let event = podEvents.removeMin()
+                    now = event.time
+                    advance(event.pod, plan: plan, statistics: &statistics, outstanding: &outstanding)
                 } else if nextScrape <= delivery, nextScrape <= arrival {
                     now = nextScrape
                     scrape()
@@ -131,10 +131,10 @@ public struct FleetSimulation {
         }
         // The pod's own checks, as its server makes them: the model (404), the context length (400).
         let lora: LoRAAdapter?
-        let prompt = pods[index].core.withSpecialTokens(item.promptTokenIDs)
+        let prompt = pods[index].driver.core.withSpecialTokens(item.promptTokenIDs)
         do throws(APIError) {
-            lora = try pods[index].core.resolveModel(targetModel)
-            _ = try pods[index].core.checkLength(promptTokens: prompt.count, maxTokens: item.outputTokens, kind: .completion)
+            lora = try pods[index].driver.core.resolveModel(targetModel)
+            _ = try pods[index].driver.core.checkLength(promptTokens: prompt.count, maxTokens: item.outputTokens, kind: .completion)
         } catch {
             refuse(error.status, statistics: &statistics)
             return false
@@ -155,28 +155,26 @@ public struct FleetSimulation {
 
     /// The request reaches its pod's engine.
     private mutating func submit(_ request: EngineRequest, to index: Int) {
-        pods[index].core.submit(request, now: now)
-        if !pods[index].stepping { startStep(index, continuing: false) }
+        let scheduled = pods[index].driver.nextEvent != nil
+        pods[index].driver.submit(request, now: now)
+        if !scheduled { schedule(index) }
     }
 
     private func refuse(_ status: Int, statistics: inout StageStatistics) {
         statistics.add(RequestRecord(stream: "", scheduled: now, sent: now, head: now, finished: now, outcome: .status(status)))
     }
 
-    /// Starts the pod's next step when the core's rule says (now, in virtual time); its tokens
-    /// become visible when it ends.
-    private mutating func startStep(_ index: Int, continuing: Bool) {
-        guard let outcome = pods[index].core.step(at: pods[index].core.stepStart(now: now, continuing: continuing)) else {
-            pods[index].step = nil
-            return
-        }
-        pods[index].step = outcome
-        stepEnds.insert(StepEnd(time: outcome.end, pod: index))
+    /// Puts the pod's next event (its step's end, or its wake-up), if any, on the timeline.
+    private mutating func schedule(_ index: Int) {
+        if let time = pods[index].driver.nextEvent { podEvents.insert(PodEvent(time: time, pod: index)) }
     }
 
-    /// A step ended: its tokens are out; finished requests are recorded; the next step starts.
-    private mutating func finishStep(of index: Int, plan: BenchPlan, statistics: inout StageStatistics, outstanding: inout Int) {
-        guard let outcome = pods[index].step else { return }
+    /// The pod's event: a step ended (its tokens are out, finished requests are recorded, the
+    /// next step starts) or the pod woke to take its first step.
+    private mutating func advance(_ index: Int, plan: BenchPlan, statistics: inout StageStatistics, outstanding: inout Int) {
+        let ended = pods[index].driver.advance(now: now)
+        schedule(index)
+        guard let outcome = ended else { return }
         for progress in outcome.progress where !progress.newTokens.isEmpty {
             // Read and written field by field in place: this runs for every token.
             let slot = Int(progress.id)
@@ -196,33 +194,25 @@ public struct FleetSimulation {
             freeSlots.append(slot)
             outstanding -= 1
         }
-        if pods[index].core.continuesStepping(after: outcome) {
-            startStep(index, continuing: true)
-        } else {
-            pods[index].step = nil
-        }
     }
 }
 
-/// One pod of the simulated fleet: the live pod's core, and the step in flight.
+/// One pod of the simulated fleet: the live pod's core under the virtual-time driver.
 struct SimulatedPod {
     let name: String
     var endpoint: Endpoint
-    var core: PodCore
-    /// The step in flight, if any.
-    var step: StepOutcome?
-    var stepping: Bool { step != nil }
+    var driver: VirtualPodDriver
 
     init(name: String, pool: PodPoolSpec, core: PodCore) {
         self.name = name
         endpoint = Endpoint(address: name, podName: name)
-        self.core = core
-        self.core.preload(pool.adapters.filter { $0.preload && !$0.runtimeOnly }.map(\.name))
+        driver = VirtualPodDriver(core: core)
+        driver.preload(pool.adapters.filter { $0.preload && !$0.runtimeOnly }.map(\.name))
     }
 
     /// What the gateway reads from this pod's `/metrics` page now.
     func metrics(at now: Double) -> EndpointMetrics {
-        EndpointMetrics(engine: core.engine, now: now)
+        EndpointMetrics(engine: driver.core.engine, now: now)
     }
 }
 
@@ -250,9 +240,9 @@ struct ActiveRequest {
     var firstToken: Double?
 }
 
-struct StepEnd: Comparable {
+struct PodEvent: Comparable {
     var time: Double
     var pod: Int
 
-    static func < (a: StepEnd, b: StepEnd) -> Bool { (a.time, a.pod) < (b.time, b.pod) }
+    static func < (a: PodEvent, b: PodEvent) -> Bool { (a.time, a.pod) < (b.time, b.pod) }
 }
