@@ -23,8 +23,11 @@ public struct FleetSimulation {
     private var pods: [SimulatedPod]
     private var podByAddress: [String: Int]
     private var director: Director
-    /// Candidates as of the last scrape, by address (as the datastore orders them).
+    /// The gateway's endpoints, as its datastore keeps them (staleness, readiness).
+    private var endpointTable = EndpointTable()
+    /// The table's candidates, and until when they hold unless a scrape changes them.
     private var candidates: [Candidate] = []
+    private var candidatesValidUntil = -Double.infinity
     private var now = 0.0
     private var nextScrape = 0.0
     /// Pods' next events (a step ends, an idle pod wakes), by time (then pod index, for a stable order).
@@ -59,6 +62,7 @@ public struct FleetSimulation {
         // The pool's endpoints among the pods, as the gateway's discovery selects them.
         let endpoints = pool.endpoints(from: discovered)
         podByAddress = [:]
+        endpointTable.update(endpoints)
         for endpoint in endpoints {
             guard let index = pods.firstIndex(where: { $0.name == endpoint.endpoint.podName }) else { continue }
             pods[index].endpoint = endpoint.endpoint
@@ -116,15 +120,25 @@ public struct FleetSimulation {
 
     /// The gateway's scrape: every pod's gauges as its `/metrics` page shows them now.
     private mutating func scrape() {
-        candidates = podByAddress.sorted { $0.key < $1.key }.map { address, index in
-            Candidate(endpoint: pods[index].endpoint, metrics: pods[index].metrics(at: now))
+        for (address, index) in podByAddress {
+            endpointTable.scraped(address, metrics: pods[index].metrics(at: now))
         }
+        candidatesValidUntil = -.infinity
+    }
+
+    /// The candidates now, as the datastore would give them.
+    private mutating func currentCandidates() -> [Candidate] {
+        if now >= candidatesValidUntil {
+            candidates = endpointTable.candidates(now: now)
+            candidatesValidUntil = endpointTable.candidatesUnchanged(after: now)
+        }
+        return candidates
     }
 
     /// A request reaches the gateway: refused (recorded at once, as the client would see the
     /// status) or sent to a pod's engine. True when it went to an engine.
     private mutating func admit(_ item: WorkloadItem, stage: Int, prefixText: String, statistics: inout StageStatistics) -> Bool {
-        let decision = director.decide(InferenceRequest(model: item.model, prefixText: prefixText), candidates: candidates, now: now)
+        let decision = director.decide(InferenceRequest(model: item.model, prefixText: prefixText), candidates: currentCandidates(), now: now)
         guard case .route(let endpoints, let targetModel, _, _) = decision, let index = endpoints.first.flatMap({ podByAddress[$0.address] }) else {
             if case .reject(let status, _, _) = decision { refuse(status, statistics: &statistics) }
             return false

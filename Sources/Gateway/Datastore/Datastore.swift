@@ -5,20 +5,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// An endpoint as discovery reports it: a pod's address on one target port, its labels and
-/// whether the pod is Ready.
-public struct DiscoveredEndpoint: Sendable, Equatable {
-    public var endpoint: Endpoint
-    public var labels: [String: String]
-    public var ready: Bool
-
-    public init(endpoint: Endpoint, labels: [String: String] = [:], ready: Bool = true) {
-        self.endpoint = endpoint
-        self.labels = labels
-        self.ready = ready
-    }
-}
-
 /// The gateway's view of a pool: the endpoints discovery reports and what each last reported on
 /// `/metrics`, scraped every `scrapeInterval` (GIE: 50 ms). An endpoint that is not Ready, or
 /// whose last good scrape is older than `stalenessThreshold` (GIE: 200 ms), is not a candidate.
@@ -27,34 +13,20 @@ public struct DiscoveredEndpoint: Sendable, Equatable {
 public final class Datastore: Sendable {
     public let loop: EventLoop
     public let scrapeInterval: TimeAmount
-    public let stalenessThreshold: Double
-    /// Ejects endpoints that keep failing (nil: off, as in GIE).
-    public let outlierDetection: OutlierDetection?
     /// Where metrics pages come from: `GET /metrics` over HTTP, or a fleet's pods in this process.
     private let source: any MetricsSource
     private let origin = NIODeadline.now()
-    private let endpoints = NIOLockedValueBox<[String: Entry]>([:])
+    private let table: NIOLockedValueBox<EndpointTable>
     private let scrapeTask = NIOLockedValueBox<RepeatedTask?>(nil)
-
-    struct Entry {
-        var discovered: DiscoveredEndpoint
-        var metrics: EndpointMetrics?
-        var scrapeInFlight = false
-        /// The page `metrics` came from: an identical page is not read again (comparing bytes
-        /// costs a fraction of hashing them, and in-process pods hand over the same storage).
-        var page: ByteBuffer?
-        var outlier = OutlierDetection.Record()
-    }
 
     public init(
         loop: EventLoop, scrapeInterval: TimeAmount = .milliseconds(50), stalenessThreshold: Double = 0.2, source: (any MetricsSource)? = nil,
         outlierDetection: OutlierDetection? = nil
     ) {
         self.loop = loop
-        self.outlierDetection = outlierDetection
         self.source = source ?? HTTPMetricsSource(loop: loop)
         self.scrapeInterval = scrapeInterval
-        self.stalenessThreshold = stalenessThreshold
+        table = NIOLockedValueBox(EndpointTable(stalenessThreshold: stalenessThreshold, outlierDetection: outlierDetection))
     }
 
     /// Seconds since the datastore started (the clock metrics are stamped with).
@@ -62,59 +34,34 @@ public final class Datastore: Sendable {
 
     /// Replaces the endpoint set (a static list, or a discovery watch's latest view).
     public func update(_ discovered: [DiscoveredEndpoint]) {
-        endpoints.withLockedValue { endpoints in
-            var next: [String: Entry] = [:]
-            for item in discovered {
-                var entry = endpoints[item.endpoint.address] ?? Entry(discovered: item)
-                entry.discovered = item
-                next[item.endpoint.address] = entry
-            }
-            endpoints = next
-        }
+        table.withLockedValue { $0.update(discovered) }
     }
 
     /// Ready endpoints with fresh metrics and not ejected, ordered by address.
     public func candidates(now: Double) -> [Candidate] {
-        let stalenessThreshold = self.stalenessThreshold
-        return endpoints.withLockedValue { endpoints in
-            endpoints.values
-                .filter {
-                    $0.discovered.ready && $0.metrics.map { now - $0.updateTime <= stalenessThreshold } == true && !$0.outlier.isEjected(now: now)
-                }
-                .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
-        }.sorted { $0.endpoint.address < $1.endpoint.address }
+        table.withLockedValue { $0.candidates(now: now) }
     }
 
-    /// An endpoint answered with `status` (for outlier detection; a 5xx counts against it, any
-    /// other status clears its run of failures).
+    /// An endpoint answered with `status` (outlier detection).
     public func reportAnswer(_ address: String, status: Int) {
-        guard let detection = outlierDetection else { return }
         let now = self.now
-        endpoints.withLockedValue { endpoints in
-            guard var record = endpoints[address]?.outlier else { return }
-            let ejected = endpoints.values.count { $0.outlier.isEjected(now: now) }
-            _ = detection.record(status: status, in: &record, now: now, ejectedCount: ejected, endpointCount: endpoints.count)
-            endpoints[address]?.outlier = record
-        }
+        table.withLockedValue { $0.reportAnswer(address, status: status, now: now) }
     }
 
     /// Endpoints outlier detection has ejected, now.
     public func ejectedEndpoints(now: Double) -> [String] {
-        endpoints.withLockedValue { $0.filter { $0.value.outlier.isEjected(now: now) }.map(\.key).sorted() }
+        table.withLockedValue { $0.ejectedEndpoints(now: now) }
     }
 
     /// Every Ready endpoint, fresh metrics or not: what a gateway failing open picks from.
     public func readyEndpoints() -> [Endpoint] {
-        endpoints.withLockedValue { $0.values.filter(\.discovered.ready).map(\.discovered.endpoint) }
-            .sorted { $0.address < $1.address }
+        table.withLockedValue { $0.readyEndpoints() }
     }
 
-    /// The data plane could not connect to an endpoint: it stops being a candidate until a
-    /// scrape succeeds again, rather than waiting for its metrics to go stale.
+    /// The data plane could not connect to an endpoint (see `EndpointTable.reportConnectFailure`).
     public func reportConnectFailure(_ address: String) {
-        endpoints.withLockedValue { $0[address]?.metrics = nil }
-        // A locally originated failure is a 5xx to Envoy's outlier detection.
-        reportAnswer(address, status: 503)
+        let now = self.now
+        table.withLockedValue { $0.reportConnectFailure(address, now: now) }
     }
 
     /// Starts scraping every endpoint each interval; a scrape still running is not doubled.
@@ -134,41 +81,20 @@ public final class Datastore: Sendable {
     }
 
     private func scrapeAll() {
-        let due: [DiscoveredEndpoint] = endpoints.withLockedValue { endpoints in
-            var due: [DiscoveredEndpoint] = []
-            for (address, entry) in endpoints where entry.discovered.ready && !entry.scrapeInFlight {
-                endpoints[address]?.scrapeInFlight = true
-                due.append(entry.discovered)
-            }
-            return due
-        }
-        for discovered in due {
+        for discovered in table.withLockedValue({ $0.beginScrapes() }) {
             let address = discovered.endpoint.address
             let mapping = MetricsMapping.forEngine(discovered.labels[MetricsMapping.engineLabel])
             source.scrape(address) { [weak self] result in
                 guard let self else { return }
                 let now = self.now
-                guard case .success(let page) = result else {
-                    self.endpoints.withLockedValue { endpoints in
-                        endpoints[address]?.scrapeInFlight = false
-                        // Refused or reset: the pod is gone, whatever its last metrics said.
-                        if case .failure(.unreachable) = result { endpoints[address]?.metrics = nil }
-                    }
-                    return
-                }
-                let unchanged = self.endpoints.withLockedValue { endpoints -> Bool in
-                    guard let entry = endpoints[address], entry.page == page, entry.metrics != nil else { return false }
-                    endpoints[address]?.metrics?.updateTime = now
-                    endpoints[address]?.scrapeInFlight = false
-                    return true
-                }
-                if unchanged { return }
-                let metrics = try? MetricsExtractor.extract(String(buffer: page), mapping: mapping, now: now)
-                self.endpoints.withLockedValue { endpoints in
-                    endpoints[address]?.scrapeInFlight = false
-                    guard let metrics else { return }  // an unreadable page leaves the last good metrics to age
-                    endpoints[address]?.metrics = metrics
-                    endpoints[address]?.page = page
+                switch result {
+                case .failure(let failure):
+                    self.table.withLockedValue { $0.scrapeFailed(address, unreachable: failure == .unreachable) }
+                case .success(let page):
+                    if self.table.withLockedValue({ $0.refreshIfUnchanged(address, page: page, now: now) }) { return }
+                    // Read outside the lock: the data plane reads candidates meanwhile.
+                    let metrics = try? MetricsExtractor.extract(String(buffer: page), mapping: mapping, now: now)
+                    self.table.withLockedValue { $0.scraped(address, metrics: metrics, page: page) }
                 }
             }
         }

@@ -1,0 +1,148 @@
+import NIOCore
+
+/// An endpoint as discovery reports it: a pod's address on one target port, its labels and
+/// whether the pod is Ready.
+public struct DiscoveredEndpoint: Sendable, Equatable {
+    public var endpoint: Endpoint
+    public var labels: [String: String]
+    public var ready: Bool
+
+    public init(endpoint: Endpoint, labels: [String: String] = [:], ready: Bool = true) {
+        self.endpoint = endpoint
+        self.labels = labels
+        self.ready = ready
+    }
+}
+
+/// The gateway's endpoints and what it knows of each, with no clock, lock or socket: the
+/// live `Datastore` keeps one under a lock and fills it from scrapes, the simulator keeps one
+/// in virtual time. An endpoint is a candidate when it is Ready, its last good scrape is no
+/// older than `stalenessThreshold` (GIE: 200 ms), and outlier detection has not ejected it.
+public struct EndpointTable: Sendable {
+    public let stalenessThreshold: Double
+    /// Ejects endpoints that keep failing (nil: off, as in GIE).
+    public let outlierDetection: OutlierDetection?
+    private var entries: [String: Entry] = [:]
+
+    struct Entry {
+        var discovered: DiscoveredEndpoint
+        var metrics: EndpointMetrics?
+        var scrapeInFlight = false
+        /// The page `metrics` came from: an identical page is not read again (comparing bytes
+        /// costs a fraction of hashing them, and in-process pods hand over the same storage).
+        var page: ByteBuffer?
+        var outlier = OutlierDetection.Record()
+    }
+
+    public init(stalenessThreshold: Double = 0.2, outlierDetection: OutlierDetection? = nil) {
+        self.stalenessThreshold = stalenessThreshold
+        self.outlierDetection = outlierDetection
+    }
+
+    /// Replaces the endpoint set (a static list, or a discovery watch's latest view); what is
+    /// known of endpoints that stay is kept.
+    public mutating func update(_ discovered: [DiscoveredEndpoint]) {
+        var next: [String: Entry] = [:]
+        for item in discovered {
+            var entry = entries[item.endpoint.address] ?? Entry(discovered: item)
+            entry.discovered = item
+            next[item.endpoint.address] = entry
+        }
+        entries = next
+    }
+
+    // MARK: What the picker sees
+
+    /// Ready endpoints with fresh metrics and not ejected, ordered by address.
+    public func candidates(now: Double) -> [Candidate] {
+        entries.values
+            .filter { isCandidate($0, now: now) }
+            .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
+            .sorted { $0.endpoint.address < $1.endpoint.address }
+    }
+
+    /// Until when `candidates(now:)` stays as it is if nothing else happens: the first moment
+    /// a candidate's metrics go stale or an ejection ends.
+    public func candidatesUnchanged(after now: Double) -> Double {
+        var until = Double.infinity
+        for entry in entries.values where entry.discovered.ready {
+            if let updated = entry.metrics?.updateTime, now - updated <= stalenessThreshold {
+                until = min(until, updated + stalenessThreshold)
+            }
+            if let ejectedUntil = entry.outlier.ejectedUntil, ejectedUntil > now { until = min(until, ejectedUntil) }
+        }
+        // Strictly after: at `updated + threshold` an endpoint is still fresh.
+        return until.nextUp
+    }
+
+    private func isCandidate(_ entry: Entry, now: Double) -> Bool {
+        guard entry.discovered.ready, let updated = entry.metrics?.updateTime else { return false }
+        return now - updated <= stalenessThreshold && !entry.outlier.isEjected(now: now)
+    }
+
+    /// Every Ready endpoint, fresh metrics or not: what a gateway failing open picks from.
+    public func readyEndpoints() -> [Endpoint] {
+        entries.values.filter(\.discovered.ready).map(\.discovered.endpoint).sorted { $0.address < $1.address }
+    }
+
+    /// Endpoints outlier detection has ejected, now.
+    public func ejectedEndpoints(now: Double) -> [String] {
+        entries.filter { $0.value.outlier.isEjected(now: now) }.map(\.key).sorted()
+    }
+
+    // MARK: What the data plane reports
+
+    /// An endpoint answered with `status` (for outlier detection; a 5xx counts against it, any
+    /// other status clears its run of failures).
+    public mutating func reportAnswer(_ address: String, status: Int, now: Double) {
+        guard let detection = outlierDetection, var record = entries[address]?.outlier else { return }
+        let ejected = entries.values.count { $0.outlier.isEjected(now: now) }
+        _ = detection.record(status: status, in: &record, now: now, ejectedCount: ejected, endpointCount: entries.count)
+        entries[address]?.outlier = record
+    }
+
+    /// The data plane could not connect to an endpoint: it stops being a candidate until a
+    /// scrape succeeds again, rather than waiting for its metrics to go stale.
+    public mutating func reportConnectFailure(_ address: String, now: Double) {
+        entries[address]?.metrics = nil
+        // A locally originated failure is a 5xx to Envoy's outlier detection.
+        reportAnswer(address, status: 503, now: now)
+    }
+
+    // MARK: Scrapes
+
+    /// The Ready endpoints with no scrape running, now marked as being scraped.
+    public mutating func beginScrapes() -> [DiscoveredEndpoint] {
+        var due: [DiscoveredEndpoint] = []
+        for (address, entry) in entries where entry.discovered.ready && !entry.scrapeInFlight {
+            entries[address]?.scrapeInFlight = true
+            due.append(entry.discovered)
+        }
+        return due
+    }
+
+    /// A scrape brought `page`: when it is the page last read, the metrics it gave are fresh
+    /// again as of `now` and true is returned; otherwise the caller reads it (`scraped`).
+    public mutating func refreshIfUnchanged(_ address: String, page: ByteBuffer, now: Double) -> Bool {
+        guard let entry = entries[address], entry.page == page, entry.metrics != nil else { return false }
+        entries[address]?.metrics?.updateTime = now
+        entries[address]?.scrapeInFlight = false
+        return true
+    }
+
+    /// A scrape ended with these metrics (nil: an unreadable page, which leaves the last good
+    /// metrics to age), read from `page`.
+    public mutating func scraped(_ address: String, metrics: EndpointMetrics?, page: ByteBuffer? = nil) {
+        entries[address]?.scrapeInFlight = false
+        guard let metrics else { return }
+        entries[address]?.metrics = metrics
+        entries[address]?.page = page
+    }
+
+    /// A scrape brought nothing. Refused or reset (`unreachable`): the pod is gone, whatever
+    /// its last metrics said; a timeout leaves them to go stale.
+    public mutating func scrapeFailed(_ address: String, unreachable: Bool) {
+        entries[address]?.scrapeInFlight = false
+        if unreachable { entries[address]?.metrics = nil }
+    }
+}
