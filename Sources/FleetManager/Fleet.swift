@@ -13,24 +13,16 @@ public actor Fleet {
     public nonisolated let gateway: GatewayServer
     private let profiles: ProfileStore
     private let started = ContinuousClock.now
-    private var pods: [String: RunningPod] = [:]
-    private var launches = 0
-    /// Set by `stop()`: no pod is created or restarted after it.
-    private var stopping = false
+    /// The pods and their lifecycles: the rules this actor carries out with servers.
+    private var core: FleetCore
+    /// Each pod's running server, with the launch it belongs to.
+    private var servers: [String: (server: any PodServer, launch: Int)] = [:]
+    /// Each pod's port, kept across restarts as a pod keeps its address; 0 until an ephemeral
+    /// port is bound.
+    private var ports: [String: Int] = [:]
     private var ticker: Task<Void, Never>?
     /// Grace period for deleted pods (Kubernetes' default terminationGracePeriodSeconds).
     public nonisolated let gracePeriod: Double
-
-    struct RunningPod {
-        var lifecycle: PodLifecycle
-        let pool: PodPoolSpec
-        /// Kept across restarts, as a pod keeps its address; 0 until an ephemeral port is bound.
-        var port: Int
-        var server: (any PodServer)?
-        /// Which launch the server belongs to: a launch overtaken by a kill or delete is dropped.
-        var launch = 0
-    }
-
     public nonisolated let backoff: RestartBackoff
 
     /// Where pods run: here, or each in its own process.
@@ -49,6 +41,7 @@ public actor Fleet {
         self.profiles = profiles
         self.gracePeriod = gracePeriod
         self.backoff = backoff
+        core = FleetCore(pools: spec.pools, backoff: backoff, gracePeriod: gracePeriod)
     }
 
     /// Starts the gateway (following the registry) and every pod of every pool. With
@@ -89,57 +82,28 @@ public actor Fleet {
 
     private func createPods() async {
         nextPort = spec.firstPodPort
-        var created: [String] = []
-        for pool in spec.pools {
-            created += (0..<pool.replicas).map { addPod(pool, index: $0) }
-        }
-        for name in created { await apply(pods[name]!.lifecycle.start(now: now), to: name) }
+        await carryOut(core.createPods(now: now))
     }
 
     /// The port the next new pod listens on (0: an ephemeral one).
     private var nextPort = 0
-    /// Replicas created per pool so far, for names that are never reused.
-    private var created: [String: Int] = [:]
 
-    private func addPod(_ pool: PodPoolSpec, index: Int? = nil) -> String {
-        let number = index ?? created[pool.name, default: 0]
-        created[pool.name] = max(created[pool.name, default: 0], number + 1)
-        let name = "\(pool.name)-\(number)"
-        pods[name] = RunningPod(
-            lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff, probes: pool.probes), pool: pool,
-            port: nextPort, server: nil)
-        if nextPort != 0 { nextPort = spec.podPort(after: nextPort) }
-        publish(name)
-        return name
+    /// Carries out effects pod by pod; a pod seen for the first time gets the next port.
+    private func carryOut(_ batch: FleetCore.Effects) async {
+        for (name, effects) in batch {
+            if ports[name] == nil {
+                ports[name] = nextPort
+                if nextPort != 0 { nextPort = spec.podPort(after: nextPort) }
+            }
+            await apply(effects, to: name)
+        }
     }
 
     /// Scales a pool, as `kubectl scale deployment`: new pods start (and load) on new ports;
     /// extra pods — the newest first — are deleted gracefully.
     public func scale(_ poolName: String, replicas: Int) async throws {
-        guard replicas >= 0 else { throw FleetError("replicas must be ≥ 0, got \(replicas)") }
-        guard !stopping else { throw FleetError("the fleet is stopping") }
-        guard let pool = spec.pools.first(where: { $0.name == poolName }) else { throw FleetError("no pool named \(poolName)") }
-        // Counted again after every step: another scale may run while this one awaits.
-        func current() -> [String] {
-            pods.filter { $0.value.pool.name == poolName && !Self.isLeaving($0.value.lifecycle.phase) }
-                .keys.sorted { Self.ordinal($0) < Self.ordinal($1) }
-        }
-        while current().count < replicas, !stopping {
-            let name = addPod(pool)
-            await apply(pods[name]!.lifecycle.start(now: now), to: name)
-        }
-        while current().count > replicas, let newest = current().last {
-            try await delete(newest)
-        }
+        await carryOut(try core.scale(poolName, replicas: replicas, now: now))
     }
-
-    private static func isLeaving(_ phase: PodPhase) -> Bool {
-        if case .terminating = phase { return true }
-        return phase == .terminated
-    }
-
-    /// The number at the end of a pod's name (`pool-12` → 12).
-    private static func ordinal(_ name: String) -> Int { Int(name.split(separator: "-").last ?? "") ?? 0 }
 
     /// Time-driven transitions (model loads, restarts, grace periods), checked every 50 ms.
     private func startTicking() {
@@ -152,47 +116,27 @@ public actor Fleet {
     }
 
     private func tick() async {
-        for name in pods.keys.sorted() {
-            if case .terminating? = pods[name]?.lifecycle.phase, let server = pods[name]?.server,
-               (try? await server.requestsInFlight()) == 0 {
-                // Read again after the await: the pod may have moved on meanwhile.
-                guard var pod = pods[name], case .terminating = pod.lifecycle.phase else { continue }
-                let effects = pod.lifecycle.drained(now: now)
-                pods[name] = pod
-                await apply(effects, to: name)
-                continue
-            }
-            // Most pods have nothing due: leave them uncopied.
-            guard let deadline = pods[name]?.lifecycle.nextDeadline, deadline <= now, var pod = pods[name] else { continue }
-            if stopping, Self.isBackingOff(pod.lifecycle.phase) { continue }
-            let effects = pod.lifecycle.tick(now: now)
-            pods[name] = pod
-            await apply(effects, to: name)
+        for name in core.names {
+            guard case .terminating? = core.pods[name]?.lifecycle.phase, let server = servers[name]?.server,
+                  (try? await server.requestsInFlight()) == 0 else { continue }
+            // Read again after the await: the pod may have moved on meanwhile.
+            guard case .terminating? = core.pods[name]?.lifecycle.phase else { continue }
+            await apply(core.drained(name, now: now), to: name)
         }
-        if !stopping { probeDuePods() }
+        await carryOut(core.tick(now: now))
+        await probeDuePods()
     }
 
     // MARK: Probes
 
-    /// When each Running pod is next probed; a pod with a probe out is not probed again.
-    private var nextProbe: [String: Double] = [:]
-    private var probing: Set<String> = []
-
-    /// Sends the kubelet's /health probe to every Running pod whose period has passed; the
-    /// first comes a period after the pod became Ready.
-    private func probeDuePods() {
-        for (name, pod) in pods where pod.lifecycle.phase == .ready && !probing.contains(name) {
-            guard let server = pod.server else { continue }
-            let period = pod.pool.probes.periodSeconds
-            guard let due = nextProbe[name] else {
-                nextProbe[name] = now + period
+    /// Sends the kubelet's /health probe to every Running pod whose period has passed; one
+    /// whose server is gone fails it (nothing answers).
+    private func probeDuePods() async {
+        for (name, launch, timeout) in core.dueProbes(now: now) {
+            guard let server = servers[name]?.server else {
+                await probeAnswered(name, launch: launch, succeeded: false)
                 continue
             }
-            guard now >= due else { continue }
-            nextProbe[name] = max(due + period, now)
-            probing.insert(name)
-            let launch = pod.launch
-            let timeout = pod.pool.probes.timeoutSeconds
             Task {
                 let passed = await server.probe(timeout: timeout)
                 await self.probeAnswered(name, launch: launch, succeeded: passed)
@@ -201,31 +145,23 @@ public actor Fleet {
     }
 
     private func probeAnswered(_ name: String, launch: Int, succeeded: Bool) async {
-        probing.remove(name)
-        // A probe of an earlier run of the pod says nothing about this one.
-        guard var pod = pods[name], pod.launch == launch else { return }
-        let effects = pod.lifecycle.probed(succeeded: succeeded, now: now)
-        pods[name] = pod
-        await apply(effects, to: name)
+        await apply(core.probeAnswered(name, launch: launch, succeeded: succeeded, now: now), to: name)
     }
 
     private func apply(_ effects: [PodEffect], to name: String) async {
         // Most ticks change nothing; only a transition is published. A pod that ended without
         // an effect (deleted while backing off) still goes.
         guard !effects.isEmpty else {
-            if pods[name]?.lifecycle.phase == .terminated { remove(name) }
+            if core.pods[name]?.lifecycle.phase == .terminated { remove(name) }
             return
         }
         for effect in effects {
-            guard let pod = pods[name] else { return }
+            guard let pod = core.pods[name] else { return }
             switch effect {
             case .launch:
                 var configuration = ServerConfiguration()
-                try? Self.configure(&configuration, pool: pod.pool, port: pod.port)
-                launches += 1
-                let launch = launches
-                nextProbe[name] = nil
-                pods[name]?.launch = launch
+                try? Self.configure(&configuration, pool: pod.pool, port: ports[name] ?? 0)
+                let launch = core.beginLaunch(name)
                 let started: any PodServer
                 do {
                     switch runtime {
@@ -237,29 +173,27 @@ public actor Fleet {
                     }
                 } catch {
                     // The port is taken, or the like: the container fails and backs off.
-                    guard pods[name]?.launch == launch else { return }
-                    let effects = pods[name]?.lifecycle.crashed(now: now) ?? []
+                    guard let effects = core.serverExited(name, launch: launch, now: now) else { return }
                     publish(name)
                     return await apply(effects, to: name)
                 }
                 // Killed, deleted or relaunched while it started: this server is not wanted.
-                guard let current = pods[name], current.launch == launch, current.server == nil,
-                      current.lifecycle.phase != .terminated, !Self.isBackingOff(current.lifecycle.phase) else {
+                guard let current = core.pods[name], current.launch == launch, servers[name] == nil,
+                      current.lifecycle.phase != .terminated, !FleetCore.isBackingOff(current.lifecycle.phase) else {
                     try? await started.stop()
                     return
                 }
-                pods[name]?.server = started
-                pods[name]?.port = started.port
+                servers[name] = (started, launch)
+                ports[name] = started.port
                 if let server = started as? VLLMServer { scrapes?.serve("127.0.0.1:\(started.port)", by: server) }
                 try? await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
             case .markReady:
-                try? await pod.server?.markReady()
+                try? await servers[name]?.server.markReady()
             case .stopAccepting:
-                try? await pod.server?.beginDraining()
+                try? await servers[name]?.server.beginDraining()
             case .kill:
                 // Taken out before awaiting, so a relaunch meanwhile is not mistaken for it.
-                let server = pods[name]?.server
-                pods[name]?.server = nil
+                let server = servers.removeValue(forKey: name)?.server
                 faults[name] = nil
                 if let server { retire(server) }
                 try? await server?.stop()
@@ -268,28 +202,21 @@ public actor Fleet {
             }
         }
         publish(name)
-        if pods[name]?.lifecycle.phase == .terminated {
-            remove(name)
-        }
+        if core.pods[name]?.lifecycle.phase == .terminated { remove(name) }
     }
 
     private func remove(_ name: String) {
-        if let server = pods[name]?.server { retire(server) }
-        pods[name] = nil
+        if let server = servers.removeValue(forKey: name)?.server { retire(server) }
+        _ = core.removeIfTerminated(name)
         faults[name] = nil
-        nextProbe[name] = nil
+        ports[name] = nil
         registry.remove(name)
     }
 
-    private static func isBackingOff(_ phase: PodPhase) -> Bool {
-        if case .crashLoopBackOff = phase { return true }
-        return false
-    }
-
     private func publish(_ name: String) {
-        guard let pod = pods[name] else { return }
+        guard let pod = core.pods[name] else { return }
         registry.update(PodRecord(
-            name: name, pool: pod.pool.name, host: "127.0.0.1", port: pod.port, labels: pod.pool.labels, phase: pod.lifecycle.phase,
+            name: name, pool: pod.pool.name, host: "127.0.0.1", port: ports[name] ?? 0, labels: pod.pool.labels, phase: pod.lifecycle.phase,
             restarts: pod.lifecycle.restarts, isReady: pod.lifecycle.isReady))
     }
 
@@ -299,14 +226,8 @@ public actor Fleet {
     /// kubelet sees a container exit, the pod backs off and restarts. Exits the fleet caused
     /// (kill, drain, stop) find the server already gone from the pod and change nothing.
     private func serverExited(_ name: String, launch: Int) async {
-        guard var pod = pods[name], pod.launch == launch, pod.server != nil else { return }
-        switch pod.lifecycle.phase {
-        case .starting, .ready: break
-        default: return
-        }
-        pod.server = nil
-        let effects = pod.lifecycle.crashed(now: now)
-        pods[name] = pod
+        guard servers[name]?.launch == launch, let effects = core.serverExited(name, launch: launch, now: now) else { return }
+        servers[name] = nil
         faults[name] = nil
         publish(name)
         await apply(effects, to: name)
@@ -314,13 +235,10 @@ public actor Fleet {
 
     /// Ends a pod's server abruptly, as a crash or `kill -9` would; it restarts with back-off.
     public func kill(_ name: String) async throws {
-        guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
         // The pod's new state is recorded and published before anything is awaited, so nothing
         // that runs meanwhile sees it Ready or acts on an old copy.
-        let server = pod.server
-        pod.server = nil
-        let effects = pod.lifecycle.crashed(now: now)
-        pods[name] = pod
+        let effects = try core.kill(name, now: now)
+        let server = servers.removeValue(forKey: name)?.server
         faults[name] = nil
         publish(name)
         if let server { retire(server) }
@@ -336,23 +254,13 @@ public actor Fleet {
 
     /// Deletes a pod gracefully: it leaves the pool, finishes its requests, then goes.
     public func delete(_ name: String) async throws {
-        guard var pod = pods[name] else { throw FleetError("no pod named \(name)") }
-        let effects = pod.lifecycle.delete(now: now, grace: gracePeriod)
-        pods[name] = pod
-        await apply(effects, to: name)
+        await apply(try core.delete(name, now: now), to: name)
     }
 
     /// Evicts a pod gracefully, as `kubectl drain` does: it leaves the pool and finishes its
     /// requests, while its Deployment starts a replacement (a new pod, on a new port).
     public func drain(_ name: String) async throws {
-        guard let pod = pods[name] else { throw FleetError("no pod named \(name)") }
-        // Already on its way out (drained, scaled down): it was replaced, or is not wanted.
-        guard !Self.isLeaving(pod.lifecycle.phase) else { return }
-        let pool = pod.pool
-        try await delete(name)
-        guard !stopping else { return }
-        let replacement = addPod(pool)
-        await apply(pods[replacement]!.lifecycle.start(now: now), to: replacement)
+        await carryOut(try core.drain(name, now: now))
     }
 
     /// Does a chaos action (the admin API, `understudy chaos` and scenarios come here).
@@ -363,8 +271,8 @@ public actor Fleet {
         case .scale(let pool, let replicas): return try await scale(pool, replicas: replicas)
         default: break
         }
-        guard let pod = pods[action.target] else { throw FleetError("no pod named \(action.target)") }
-        guard let server = pod.server else {
+        guard let pod = core.pods[action.target] else { throw FleetError("no pod named \(action.target)") }
+        guard let server = servers[action.target]?.server else {
             // Killed or restarted and not yet running again: its faults went with its server.
             if case .restore = action {
                 faults[action.target] = nil
@@ -374,7 +282,7 @@ public actor Fleet {
         }
         try await server.perform(action)
         // A kill or a restart while the fault was being applied leaves a new server, without it.
-        guard pods[action.target]?.server === server else { return }
+        guard servers[action.target]?.server === server else { return }
         if case .restore = action { faults[action.target] = nil }
         // One fault of each kind at a time: a second `slow` replaces the first.
         if let label = action.faultLabel { faults[action.target, default: [:]][action.verb] = label }
@@ -384,8 +292,8 @@ public actor Fleet {
     /// pods (see `VLLMServer.emulationLag`); process pods are not counted.
     public func emulationLag() async -> Double {
         var total = 0.0
-        for pod in pods.values {
-            if let server = pod.server as? VLLMServer { total += (try? await server.emulationLag()) ?? 0 }
+        for (server, _) in servers.values {
+            if let server = server as? VLLMServer { total += (try? await server.emulationLag()) ?? 0 }
         }
         return total
     }
@@ -397,17 +305,15 @@ public actor Fleet {
 
     /// Drains every pod and stops the gateway (Ctrl-C, SIGTERM).
     public func stop() async {
-        stopping = true
         ticker?.cancel()
-        for name in pods.keys.sorted() { try? await delete(name) }
+        await carryOut(core.stop(now: now))
         let deadline = now + gracePeriod
-        while !pods.isEmpty, now < deadline {
+        while !core.pods.isEmpty, now < deadline {
             await tick()
             try? await Task.sleep(for: .milliseconds(50))
         }
-        for name in pods.keys.sorted() {
-            try? await pods[name]?.server?.stop()
-            pods[name] = nil
+        for name in core.names {
+            try? await servers.removeValue(forKey: name)?.server.stop()
             registry.remove(name)
         }
         ticker?.cancel()

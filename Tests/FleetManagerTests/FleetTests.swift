@@ -96,19 +96,6 @@ extension FleetEndToEnd.FleetTests {
 }
 
 extension FleetEndToEnd.FleetTests {
-    /// Found in review: a pod deleted while backing off never left the list, and a kill that
-    /// raced a delete brought the pod back.
-    @Test func aPodDeletedWhileBackingOffIsGoneAndStaysGone() async throws {
-        let fleet = try await Fleet.start(try Self.spec(), profiles: Self.profiles, gracePeriod: 5, backoff: RestartBackoff(initial: 0.3, maximum: 1))
-        #expect(try await eventually { fleet.list().allSatisfy(\.isReady) })
-        try await fleet.kill("fast-0")
-        try await fleet.delete("fast-0")
-        #expect(fleet.list().map(\.name) == ["fast-1"])
-        try await Task.sleep(for: .milliseconds(600))  // past the back-off: no restart
-        #expect(fleet.list().map(\.name) == ["fast-1"])
-        await fleet.stop()
-    }
-
     @Test func podPortsMayNotRunPastTheLastPort() {
         #expect(throws: ConfigError.self) {
             _ = try FleetSpec.parse("""
