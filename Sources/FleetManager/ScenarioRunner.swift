@@ -74,14 +74,20 @@ public enum ScenarioRunner {
             addresses: Dictionary(fleet.list().map { ($0.name, $0.address) }, uniquingKeysWith: { first, _ in first }))
     }
 
-    /// A request of a load stream: a prompt of about `promptTokens` words (distinct per request,
-    /// so the prefix cache does not make them alike), `max_tokens` generated with `ignore_eos`.
-    static func request(_ spec: LoadSpec, index: Int, defaultModel: String) -> LoadRequest {
+    /// The prompt of a load stream's `index`-th request: about `promptTokens` words, distinct per
+    /// request.
+    static func prompt(_ spec: LoadSpec, index: Int) -> String {
         var prompt = "Request \(index) of \(spec.name):"
         let words = ["the", "fleet", "serves", "tokens", "while", "pods", "fail", "and", "recover", "again"]
         for word in 0..<max(0, spec.promptTokens - 5) { prompt += " " + words[(word + index) % words.count] }
+        return prompt
+    }
+
+    /// A request of a load stream: a prompt of about `promptTokens` words (distinct per request,
+    /// so the prefix cache does not make them alike), `max_tokens` generated with `ignore_eos`.
+    static func request(_ spec: LoadSpec, index: Int, defaultModel: String) -> LoadRequest {
         var body: JSONObject = [
-            "model": .string(spec.model ?? defaultModel), "prompt": .string(prompt), "max_tokens": .integer(spec.maxTokens),
+            "model": .string(spec.model ?? defaultModel), "prompt": .string(prompt(spec, index: index)), "max_tokens": .integer(spec.maxTokens),
             "ignore_eos": .bool(true),
         ]
         if spec.stream {

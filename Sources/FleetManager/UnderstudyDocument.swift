@@ -8,13 +8,20 @@ import Yams
 
 /// What understudy's own files (`kind: Fleet`, `kind: Scenario`) share: read from disk, YAML,
 /// `apiVersion`, `kind` and a DNS-label `metadata.name`, refused as the API server words it.
-enum UnderstudyDocument {
+public enum UnderstudyDocument {
     static func read(file: String) throws(ConfigError) -> String {
         do {
             return try String(contentsOfFile: file, encoding: .utf8)
         } catch {
             throw ConfigError(file: file, document: 0, object: "", field: "", reason: "cannot read the file: \(error.localizedDescription)")
         }
+    }
+
+    /// The `kind` a file's first document declares, if it can be read as YAML and names one.
+    public static func kind(file: String) -> String? {
+        // Unreadable or not YAML: nil, and loading it as a fleet file then says why.
+        guard let text = try? read(file: file), let root = try? Yams.load(yaml: text) as? [String: Any] else { return nil }
+        return root["kind"] as? String
     }
 
     /// The document's top-level map and its name; the validator names the object from then on.

@@ -39,17 +39,24 @@ public struct LoadStream: Sendable {
 /// Runs streams open loop against a client from `start` for `duration` seconds (both on the
 /// client's clock) and returns every request's record once the last has ended.
 public enum OpenLoop {
+    /// Every stream's Poisson arrivals within [start, start + duration), merged in time order:
+    /// when each request is sent, of which stream, and its index there. Seeded: the live run
+    /// and the simulator send the same schedule.
+    public static func schedule(rates: [Double], from start: Double, duration: Double, seed: UInt64) -> [(time: Double, stream: Int, index: Int)] {
+        var arrivals: [(time: Double, stream: Int, index: Int)] = []
+        for (number, rate) in rates.enumerated() {
+            let times = LoadStream.poissonArrivals(rate: rate, from: start, to: start + duration, seed: seed &+ UInt64(number) &* 0x9E37_79B9_7F4A_7C15)
+            arrivals += times.enumerated().map { (time: $0.element, stream: number, index: $0.offset) }
+        }
+        arrivals.sort { $0.time < $1.time }
+        return arrivals
+    }
+
     public static func run(
         _ streams: [LoadStream], client: LoadClient, from start: Double, duration: Double, seed: UInt64 = 1,
         onRecord: (@Sendable (RequestRecord) -> Void)? = nil
     ) async -> [RequestRecord] {
-        // Every stream's arrivals, merged in time order.
-        var arrivals: [(time: Double, stream: Int, index: Int)] = []
-        for (number, stream) in streams.enumerated() {
-            let times = stream.arrivals(from: start, to: start + duration, seed: seed &+ UInt64(number) &* 0x9E37_79B9_7F4A_7C15)
-            arrivals += times.enumerated().map { (time: $0.element, stream: number, index: $0.offset) }
-        }
-        arrivals.sort { $0.time < $1.time }
+        let arrivals = schedule(rates: streams.map(\.rate), from: start, duration: duration, seed: seed)
         return await withTaskGroup(of: RequestRecord.self) { group in
             for arrival in arrivals {
                 let wait = arrival.time - client.now()

@@ -7,8 +7,8 @@ import NIOPosix
 struct PlanOptions: ParsableArguments {
     @Option(help: "Models or adapters to ask for, comma-separated; requests pick one at random.") var model: String?
     @Option(help: "Weights of the models, comma-separated, in the same order (default: equal).") var weights: String?
-    @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String
-    @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double
+    @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String?
+    @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double?
     @Flag(help: "Stream the responses (server-sent events): measures TTFT and inter-token latency.") var streaming = false
     @Option(help: "sharegpt-synthetic, or a ShareGPT-format JSON file.") var dataset = "sharegpt-synthetic"
     @Option(help: "Seed of arrivals, prompts and lengths: the same seed sends the same requests.") var seed: UInt64 = 1
@@ -17,6 +17,7 @@ struct PlanOptions: ParsableArguments {
     @Option(help: "Write report.json, summary.csv, summary.md and SVG charts here.") var out: String?
 
     func rates() throws -> [Double] {
+        guard let rate else { throw ValidationError("--rate is required: the offered rates, requests per second") }
         let rates = rate.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard !rates.isEmpty, rates.allSatisfy({ $0.map { $0 > 0 && $0.isFinite } == true }) else {
             throw ValidationError("--rate: positive numbers separated by commas, got \(rate)")
@@ -26,6 +27,7 @@ struct PlanOptions: ParsableArguments {
 
     /// The plan, with `defaultModel` when --model is not given.
     func plan(defaultModel: String?) throws -> BenchPlan {
+        guard let duration else { throw ValidationError("--duration is required: seconds of arrivals per stage") }
         guard duration > 0, duration.isFinite else { throw ValidationError("--duration must be a positive number of seconds") }
         guard prefixGroups >= 0, prefixTokens >= 0 else { throw ValidationError("--prefix-groups and --prefix-tokens must be ≥ 0") }
         guard let names = (model ?? defaultModel)?.split(separator: ",").map(String.init), !names.isEmpty else {

@@ -31,17 +31,24 @@ struct ScenarioCommand: AsyncParsableCommand {
             print(line)
             fflush(nil)
         }
-        print("")
-        let text = report.render()
-        print(text)
-        if let out {
-            let directory = URL(fileURLWithPath: out)
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            try Data((text + "\n").utf8).write(to: directory.appendingPathComponent("report.txt"))
-            var json = ByteBuffer()
-            json.writeJSON(report.json())
-            try Data(json.readableBytesView).write(to: directory.appendingPathComponent("report.json"))
-            print("\nwrote \(directory.appendingPathComponent("report.txt").path) and report.json")
-        }
+        try report.print(out: out)
+    }
+}
+
+extension ScenarioReport {
+    /// Prints the report and, with `out`, writes it there as report.txt (as printed) and
+    /// report.json: `understudy scenario` and `understudy sim SCENARIO` report alike.
+    func print(out: String?) throws {
+        Swift.print("")
+        let text = render()
+        Swift.print(text)
+        guard let out else { return }
+        let directory = URL(fileURLWithPath: out)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Data((text + "\n").utf8).write(to: directory.appendingPathComponent("report.txt"))
+        var json = ByteBuffer()
+        json.writeJSON(self.json())
+        try Data(json.readableBytesView).write(to: directory.appendingPathComponent("report.json"))
+        Swift.print("\nwrote \(directory.appendingPathComponent("report.txt").path) and report.json")
     }
 }

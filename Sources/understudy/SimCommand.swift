@@ -9,13 +9,15 @@ import Load
 struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
-        abstract: "Simulate a fleet file in virtual time (same engine, same picker, 50 ms scrapes) under bench's load; same report as bench.",
+        abstract: "Simulate a fleet file in virtual time (same engine, same picker, 50 ms scrapes) under bench's load; same report as bench. Given a scenario file, run the scenario; same report as `understudy scenario`.",
         discussion: """
             No sockets and no clock: a fleet of hundreds of pods and minutes of traffic take seconds. Several \
-            policies (--policy default,round-robin) run one after another on the same requests and share one report.
+            policies (--policy default,round-robin) run one after another on the same requests and share one report. \
+            A scenario (kind: Scenario) brings its fleet up, sends its load and runs its timeline in virtual time, \
+            with the fleet's lifecycle (start-up, probes, back-off) as `understudy up` runs it; --out writes its report.
             """)
 
-    @Argument(help: "Fleet file.") var fleetFile: String
+    @Argument(help: "Fleet file, or scenario file.") var fleetFile: String
     @Option(help: "Picker policies, comma-separated: \(PickerPolicy.names).") var policy = "default"
     @Option(help: "Seconds from the gateway's decision to the pod's engine: a live stack's socket path (0: none).")
     var pathLatency = 0.0
@@ -23,6 +25,7 @@ struct SimCommand: ParsableCommand {
 
     func run() throws {
         let profiles = try ProfileStore.locate()
+        if UnderstudyDocument.kind(file: fleetFile) == "Scenario" { return try runScenario(profiles: profiles) }
         let spec: FleetSpec
         do {
             spec = try FleetSpec.load(file: fleetFile)
@@ -49,7 +52,7 @@ struct SimCommand: ParsableCommand {
             simulation.pathLatency = pathLatency
             let started = ContinuousClock.now
             let bar = ProgressBar(stages: plan.rates.count)
-            let stages = simulation.run(plan) { stage, done in
+            let stages = try simulation.run(plan) { stage, done in
                 bar.show(stage: stage, rate: plan.rates[stage], done: done, detail: "policy \(policy.rawValue)", final: done >= 1)
             }
             let wall = started.duration(to: .now)
@@ -60,6 +63,28 @@ struct SimCommand: ParsableCommand {
                 stages: stages))
         }
         try options.finish(reports)
+    }
+
+    private func runScenario(profiles: ProfileStore) throws {
+        let scenario: ScenarioSpec
+        do {
+            scenario = try ScenarioSpec.load(file: fleetFile)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let rates = scenario.load.map { "\($0.name) \($0.rate.formatted()) req/s" }.joined(separator: ", ")
+        print("understudy sim \(scenario.name): fleet \(scenario.fleet.name), \(scenario.duration.formatted()) s of load (\(rates)), \(scenario.timeline.count) actions, in virtual time")
+        fflush(nil)
+        let started = ContinuousClock.now
+        let report: ScenarioReport
+        do {
+            report = try ScenarioSimulation.run(scenario, profiles: profiles)
+        } catch {
+            throw ValidationError("\(fleetFile): \(error)")
+        }
+        let wall = started.duration(to: .now)
+        print("  \(wall.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))) of wall time")
+        try report.print(out: options.out)
     }
 }
 

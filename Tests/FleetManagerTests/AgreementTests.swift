@@ -125,7 +125,7 @@ extension FleetEndToEnd {
         let plan = BenchPlan(
             workload: Workload(source: .synthetic(.shareGPTSynthetic), models: [(Self.model, 1)], seed: seed), rates: [rate], duration: duration,
             streaming: true)
-        let simulated = simulation.run(plan)[0]
+        let simulated = try simulation.run(plan)[0]
 
         for (name, stage) in [("live", live), ("sim", simulated)] {
             print(String(

@@ -51,8 +51,8 @@ struct SimulationTests {
         let plan = Self.plan(rates: [4, 8], duration: 5)
         var first = try FleetSimulation(try Self.fleet(), profiles: FleetTests.profiles)
         var second = try FleetSimulation(try Self.fleet(), profiles: FleetTests.profiles)
-        let stages = first.run(plan)
-        #expect(stages == second.run(plan))
+        let stages = try first.run(plan)
+        #expect(try stages == second.run(plan))
         #expect(stages.map(\.sent) == plan.rates.indices.map { plan.arrivals(stage: $0).count })
         for stage in stages {
             #expect(stage.succeeded == stage.sent && stage.sent > 10)
@@ -65,19 +65,19 @@ struct SimulationTests {
     @Test func roundRobinSpreadsRequestsEvenlyAndTheDefaultPickerFollowsLoRAAffinity() throws {
         let plan = Self.plan(rates: [20], duration: 5, models: ["sql-lora"])
         var roundRobin = try FleetSimulation(try Self.fleet(), profiles: FleetTests.profiles, policy: .roundRobin)
-        let spread = roundRobin.run(plan)[0].served.values.sorted()
+        let spread = try roundRobin.run(plan)[0].served.values.sorted()
         #expect(spread.count == 4 && spread.last! - spread.first! <= 1, "\(spread)")
         // The same requests with GIE's default scorers: queue, KV cache, prefix; they spread too,
         // but by load, not in turn.
         var picker = try FleetSimulation(try Self.fleet(), profiles: FleetTests.profiles)
-        let served = picker.run(plan)[0]
+        let served = try picker.run(plan)[0]
         #expect(served.succeeded == served.sent && served.served.count == 4)
     }
 
     @Test func refusalsAreRecordedAsTheClientWouldSeeThem() throws {
         // An adapter no pod serves: the pods answer 404, as vLLM does.
         var simulation = try FleetSimulation(try Self.fleet(replicas: 2), profiles: FleetTests.profiles)
-        let stage = simulation.run(Self.plan(rates: [5], duration: 2, models: ["no-such-adapter"]))[0]
+        let stage = try simulation.run(Self.plan(rates: [5], duration: 2, models: ["no-such-adapter"]))[0]
         #expect(stage.succeeded == 0 && stage.errors == ["HTTP 404": stage.sent])
     }
 }

@@ -4,16 +4,20 @@
 public struct VirtualPodDriver: Sendable {
     public private(set) var core: PodCore
     /// The step in flight; its tokens become visible at its end.
-    public private(set) var step: StepOutcome?
+    public private(set) var step: StepOutcome? {
+        didSet { nextEvent = step?.end ?? wake }
+    }
     /// When an idle pod that was given work takes its first step.
-    private var wake: Double?
+    private var wake: Double? {
+        didSet { nextEvent = step?.end ?? wake }
+    }
+    /// When this pod next needs the time: its step ends, or it wakes to start one. Stored, as
+    /// the simulator reads it after every event.
+    public private(set) var nextEvent: Double?
 
     public init(core: PodCore) {
         self.core = core
     }
-
-    /// When this pod next needs the time: its step ends, or it wakes to start one.
-    public var nextEvent: Double? { step?.end ?? wake }
 
     /// A sequence reaches the engine at `now`; an idle pod wakes up to step.
     public mutating func submit(_ request: EngineRequest, now: Double) {
@@ -29,6 +33,17 @@ public struct VirtualPodDriver: Sendable {
 
     /// Loads registered adapters into the host cache (a fleet's `preload: true`).
     public mutating func preload(_ adapters: [String]) { core.preload(adapters) }
+
+    public mutating func markReady() { core.markReady() }
+    public mutating func beginDraining() { core.beginDraining() }
+    public mutating func recordAccepted(model: String?) { core.recordAccepted(model: model) }
+    public mutating func drawInjectedFault() -> FaultInjection.Kind? { core.drawInjectedFault() }
+
+    /// Ends a sequence whose client went away; freed blocks may let an idle pod step again.
+    public mutating func abort(_ id: RequestID, now: Double) {
+        _ = core.abort(id, now: now)
+        wakeIfIdle(now: now)
+    }
 
     /// Virtual time has reached `nextEvent`. When a step ended, returns it (its tokens are now
     /// out) and starts the next one if the core's rule says stepping goes on; when the pod

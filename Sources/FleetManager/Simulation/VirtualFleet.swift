@@ -1,0 +1,682 @@
+import FakeVLLM
+import Gateway
+import HeapModule
+import InferenceAPI
+import Load
+
+/// A request the simulated clients send through the gateway.
+struct SimulatedRequest {
+    /// The load stream it belongs to (an index into the run's stream names).
+    var stream: Int
+    var model: String
+    /// `x-gateway-inference-objective`.
+    var objective: String?
+    /// The prompt's token ids as a text prompt's tokenization gives them, without BOS.
+    var promptTokenIDs: [Int]
+    /// The prompt's text, for the prefix-cache scorer (empty when the picker has none).
+    var prefixText: String
+    /// Tokens generated (`max_tokens` with `ignore_eos`).
+    var outputTokens: Int
+    var streaming: Bool
+}
+
+/// Where a simulation's finished requests go: a bench stage's statistics, or a scenario's records.
+protocol SimulationSink {
+    /// Whether inter-token gaps of streams are wanted (they are the bulk of the work).
+    var wantsInterTokenGaps: Bool { get }
+    mutating func addInterTokenGap(_ gap: Double)
+    mutating func add(_ record: RequestRecord)
+}
+
+/// A fleet and its gateway in virtual time, as `understudy up` runs them in real time: pods are
+/// `PodCore`s under the virtual-time driver with the lifecycle `FleetCore` gives them; the
+/// gateway is the same `Director` over an `EndpointTable` fed by scrapes every 50 ms; the
+/// kubelet probes every pod; chaos actions act on the same state the live fleet's do. What a
+/// request meets on its way is what the live gateway's proxy does (connect failures retried on
+/// another endpoint, resets and timeouts answered as Envoy answers them), so a client's view of
+/// a fault is the live one, with no sockets and no clock.
+struct VirtualFleet {
+    let spec: FleetSpec
+    /// How often the gateway scrapes every pod (GIE's refresh interval).
+    var scrapeInterval = 0.05
+    /// Seconds between the gateway's decision and the request reaching its pod's engine.
+    var pathLatency = 0.0
+    /// The live fleet's tick: lifecycle deadlines and probes are looked at this often.
+    static let tickInterval = 0.05
+
+    private(set) var now = 0.0
+    private var fleet: FleetCore
+    private var pods: [Pod] = []
+    private var podIndex: [String: Int] = [:]
+    private var podByAddress: [String: Int] = [:]
+    /// The pool's endpoints among the pods, as the gateway's discovery selects them.
+    private let pool: InferencePool
+    private var director: Director
+    private var endpointTable: EndpointTable
+    private var candidates: [Candidate] = []
+    private var candidatesValidUntil = -Double.infinity
+    private var events = Heap<Event>()
+    private var eventCount = 0
+    /// Upstream timeouts, apart: every request has one pending for as long as the timeout
+    /// (minutes), and in the main heap they would slow down every pod event.
+    private var timeouts = Heap<Event>()
+    private var exchanges: [Exchange] = []
+    private var freeSlots: [Int] = []
+    /// Requests sent and not ended.
+    private var outstanding = 0
+    private var pendingProbes: [Int: (pod: String, launch: Int, succeeded: Bool)] = [:]
+    /// The next port a new pod gets, as `understudy up` hands them out.
+    private var nextPort: Int
+    private var setups: [String: (configuration: ServerConfiguration, setup: EngineSetup)] = [:]
+    /// Membership of the candidates, for a scenario's report (when watched).
+    private(set) var membership: [String: [ScenarioReport.Membership]] = [:]
+    private var routable: Set<String> = []
+    private var watching = false
+    private let upstreamTimeout: Double
+    private let maxAttempts: Int
+    private let retryOnReset: Bool
+
+    /// Each pod's server, by pod index: the last one launched (read only while `running`). Apart
+    /// from `pods` and never optional, so reading it copies nothing.
+    private var drivers: [VirtualPodDriver] = []
+
+    struct Pod {
+        let name: String
+        let pool: PodPoolSpec
+        let address: String
+        let endpoint: Endpoint?
+        /// Whether its server runs (not backing off, not gone).
+        var running = false
+        /// Requests read by a hung server and not answered, in arrival order.
+        var held: [Int] = []
+        /// Exchanges on this pod (sent to it and not finished).
+        var active: Set<Int> = []
+        /// When the pod's event on the heap is due (one per pod at a time).
+        var eventAt: Double?
+    }
+
+    struct Exchange {
+        var request: SimulatedRequest
+        var scheduled: Double
+        var pod = -1
+        var attempts = 0
+        var tried: Set<String> = []
+        var fallbacks: [Endpoint] = []
+        var inference: InferenceRequest
+        var running = false
+        /// The response head reached the client (a stream's, at admission).
+        var headSent = false
+        var firstToken: Double?
+        var lastActivity: Double
+        var inputTokens = 0
+        /// Chaos `errors kind: cut`: the stream is cut after this many token events.
+        var cutAfterEvents: Int?
+        var events = 0
+        var done = false
+    }
+
+    init(_ spec: FleetSpec, profiles: ProfileStore, policy: PickerPolicy, seed: UInt64) throws {
+        self.spec = spec
+        var resources = spec.resources
+        resources.pickerConfig = policy.pickerConfig(configured: resources.pickerConfig)
+        pool = try GatewayServer.selectPool(resources, nil)
+        director = Director(resources: resources, pool: pool, scheduler: try Scheduler(config: resources.pickerConfig ?? .default, seed: seed), seed: seed)
+        endpointTable = EndpointTable(outlierDetection: spec.dataPlane.outlierDetection)
+        fleet = FleetCore(pools: spec.pools)
+        nextPort = spec.firstPodPort == 0 ? 8000 : spec.firstPodPort
+        upstreamTimeout = Double(spec.dataPlane.upstreamTimeout.nanoseconds) / 1e9
+        maxAttempts = spec.dataPlane.maxAttempts
+        retryOnReset = spec.dataPlane.retryOnReset
+        for podPool in spec.pools {
+            var configuration = ServerConfiguration()
+            try Fleet.configure(&configuration, pool: podPool, port: 0)
+            setups[podPool.name] = (configuration, try EngineSetup(configuration, profiles: profiles))
+        }
+        var sink = NoSink()
+        carryOut(fleet.createPods(now: 0), sink: &sink)
+        schedule(.tick, at: 0, subject: 0)
+        schedule(.scrape, at: 0, subject: 0)
+    }
+
+    /// Whether the picker scores prefixes (requests then carry their text).
+    var needsPrefixText: Bool { director.scheduler.prefixIndex != nil }
+
+    /// The pods by name and address, as a report names them.
+    var addresses: [String: String] { Dictionary(pods.map { ($0.name, $0.address) }, uniquingKeysWith: { first, _ in first }) }
+
+    // MARK: Running
+
+    /// Runs until every pod is Ready and routable (the fleet's startup), at most `limit` seconds.
+    mutating func startUp(limit: Double = 3600) throws(FleetError) {
+        let expected = spec.pools.reduce(0) { $0 + $1.replicas }
+        var sink = NoSink()
+        while currentCandidates().count < expected {
+            guard now < limit, nextEventTime != nil else { throw FleetError("only \(currentCandidates().count) of \(expected) pods became Ready and routable") }
+            processNextEvent(sink: &sink)
+        }
+    }
+
+    /// Sends a request at each of `arrivals` (sorted, seconds after `start`; `request(i)` makes
+    /// the i-th) and runs the timeline's actions at their times (seconds after `start` too),
+    /// until every request has ended; finished requests go to `sink`, their times counted from
+    /// `start`. Returns the actions as they ran.
+    mutating func run(
+        _ arrivals: [Double], request: (Int) -> SimulatedRequest, from start: Double, timeline: [TimedAction] = [], watch: Bool = false,
+        sink: inout some SimulationSink, progress: ((Double) -> Void)? = nil
+    ) -> [ScenarioReport.ActionRecord] {
+        recordStart = start
+        watching = watch
+        if watch { recordMembership(initial: true) }
+        var next = 0
+        var actionIndex = 0
+        var done: [ScenarioReport.ActionRecord] = []
+        var steps = 0
+        while next < arrivals.count || outstanding > 0 || actionIndex < timeline.count {
+            let action = actionIndex < timeline.count ? start + timeline[actionIndex].at : .infinity
+            let arrival = next < arrivals.count ? start + arrivals[next] : .infinity
+            let upcoming = min(action, arrival)
+            // The fleet's own events first, at equal times too.
+            if let time = nextEventTime, time <= upcoming {
+                processNextEvent(sink: &sink)
+            } else if action <= arrival {
+                now = action
+                let step = timeline[actionIndex]
+                done.append(.init(at: now - start, action: step.action, failure: perform(step.action, sink: &sink)))
+                actionIndex += 1
+            } else {
+                now = arrival
+                send(request(next), sink: &sink)
+                next += 1
+            }
+            steps += 1
+            if steps % 65_536 == 0 { progress?(now - start) }
+        }
+        watching = false
+        return done
+    }
+
+    // MARK: Events
+
+    private enum Kind: Int {
+        // At equal times: tokens become visible, then the fleet ticks, the scrape reads, probes
+        // answer, timeouts fire, candidates change, requests reach their pods.
+        case pod, tick, scrape, probeAnswer, timeout, candidatesExpire, delivery
+    }
+
+    private struct Event: Comparable {
+        var time: Double
+        var kind: Int
+        var sequence: Int
+        var subject: Int
+
+        static func < (a: Event, b: Event) -> Bool { (a.time, a.kind, a.sequence) < (b.time, b.kind, b.sequence) }
+    }
+
+    private mutating func schedule(_ kind: Kind, at time: Double, subject: Int) {
+        eventCount += 1
+        let event = Event(time: time, kind: kind.rawValue, sequence: eventCount, subject: subject)
+        if kind == .timeout { timeouts.insert(event) } else { events.insert(event) }
+    }
+
+    private var nextEventTime: Double? {
+        switch (events.min, timeouts.min) {
+        case (let event?, let timeout?): min(event.time, timeout.time)
+        case (let event?, nil): event.time
+        case (nil, let timeout?): timeout.time
+        case (nil, nil): nil
+        }
+    }
+
+    private mutating func processNextEvent(sink: inout some SimulationSink) {
+        let event = timeouts.min.map { timeout in events.min.map { $0 < timeout } ?? false } ?? true ? events.removeMin() : timeouts.removeMin()
+        now = event.time
+        switch Kind(rawValue: event.kind)! {
+        case .pod: advance(event.subject, sink: &sink)
+        case .tick:
+            tick(sink: &sink)
+            schedule(.tick, at: now + Self.tickInterval, subject: 0)
+        case .scrape:
+            scrape()
+            schedule(.scrape, at: now + scrapeInterval, subject: 0)
+        case .probeAnswer:
+            guard let answer = pendingProbes.removeValue(forKey: event.subject) else { return }
+            apply(fleet.probeAnswered(answer.pod, launch: answer.launch, succeeded: answer.succeeded, now: now), to: answer.pod, sink: &sink)
+        case .timeout: checkTimeout(event.subject, sink: &sink)
+        case .candidatesExpire: _ = currentCandidates()
+        case .delivery: deliver(event.subject, sink: &sink)
+        }
+    }
+
+    // MARK: The fleet
+
+    /// Lifecycle deadlines, drained pods and probes, as the live fleet's 50 ms tick.
+    private mutating func tick(sink: inout some SimulationSink) {
+        for pod in pods where pod.running && pod.active.isEmpty {
+            if case .terminating? = fleet.pods[pod.name]?.lifecycle.phase {
+                apply(fleet.drained(pod.name, now: now), to: pod.name, sink: &sink)
+            }
+        }
+        carryOut(fleet.tick(now: now), sink: &sink)
+        for probe in fleet.dueProbes(now: now) {
+            guard let index = podIndex[probe.pod] else { continue }
+            // The kubelet probes from the node: a partition does not stop it; a hung server
+            // answers nothing (the probe fails when its timeout ends); a draining one says 503.
+            let hung = pods[index].running && drivers[index].core.faults.hung
+            let succeeded = pods[index].running && !hung && drivers[index].core.ready
+            probeCount += 1
+            pendingProbes[probeCount] = (probe.pod, probe.launch, succeeded)
+            schedule(.probeAnswer, at: now + (hung ? probe.timeout : 0), subject: probeCount)
+        }
+    }
+
+    private var probeCount = 0
+
+    private mutating func carryOut(_ batch: FleetCore.Effects, sink: inout some SimulationSink) {
+        for (name, effects) in batch { apply(effects, to: name, sink: &sink) }
+    }
+
+    /// Carries out a pod's lifecycle effects, as the live fleet does with servers.
+    private mutating func apply(_ effects: [PodEffect], to name: String, sink: inout some SimulationSink) {
+        // Most probes change nothing; a pod deleted while backing off ends with no effect.
+        guard !effects.isEmpty else {
+            if fleet.removeIfTerminated(name) { publish() }
+            return
+        }
+        let index = podIndex[name] ?? addPod(name)
+        for effect in effects {
+            switch effect {
+            case .launch:
+                _ = fleet.beginLaunch(name)
+                let (configuration, setup) = setups[pods[index].pool.name]!
+                drivers[index] = VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup))
+                drivers[index].preload(pods[index].pool.adapters.filter(\.preload).map(\.name))
+                pods[index].running = true
+            case .markReady:
+                if pods[index].running { drivers[index].markReady() }
+            case .stopAccepting:
+                if pods[index].running { drivers[index].beginDraining() }
+            case .kill:
+                kill(index, sink: &sink)
+            case .scheduleRestart, .readinessChanged:
+                break
+            }
+        }
+        _ = fleet.removeIfTerminated(name)
+        publish()
+    }
+
+    private mutating func addPod(_ name: String) -> Int {
+        let pool = fleet.pods[name]!.pool
+        let address = "127.0.0.1:\(nextPort)"
+        nextPort = spec.podPort(after: nextPort)
+        let discovered = self.pool.endpoints(from: [DiscoveredPod(name: name, ip: "127.0.0.1", labels: pool.labels, ready: true, ports: [Int(address.split(separator: ":").last!)!])])
+        pods.append(Pod(name: name, pool: pool, address: address, endpoint: discovered.first?.endpoint))
+        let (configuration, setup) = setups[pool.name]!
+        drivers.append(VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup)))
+        podIndex[name] = pods.count - 1
+        if let endpoint = discovered.first?.endpoint { podByAddress[endpoint.address] = pods.count - 1 }
+        return pods.count - 1
+    }
+
+    /// The gateway's discovery: the pool's endpoints among the pods, Ready or not.
+    private mutating func publish() {
+        var discovered: [DiscoveredPod] = []
+        for pod in pods {
+            guard let state = fleet.pods[pod.name] else { continue }
+            discovered.append(DiscoveredPod(
+                name: pod.name, ip: "127.0.0.1", labels: pod.pool.labels, ready: state.lifecycle.isReady,
+                ports: [Int(pod.address.split(separator: ":").last!)!]))
+        }
+        endpointTable.update(pool.endpoints(from: discovered))
+        candidatesValidUntil = -.infinity
+        if watching { recordMembership(initial: false) }
+    }
+
+    /// The server dies: what it was answering fails as the live gateway reports it.
+    private mutating func kill(_ index: Int, sink: inout some SimulationSink) {
+        guard pods[index].running else { return }
+        pods[index].running = false
+        for slot in pods[index].active.sorted() {
+            // The connection closed under the request: a stream already relaying ends with an
+            // error event; one still waiting for its head gets 503 (no retry on reset).
+            if exchanges[slot].headSent {
+                fail(slot, .streamError(502), sink: &sink)
+            } else {
+                if !retryOnReset { endpointTable.reportConnectFailure(pods[index].address, now: now) }
+                fail(slot, .status(503), sink: &sink)
+            }
+        }
+        pods[index].held = []
+        candidatesValidUntil = -.infinity
+    }
+
+    /// Chaos on the fleet; returns why the action failed, if it did.
+    private mutating func perform(_ action: ChaosAction, sink: inout some SimulationSink) -> String? {
+        do throws(FleetError) {
+            switch action {
+            case .kill(let name):
+                let effects = try fleet.kill(name, now: now)
+                if let index = podIndex[name] { kill(index, sink: &sink) }
+                apply(effects, to: name, sink: &sink)
+            case .drain(let name): carryOut(try fleet.drain(name, now: now), sink: &sink)
+            case .scale(let pool, let replicas): carryOut(try fleet.scale(pool, replicas: replicas, now: now), sink: &sink)
+            default:
+                guard let state = fleet.pods[action.target], let index = podIndex[action.target] else {
+                    throw FleetError("no pod named \(action.target)")
+                }
+                guard pods[index].running else {
+                    if case .restore = action { return nil }
+                    throw FleetError("pod \(action.target) is not running (\(state.lifecycle.phase.status)); try again once it is")
+                }
+                fault(index, action, sink: &sink)
+            }
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    private mutating func fault(_ index: Int, _ action: ChaosAction, sink: inout some SimulationSink) {
+        guard let fault = action.podFault else { return }
+        let wasHung = drivers[index].core.faults.hung
+        drivers[index].apply(fault, now: now)
+        schedulePodEvent(index)
+        let faults = drivers[index].core.faults
+        if faults.partitioned {
+            // Open connections are reset: every request in flight there ends.
+            for slot in pods[index].active.sorted() {
+                if let id = exchanges[slot].running ? RequestID(slot) : nil { drivers[index].abort(id, now: now) }
+                fail(slot, exchanges[slot].headSent ? .streamError(502) : .status(503), sink: &sink)
+            }
+            pods[index].held = []
+            endpointTable.scrapeFailed(pods[index].address, unreachable: true)
+            candidatesValidUntil = -.infinity
+        }
+        if wasHung, !faults.hung {
+            // Released: what it read while hung is served now, in arrival order.
+            let held = pods[index].held
+            pods[index].held = []
+            for slot in held where !exchanges[slot].done { admit(slot, at: index, sink: &sink) }
+        }
+    }
+
+    // MARK: Pods
+
+    /// Puts the pod's next event (its step's end, or its wake-up) on the heap, once.
+    private mutating func schedulePodEvent(_ index: Int) {
+        guard pods[index].running, let time = drivers[index].nextEvent, pods[index].eventAt != time else { return }
+        pods[index].eventAt = time
+        schedule(.pod, at: time, subject: index)
+    }
+
+    private mutating func advance(_ index: Int, sink: inout some SimulationSink) {
+        guard pods[index].eventAt == now else { return }  // an event the pod no longer has
+        pods[index].eventAt = nil
+        guard pods[index].running, drivers[index].nextEvent == now else { return schedulePodEvent(index) }
+        let ended = drivers[index].advance(now: now)
+        schedulePodEvent(index)
+        guard let outcome = ended else { return }
+        for progress in outcome.progress where !progress.newTokens.isEmpty {
+            let slot = Int(progress.id)
+            guard !exchanges[slot].done else { continue }
+            exchanges[slot].events += 1
+            if exchanges[slot].request.streaming {
+                exchanges[slot].lastActivity = now
+                if let previous = progress.previousTokenTime {
+                    if sink.wantsInterTokenGaps { sink.addInterTokenGap(now - previous) }
+                } else {
+                    exchanges[slot].firstToken = now
+                }
+                if let cut = exchanges[slot].cutAfterEvents, exchanges[slot].events >= cut {
+                    drivers[index].abort(RequestID(slot), now: now)
+                    fail(slot, .streamError(502), sink: &sink)
+                    continue
+                }
+            } else if exchanges[slot].firstToken == nil {
+                exchanges[slot].firstToken = now
+            }
+            guard progress.finished != nil else { continue }
+            if exchanges[slot].cutAfterEvents != nil, !exchanges[slot].request.streaming {
+                // A whole response cut before its first byte: reset before headers.
+                fail(slot, .status(503), sink: &sink)
+                continue
+            }
+            finish(slot, sink: &sink)
+        }
+    }
+
+    // MARK: Requests
+
+    private mutating func send(_ request: SimulatedRequest, sink: inout some SimulationSink) {
+        let slot = freeSlots.popLast() ?? exchanges.count
+        let exchange = Exchange(
+            request: request, scheduled: now, inference: InferenceRequest(model: request.model, objectiveHeader: request.objective, prefixText: request.prefixText),
+            lastActivity: now)
+        if slot == exchanges.count { exchanges.append(exchange) } else { exchanges[slot] = exchange }
+        outstanding += 1
+        attemptNext(slot, sink: &sink)
+    }
+
+    /// Load start, subtracted from every time a record carries.
+    private var recordStart = 0.0
+
+    /// The next endpoint to try: the picker's fallbacks, then a new decision without those
+    /// tried; none left (or attempts used up) is Envoy's 503.
+    private mutating func attemptNext(_ slot: Int, sink: inout some SimulationSink) {
+        var endpoint: Endpoint?
+        while endpoint == nil, !exchanges[slot].fallbacks.isEmpty {
+            let candidate = exchanges[slot].fallbacks.removeFirst()
+            if !exchanges[slot].tried.contains(candidate.address) { endpoint = candidate }
+        }
+        if endpoint == nil {
+            let tried = exchanges[slot].tried
+            var available = currentCandidates()
+            if !tried.isEmpty { available.removeAll { tried.contains($0.endpoint.address) } }
+            let decision = director.decide(exchanges[slot].inference, candidates: available, now: now)
+            switch decision {
+            case .route(let endpoints, let target, _, _):
+                let untried = endpoints.filter { !tried.contains($0.address) }
+                endpoint = untried.first
+                exchanges[slot].fallbacks = Array(untried.dropFirst())
+                exchanges[slot].inference.modelRewriteHeader = target
+            case .reject(let status, _, _):
+                // Refused by the picker (shed, no endpoint, no model): the first attempt's
+                // refusal is the client's answer; a retry finding nothing is Envoy's 503.
+                return fail(slot, .status(exchanges[slot].attempts == 0 ? status : 503), sink: &sink)
+            }
+        }
+        guard let endpoint, exchanges[slot].attempts < maxAttempts, let index = podByAddress[endpoint.address] else {
+            return fail(slot, .status(503), sink: &sink)
+        }
+        exchanges[slot].attempts += 1
+        exchanges[slot].tried.insert(endpoint.address)
+        exchanges[slot].pod = index
+        guard pods[index].running else {
+            // Nothing listens: the connection is refused, and the next endpoint is tried.
+            endpointTable.reportConnectFailure(endpoint.address, now: now)
+            candidatesValidUntil = -.infinity
+            return attemptNext(slot, sink: &sink)
+        }
+        if drivers[index].core.faults.partitioned {
+            // Accepted and reset at once: a reset before headers, not retried.
+            if !retryOnReset { endpointTable.reportConnectFailure(endpoint.address, now: now) }
+            candidatesValidUntil = -.infinity
+            return fail(slot, .status(503), sink: &sink)
+        }
+        pods[index].active.insert(slot)
+        exchanges[slot].lastActivity = now
+        scheduleTimeout(slot)
+        if pathLatency > 0 {
+            schedule(.delivery, at: now + pathLatency, subject: slot)
+        } else {
+            deliver(slot, sink: &sink)
+        }
+    }
+
+    /// The request reaches its pod's server.
+    private mutating func deliver(_ slot: Int, sink: inout some SimulationSink) {
+        let index = exchanges[slot].pod
+        guard !exchanges[slot].done, pods[index].running else { return }
+        if drivers[index].core.faults.hung {
+            pods[index].held.append(slot)
+            return
+        }
+        admit(slot, at: index, sink: &sink)
+    }
+
+    /// The pod's own checks, as its server makes them, then its engine.
+    private mutating func admit(_ slot: Int, at index: Int, sink: inout some SimulationSink) {
+        let request = exchanges[slot].request
+        let prompt: [Int]
+        let lora: LoRAAdapter?
+        let core = drivers[index].core
+        do throws(APIError) {
+            if let refusal = core.unavailability { throw refusal }
+            lora = try core.resolveModel(exchanges[slot].inference.modelRewriteHeader ?? request.model)
+            prompt = core.withSpecialTokens(request.promptTokenIDs)
+            _ = try core.checkLength(promptTokens: prompt.count, maxTokens: request.outputTokens, kind: .completion)
+        } catch {
+            endpointTable.reportAnswer(pods[index].address, status: error.status, now: now)
+            return fail(slot, .status(error.status), sink: &sink)
+        }
+        drivers[index].recordAccepted(model: request.model)
+        if let injected = drivers[index].drawInjectedFault() {
+            switch injected {
+            case .status(let status):
+                endpointTable.reportAnswer(pods[index].address, status: status, now: now)
+                return fail(slot, .status(status), sink: &sink)
+            case .cutStream:
+                exchanges[slot].cutAfterEvents = request.streaming ? 2 : 0
+            }
+        } else {
+            endpointTable.reportAnswer(pods[index].address, status: 200, now: now)
+        }
+        exchanges[slot].running = true
+        exchanges[slot].headSent = request.streaming
+        exchanges[slot].inputTokens = prompt.count
+        if request.streaming { exchanges[slot].lastActivity = now }
+        drivers[index].submit(
+            EngineRequest(
+                id: RequestID(slot), promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: request.outputTokens), finishReason: .length,
+                lora: lora, arrival: now, maxTokensParam: request.outputTokens),
+            now: now)
+        schedulePodEvent(index)
+    }
+
+    /// The gateway's upstream timeout: a pod silent for `upstreamTimeout` (before its head, or
+    /// between two events of a stream) ends the request with 504.
+    private mutating func scheduleTimeout(_ slot: Int) {
+        schedule(.timeout, at: exchanges[slot].lastActivity + upstreamTimeout, subject: slot)
+    }
+
+    private mutating func checkTimeout(_ slot: Int, sink: inout some SimulationSink) {
+        guard !exchanges[slot].done, exchanges[slot].pod >= 0 else { return }
+        let silentUntil = exchanges[slot].lastActivity + upstreamTimeout
+        guard now >= silentUntil else { return schedule(.timeout, at: silentUntil, subject: slot) }
+        let index = exchanges[slot].pod
+        if exchanges[slot].running, pods[index].running { drivers[index].abort(RequestID(slot), now: now) }
+        if !exchanges[slot].headSent { endpointTable.reportAnswer(pods[index].address, status: 504, now: now) }
+        fail(slot, exchanges[slot].headSent ? .streamError(504) : .status(504), sink: &sink)
+        schedulePodEvent(index)
+    }
+
+    private mutating func finish(_ slot: Int, sink: inout some SimulationSink) {
+        let exchange = exchanges[slot]
+        var record = RequestRecord(
+            stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
+            head: (exchange.request.streaming ? exchange.firstToken ?? now : now) - recordStart,
+            firstToken: exchange.request.streaming ? exchange.firstToken.map { $0 - recordStart } : nil, finished: now - recordStart,
+            outcome: .ok, servedBy: pods[exchange.pod].endpoint?.address ?? pods[exchange.pod].address, attempts: exchange.attempts,
+            outputTokens: exchange.request.outputTokens)
+        record.inputTokens = exchange.inputTokens
+        end(slot)
+        sink.add(record)
+    }
+
+    private mutating func fail(_ slot: Int, _ outcome: Outcome, sink: inout some SimulationSink) {
+        let exchange = exchanges[slot]
+        guard !exchange.done else { return }
+        let served = exchange.pod >= 0 && exchange.attempts > 0 ? pods[exchange.pod].endpoint?.address : nil
+        var record = RequestRecord(
+            stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
+            head: now - recordStart, firstToken: nil, finished: now - recordStart, outcome: outcome, servedBy: served,
+            attempts: exchange.attempts == 0 ? nil : exchange.attempts)
+        record.inputTokens = nil
+        end(slot)
+        sink.add(record)
+    }
+
+    private mutating func end(_ slot: Int) {
+        exchanges[slot].done = true
+        if exchanges[slot].pod >= 0 { pods[exchanges[slot].pod].active.remove(slot) }
+        freeSlots.append(slot)
+        outstanding -= 1
+    }
+
+    /// The names records give their streams.
+    var streamNames: [String] = [""]
+
+    // MARK: The gateway
+
+    /// The gateway's scrape: every pod's gauges as its `/metrics` page shows them now. A hung
+    /// server answers nothing (its metrics go stale); a partitioned or gone one refuses.
+    private mutating func scrape() {
+        for (address, index) in podByAddress {
+            guard pods[index].running, !drivers[index].core.faults.partitioned else {
+                endpointTable.scrapeFailed(address, unreachable: true)
+                continue
+            }
+            if drivers[index].core.faults.hung { continue }
+            endpointTable.scraped(address, metrics: EndpointMetrics(engine: drivers[index].core.engine, now: now))
+        }
+        candidatesValidUntil = -.infinity
+        if watching { recordMembership(initial: false) }
+    }
+
+    /// The candidates now, as the datastore would give them.
+    private mutating func currentCandidates() -> [Candidate] {
+        if now >= candidatesValidUntil {
+            candidates = endpointTable.candidates(now: now)
+            let until = endpointTable.candidatesUnchanged(after: now)
+            if watching, until < .infinity, until != candidatesValidUntil { schedule(.candidatesExpire, at: until, subject: 0) }
+            candidatesValidUntil = until
+            if watching { recordMembership(initial: false) }
+        }
+        return candidates
+    }
+
+    /// Notes which pods joined or left the candidates (the live scenario samples it every 10 ms).
+    private mutating func recordMembership(initial: Bool) {
+        if now >= candidatesValidUntil { _ = currentCandidates() }
+        let inside = Set(candidates.compactMap { podByAddress[$0.endpoint.address].map { pods[$0].name } })
+        for pod in pods {
+            let isIn = inside.contains(pod.name)
+            if initial || membership[pod.name] == nil || isIn != routable.contains(pod.name) {
+                membership[pod.name, default: []].append(.init(at: now - recordStart, routable: isIn))
+            }
+        }
+        routable = inside
+    }
+}
+
+/// A sink that keeps nothing (the fleet's startup sends no requests).
+struct NoSink: SimulationSink {
+    var wantsInterTokenGaps: Bool { false }
+    mutating func addInterTokenGap(_ gap: Double) {}
+    mutating func add(_ record: RequestRecord) {}
+}
+
+extension ChaosAction {
+    /// The fault this action puts on a pod's server, if it is one.
+    var podFault: PodFault? {
+        switch self {
+        case .hang: .hang(true)
+        case .slow(_, let factor): .slow(factor)
+        case .errors(_, let injection): .errors(injection)
+        case .partition: .partition(true)
+        case .kvPressure(_, let usable): .kvPressure(usable: usable)
+        case .restore: .restore
+        case .kill, .drain, .scale: nil
+        }
+    }
+}
