@@ -40,6 +40,14 @@ extension JSONValue {
     public var string: String? { if case .string(let value) = self { value } else { nil } }
     /// The items, when this is an array.
     public var array: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+    /// The number, integer or not, when this is one.
+    public var number: Double? {
+        switch self {
+        case .integer(let value): Double(value)
+        case .double(let value): value
+        default: nil
+        }
+    }
 }
 
 public struct JSONObject: Sendable, Equatable, ExpressibleByDictionaryLiteral, Sequence {
