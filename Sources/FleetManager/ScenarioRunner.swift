@@ -77,11 +77,21 @@ public enum ScenarioRunner {
     /// The prompt of a load stream's `index`-th request: about `promptTokens` words, distinct per
     /// request.
     static func prompt(_ spec: LoadSpec, index: Int) -> String {
-        var prompt = "Request \(index) of \(spec.name):"
-        let words = ["the", "fleet", "serves", "tokens", "while", "pods", "fail", "and", "recover", "again"]
-        for word in 0..<max(0, spec.promptTokens - 5) { prompt += " " + words[(word + index) % words.count] }
-        return prompt
+        promptHeader(spec, index: index) + promptBody(spec, index: index)
     }
+
+    /// What sets a request's prompt apart: its number and stream.
+    static func promptHeader(_ spec: LoadSpec, index: Int) -> String { "Request \(index) of \(spec.name):" }
+
+    /// The words after the header; the same for requests whose index is the same modulo
+    /// `promptWords.count`.
+    static func promptBody(_ spec: LoadSpec, index: Int) -> String {
+        var body = ""
+        for word in 0..<max(0, spec.promptTokens - 5) { body += " " + promptWords[(word + index) % promptWords.count] }
+        return body
+    }
+
+    static let promptWords = ["the", "fleet", "serves", "tokens", "while", "pods", "fail", "and", "recover", "again"]
 
     /// A request of a load stream: a prompt of about `promptTokens` words (distinct per request,
     /// so the prefix cache does not make them alike), `max_tokens` generated with `ignore_eos`.

@@ -1,4 +1,5 @@
 import FakeVLLM
+import InferenceAPI
 import Load
 
 /// `understudy sim SCENARIO`: a scenario in virtual time — its fleet brought up, its load's
@@ -16,14 +17,15 @@ public enum ScenarioSimulation {
         try Fleet.configure(&configuration, pool: scenario.fleet.pools[0], port: 0)
         let tokenizer = try EngineSetup(configuration, profiles: profiles).tokenizer
         let needsPrefixText = fleet.needsPrefixText
+        let prompts = scenario.load.map { PromptTokens($0, tokenizer: tokenizer) }
         var sink = RecordSink()
         let actions = fleet.run(schedule.map(\.time), request: { number in
             let arrival = schedule[number]
             let spec = scenario.load[arrival.stream]
-            let prompt = ScenarioRunner.prompt(spec, index: arrival.index)
             return SimulatedRequest(
                 stream: arrival.stream, model: spec.model ?? defaultModel, objective: spec.objective,
-                promptTokenIDs: tokenizer.encode(prompt, addSpecialTokens: false), prefixText: needsPrefixText ? prompt : "",
+                promptTokenIDs: prompts[arrival.stream].tokens(arrival.index),
+                prefixText: needsPrefixText ? prompts[arrival.stream].text(arrival.index) : "",
                 outputTokens: spec.maxTokens, streaming: spec.stream)
         }, from: fleet.now, timeline: scenario.timeline, watch: true, sink: &sink, progress: progress)
         return ScenarioReport(
@@ -38,4 +40,38 @@ struct RecordSink: SimulationSink {
     var wantsInterTokenGaps: Bool { false }
     mutating func addInterTokenGap(_ gap: Double) {}
     mutating func add(_ record: RequestRecord) { records.append(record) }
+}
+
+/// A load stream's prompts as token ids, the same as tokenizing each whole prompt: the words
+/// after the header repeat with the index, so their tokens are made once per variant and the
+/// header's are added (checked on the first prompts; a tokenizer that joins tokens across the
+/// boundary gets each prompt tokenized whole).
+struct PromptTokens {
+    private let spec: LoadSpec
+    private let tokenizer: any TextTokenizer
+    private let bodies: [[Int]]?
+    private let bodyTexts: [String]
+
+    init(_ spec: LoadSpec, tokenizer: any TextTokenizer) {
+        self.spec = spec
+        self.tokenizer = tokenizer
+        let variants = ScenarioRunner.promptWords.count
+        bodyTexts = (0..<variants).map { ScenarioRunner.promptBody(spec, index: $0) }
+        let bodies = (0..<variants).map { tokenizer.encode(ScenarioRunner.promptBody(spec, index: $0), addSpecialTokens: false) }
+        let composes = (0..<variants * 2).allSatisfy { index in
+            tokenizer.encode(ScenarioRunner.prompt(spec, index: index), addSpecialTokens: false)
+                == tokenizer.encode(ScenarioRunner.promptHeader(spec, index: index), addSpecialTokens: false) + bodies[index % variants]
+        }
+        self.bodies = composes ? bodies : nil
+    }
+
+    /// The prompt's text, as `ScenarioRunner.prompt` makes it.
+    func text(_ index: Int) -> String {
+        ScenarioRunner.promptHeader(spec, index: index) + bodyTexts[index % bodyTexts.count]
+    }
+
+    func tokens(_ index: Int) -> [Int] {
+        guard let bodies else { return tokenizer.encode(ScenarioRunner.prompt(spec, index: index), addSpecialTokens: false) }
+        return tokenizer.encode(ScenarioRunner.promptHeader(spec, index: index), addSpecialTokens: false) + bodies[index % bodies.count]
+    }
 }

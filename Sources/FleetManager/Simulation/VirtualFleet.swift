@@ -71,6 +71,8 @@ struct VirtualFleet {
     /// Membership of the candidates, for a scenario's report (when watched).
     private(set) var membership: [String: [ScenarioReport.Membership]] = [:]
     private var routable: Set<String> = []
+    /// The candidates' addresses when membership was last noted.
+    private var routableAddresses: [String] = []
     private var watching = false
     private let upstreamTimeout: Double
     private let maxAttempts: Int
@@ -279,7 +281,7 @@ struct VirtualFleet {
     private mutating func apply(_ effects: [PodEffect], to name: String, sink: inout some SimulationSink) {
         // Most probes change nothing; a pod deleted while backing off ends with no effect.
         guard !effects.isEmpty else {
-            if fleet.removeIfTerminated(name) { publish() }
+            if fleet.removeIfTerminated(name) { discoveryChanged = true }
             return
         }
         let index = podIndex[name] ?? addPod(name)
@@ -302,7 +304,10 @@ struct VirtualFleet {
             }
         }
         _ = fleet.removeIfTerminated(name)
-        publish()
+        discoveryChanged = true
+        // A watched run notes membership as it changes; otherwise the change is published
+        // before the candidates are next read.
+        if watching { publish() }
     }
 
     private mutating func addPod(_ name: String) -> Int {
@@ -318,8 +323,14 @@ struct VirtualFleet {
         return pods.count - 1
     }
 
-    /// The gateway's discovery: the pool's endpoints among the pods, Ready or not.
+    /// Pods came, went or changed readiness since the gateway's discovery last saw them.
+    private var discoveryChanged = false
+
+    /// The gateway's discovery: the pool's endpoints among the pods, Ready or not. Published
+    /// once per batch of changes (a fleet's start changes a thousand pods at once), before the
+    /// candidates are next read.
     private mutating func publish() {
+        discoveryChanged = false
         var discovered: [DiscoveredPod] = []
         for pod in pods {
             guard let state = fleet.pods[pod.name] else { continue }
@@ -630,17 +641,18 @@ struct VirtualFleet {
             endpointTable.scraped(address, metrics: EndpointMetrics(engine: drivers[index].core.engine, now: now))
         }
         candidatesValidUntil = -.infinity
-        if watching { recordMembership(initial: false) }
+        if watching { _ = currentCandidates() }
     }
 
     /// The candidates now, as the datastore would give them.
     private mutating func currentCandidates() -> [Candidate] {
+        if discoveryChanged { publish() }
         if now >= candidatesValidUntil {
             candidates = endpointTable.candidates(now: now)
             let until = endpointTable.candidatesUnchanged(after: now)
             if watching, until < .infinity, until != candidatesValidUntil { schedule(.candidatesExpire, at: until, subject: 0) }
             candidatesValidUntil = until
-            if watching { recordMembership(initial: false) }
+            if watching, !candidates.map(\.endpoint.address).elementsEqual(routableAddresses) { recordMembership(initial: false) }
         }
         return candidates
     }
@@ -648,6 +660,7 @@ struct VirtualFleet {
     /// Notes which pods joined or left the candidates (the live scenario samples it every 10 ms).
     private mutating func recordMembership(initial: Bool) {
         if now >= candidatesValidUntil { _ = currentCandidates() }
+        routableAddresses = candidates.map(\.endpoint.address)
         let inside = Set(candidates.compactMap { podByAddress[$0.endpoint.address].map { pods[$0].name } })
         for pod in pods {
             let isIn = inside.contains(pod.name)
