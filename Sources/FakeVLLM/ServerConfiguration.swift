@@ -56,6 +56,12 @@ public struct ServerConfiguration: Sendable {
     public var connectionLimits = ConnectionLimits.pod
     /// `--ssl-certfile`, `--ssl-keyfile`, `--ssl-ca-certs`, `--ssl-cert-reqs`: serve HTTPS.
     public var tls: ServerTLS?
+    /// Off with `--disable-log-stats`: no periodic engine stats line.
+    public var logStats = true
+    /// vLLM's `VLLM_LOG_STATS_INTERVAL`: seconds between engine stats lines.
+    public var logStatsInterval = 10.0
+    /// Off with `--disable-uvicorn-access-log`: no access line per request.
+    public var accessLog = true
 
     public init() {}
 

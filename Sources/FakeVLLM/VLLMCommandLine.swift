@@ -37,8 +37,8 @@ public enum VLLMCommandLine {
         "override-generation-config": .value, "response-role": .value, "reasoning-parser": .value,
         "limit-mm-per-prompt": .value, "mm-processor-kwargs": .value, "lora-dtype": .value, "fully-sharded-loras": .flag,
         // Logging, tracing and the HTTP front end's process layout.
-        "disable-log-requests": .flag, "enable-log-requests": .flag, "disable-log-stats": .flag, "uvicorn-log-level": .value,
-        "disable-uvicorn-access-log": .flag, "disable-fastapi-docs": .flag, "disable-frontend-multiprocessing": .flag,
+        "disable-log-requests": .flag, "enable-log-requests": .flag, "uvicorn-log-level": .value,
+        "disable-fastapi-docs": .flag, "disable-frontend-multiprocessing": .flag,
         "api-server-count": .value, "otlp-traces-endpoint": .value, "collect-detailed-traces": .value,
         "enable-request-id-headers": .flag, "root-path": .value, "allowed-origins": .value, "allowed-methods": .value,
         "allowed-headers": .value, "allow-credentials": .flag, "middleware": .value,

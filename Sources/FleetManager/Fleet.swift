@@ -1,6 +1,7 @@
 import FakeVLLM
 import Foundation
 import Gateway
+import Logging
 import InferenceAPI
 import NIOCore
 import NIOPosix
@@ -29,11 +30,14 @@ public actor Fleet {
     public nonisolated let runtime: PodRuntime
     /// The gateway's socket-free scrapes of in-process pods (nil for process pods).
     private let scrapes: InProcessScrapes?
+    /// What happens to the pods: started, Ready, unready, killed, restarting, draining, gone.
+    private let logger: Logger
 
     private init(
         spec: FleetSpec, gateway: GatewayServer, profiles: ProfileStore, gracePeriod: Double, backoff: RestartBackoff, runtime: PodRuntime,
-        scrapes: InProcessScrapes?
+        scrapes: InProcessScrapes?, logger: Logger
     ) {
+        self.logger = logger
         self.runtime = runtime
         self.scrapes = scrapes
         self.spec = spec
@@ -48,7 +52,7 @@ public actor Fleet {
     /// `firstPodPort` 0 every pod gets an ephemeral port (tests).
     public static func start(
         _ spec: FleetSpec, profiles: ProfileStore, gracePeriod: Double = 30, backoff: RestartBackoff = RestartBackoff(),
-        runtime: PodRuntime = .inProcess
+        runtime: PodRuntime = .inProcess, logger: Logger = Logger(label: "fleet", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> Fleet {
         // Refuse a fleet whose pods could not start before binding anything.
         for pool in spec.pools {
@@ -67,7 +71,8 @@ public actor Fleet {
             resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
             configuration: dataPlane, metricsSource: scrapes)
         let fleet = Fleet(
-            spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime, scrapes: scrapes)
+            spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime, scrapes: scrapes,
+            logger: logger)
         gateway.follow(fleet.registry)
         await fleet.createPods()
         await fleet.startTicking()
@@ -102,7 +107,9 @@ public actor Fleet {
     /// Scales a pool, as `kubectl scale deployment`: new pods start (and load) on new ports;
     /// extra pods — the newest first — are deleted gracefully.
     public func scale(_ poolName: String, replicas: Int) async throws {
-        await carryOut(try core.scale(poolName, replicas: replicas, now: now))
+        let effects = try core.scale(poolName, replicas: replicas, now: now)
+        logger.info("pool \(poolName) scaled to \(replicas) replicas")
+        await carryOut(effects)
     }
 
     /// Time-driven transitions (model loads, restarts, grace periods), checked every 50 ms.
@@ -173,6 +180,7 @@ public actor Fleet {
                     }
                 } catch {
                     // The port is taken, or the like: the container fails and backs off.
+                    logger.error("pod \(name) failed to start: \(error)")
                     guard let effects = core.serverExited(name, launch: launch, now: now) else { return }
                     publish(name)
                     return await apply(effects, to: name)
@@ -185,27 +193,61 @@ public actor Fleet {
                 }
                 servers[name] = (started, launch)
                 ports[name] = started.port
+                logger.info("pod \(name) started on port \(started.port)\(pod.lifecycle.restarts > 0 ? " (restart \(pod.lifecycle.restarts))" : "")")
                 if let server = started as? VLLMServer { scrapes?.serve("127.0.0.1:\(started.port)", by: server) }
-                try? await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
+                do {
+                    try await started.preload(adapters: pod.pool.adapters.filter(\.preload).map(\.name))
+                } catch {
+                    logger.warning("pod \(name): preloading its adapters failed: \(error)")
+                }
             case .markReady:
-                try? await servers[name]?.server.markReady()
+                do {
+                    try await servers[name]?.server.markReady()
+                    logger.info("pod \(name) Ready")
+                } catch {
+                    logger.error("pod \(name) could not be made Ready: \(error)")
+                }
             case .stopAccepting:
-                try? await servers[name]?.server.beginDraining()
+                logger.info("pod \(name) terminating: finishing its requests (grace period \(Int(gracePeriod)) s)")
+                do {
+                    try await servers[name]?.server.beginDraining()
+                } catch {
+                    logger.warning("pod \(name): draining failed: \(error)")
+                }
             case .kill:
                 // Taken out before awaiting, so a relaunch meanwhile is not mistaken for it.
                 let server = servers.removeValue(forKey: name)?.server
                 faults[name] = nil
                 if let server { retire(server) }
-                try? await server?.stop()
-            case .scheduleRestart, .readinessChanged:
-                break
+                if core.pods[name]?.lifecycle.phase == .terminated {
+                    logger.info("pod \(name) stopped")
+                } else {
+                    logger.info("pod \(name) killed by the kubelet: its liveness probe failed")
+                }
+                await stopServer(server, of: name)
+            case .scheduleRestart(let at):
+                logger.info("pod \(name) CrashLoopBackOff: restarting in \(Self.seconds(at - now))")
+            case .readinessChanged:
+                logger.info("pod \(name) \(pod.lifecycle.isReady ? "Ready again: its readiness probe passes" : "unready: its readiness probe failed")")
             }
         }
         publish(name)
         if core.pods[name]?.lifecycle.phase == .terminated { remove(name) }
     }
 
+    /// Stops a server that is no longer its pod's; a failure is logged (the pod has moved on).
+    private func stopServer(_ server: (any PodServer)?, of name: String) async {
+        do {
+            try await server?.stop()
+        } catch {
+            logger.warning("pod \(name): stopping its server failed: \(error)")
+        }
+    }
+
+    static func seconds(_ value: Double) -> String { "\(Int(max(0, value).rounded())) s" }
+
     private func remove(_ name: String) {
+        logger.info("pod \(name) gone")
         if let server = servers.removeValue(forKey: name)?.server { retire(server) }
         _ = core.removeIfTerminated(name)
         faults[name] = nil
@@ -227,6 +269,7 @@ public actor Fleet {
     /// (kill, drain, stop) find the server already gone from the pod and change nothing.
     private func serverExited(_ name: String, launch: Int) async {
         guard servers[name]?.launch == launch, let effects = core.serverExited(name, launch: launch, now: now) else { return }
+        logger.warning("pod \(name): its server exited")
         servers[name] = nil
         faults[name] = nil
         publish(name)
@@ -241,8 +284,9 @@ public actor Fleet {
         let server = servers.removeValue(forKey: name)?.server
         faults[name] = nil
         publish(name)
+        logger.info("pod \(name) killed")
         if let server { retire(server) }
-        try? await server?.stop()
+        await stopServer(server, of: name)
         await apply(effects, to: name)
     }
 
@@ -281,6 +325,7 @@ public actor Fleet {
             throw FleetError("pod \(action.target) is not running (\(pod.lifecycle.phase.status)); try again once it is")
         }
         try await server.perform(action)
+        logger.info("pod \(action.target): \(action.summary)")
         // A kill or a restart while the fault was being applied leaves a new server, without it.
         guard servers[action.target]?.server === server else { return }
         if case .restore = action { faults[action.target] = nil }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -44,8 +45,13 @@ public final class ResponseWriter {
     public func writeHead(status: HTTPResponseStatus, headers: HTTPHeaders) {
         var headers = headers
         if !keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+        onHead?(status)
+        onHead = nil
         context.write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
     }
+
+    /// Called once, as the response starts (the access log's moment, as uvicorn's).
+    var onHead: ((HTTPResponseStatus) -> Void)?
 
     /// Chaos: after this many more body chunks the connection is cut, mid-response (0 cuts the
     /// body of a whole response before it is sent).
@@ -126,6 +132,12 @@ public protocol HTTPRequestRouter: AnyObject {
     var maxBodyBytes: Int { get }
     /// Serves one request; returns the response when it outlives this call.
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)?
+    /// Where each request's access line goes as its response starts (nil: nowhere).
+    var accessLog: Logger? { get }
+}
+
+extension HTTPRequestRouter {
+    public var accessLog: Logger? { nil }
 }
 
 /// The HTTP/1.1 connection handler shared by the emulated server, the gateway and the small
@@ -248,6 +260,12 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
                         self.enter(.idle, limit: self.limits.idleTimeout)
                     }
                 }
+            }
+            if let log = router.accessLog {
+                // uvicorn's access line: the client, the request line, the status.
+                let client = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "-"
+                let line = "\(requestHead.method.rawValue) \(requestHead.uri) HTTP/\(requestHead.version.major).\(requestHead.version.minor)"
+                writer.onHead = { status in log.info("\(client) - \"\(line)\" \(status.code) \(status.reasonPhrase)") }
             }
             let responder = router.route(request, writer: writer)
             if let responder, !responder.isDone {

@@ -3,6 +3,7 @@ import FakeVLLM
 import FleetManager
 import Foundation
 import InferenceAPI
+import Logging
 
 /// `understudy serve`: one emulated vLLM server, flags named and defaulted as `vllm serve`'s.
 struct Serve: AsyncParsableCommand {
@@ -54,6 +55,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most sequences (prompts × n) one request may ask for.") var maxRequestSequences = RequestBudget().maxSequences
     @Option(help: "Most output one request may ask for: n × max_tokens over its prompts, each token counted once more per top logprob.")
     var maxRequestOutputTokens = RequestBudget().maxOutputEntries
+    @Flag(help: "No periodic engine stats line (vLLM's, every VLLM_LOG_STATS_INTERVAL seconds, 10 by default).") var disableLogStats = false
+    @Flag(help: "No access line per request (uvicorn's).") var disableUvicornAccessLog = false
+    @OptionGroup var logging: LogOptions
     @Flag(help: .hidden) var controlStdin = false
     /// vLLM flags taken out by `VLLMCommandLine.normalize` as changing nothing here.
     @Option(help: .hidden) var acceptedWithoutEffect: [String] = []
@@ -86,6 +90,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logging.bootstrap()
         var configuration = ServerConfiguration()
         if let modelTag, modelTag != model, CommandLine.arguments.contains(where: { $0 == "--model" || $0.hasPrefix("--model=") }) {
             print("understudy serve: WARNING: the positional model \(modelTag) wins over --model \(model), as in vllm serve")
@@ -136,13 +141,23 @@ struct Serve: AsyncParsableCommand {
             guard let value = Int(maxN), value >= 1 else { throw ValidationError("VLLM_MAX_N_SEQUENCES must be a positive integer, got \(maxN)") }
             configuration.requestBudget.maxN = value
         }
+        configuration.logStats = !disableLogStats
+        configuration.accessLog = !disableUvicornAccessLog
+        if let interval = environment["VLLM_LOG_STATS_INTERVAL"] {
+            guard let seconds = Double(interval), seconds > 0, seconds.isFinite else {
+                throw ValidationError("VLLM_LOG_STATS_INTERVAL must be a positive number of seconds, got \(interval)")
+            }
+            configuration.logStatsInterval = seconds
+        }
         configuration.requestBudget.maxSequences = maxRequestSequences
         configuration.requestBudget.maxOutputEntries = maxRequestOutputTokens
 
         if !acceptedWithoutEffect.isEmpty {
             print("understudy serve: accepted with no effect on the emulation: \(acceptedWithoutEffect.joined(separator: ", "))")
         }
-        let server = try await VLLMServer.start(configuration, profiles: ProfileStore.locate())
+        let server = try await VLLMServer.start(
+            configuration, profiles: ProfileStore.locate(),
+            logging: ServerLogging(access: Logger(label: ServerLogHandler.accessLabel), engine: Logger(label: "loggers")))
         let setup = server.setup
         if let assumption = setup.modelAssumption { print("understudy serve: WARNING: \(assumption)") }
         print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")

@@ -5,6 +5,7 @@ import Foundation
 import InferenceAPI
 import Load
 import Gateway
+import Logging
 
 /// `understudy up`: a fleet of emulated pods and the gateway in front of them, from one command.
 struct Up: AsyncParsableCommand {
@@ -18,8 +19,10 @@ struct Up: AsyncParsableCommand {
     var policy: String?
     @Option(help: "Require Authorization: Bearer TOKEN on the admin API (also UNDERSTUDY_ADMIN_TOKEN; understudy chaos sends it).")
     var adminToken: String?
+    @OptionGroup var logging: LogOptions
 
     func run() async throws {
+        logging.bootstrap()
         let profiles = try ProfileStore.locate()
         let path = fleetFile ?? profiles.root.appendingPathComponent("fleets/demo.yaml").path
         var spec: FleetSpec
@@ -33,7 +36,7 @@ struct Up: AsyncParsableCommand {
             spec.resources.pickerConfig = chosen.pickerConfig(configured: spec.resources.pickerConfig)
         }
         let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
-        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime)
+        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime, logger: Logger(label: "fleet"))
         let token = adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"]
         let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port, token: token)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"

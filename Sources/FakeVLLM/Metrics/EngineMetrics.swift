@@ -242,6 +242,11 @@ public final class EngineMetrics {
     // MARK: Exposition
 
     /// The /metrics body.
+    /// The counters the periodic stats line is computed from, as they stand.
+    var statsTotals: EngineStatsLine.Totals {
+        .init(promptTokens: promptTokens, generationTokens: generationTokens, prefixQueries: prefixQueries, prefixHits: prefixHits)
+    }
+
     public func render() -> ByteBuffer {
         if let page = renderedPage.current { return page }
         let page = renderPage()

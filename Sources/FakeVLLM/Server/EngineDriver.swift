@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 
 /// Receives what the engine produced for one sequence.
@@ -20,6 +21,16 @@ final class EngineDriver: @unchecked Sendable {
     private var stepInFlight = false
     /// Called with each step as its tokens are delivered (traces, tests).
     var stepObserver: ((StepOutcome) -> Void)?
+    private lazy var statsLine = EngineStatsLine(now: now)
+
+    /// Logs vLLM's periodic engine stats line for the interval since the last one.
+    func logStats(to logger: Logger) {
+        let engine = core.engine
+        let (level, text) = statsLine.next(
+            now: now, totals: metrics.statsTotals, running: engine.numRunning, waiting: engine.numWaiting,
+            kvCacheUsage: engine.kvCacheUsage)
+        logger.log(level: level, "\(text)")
+    }
 
     init(loop: EventLoop, core: PodCore, metrics: EngineMetrics, timeScale: Double) {
         self.loop = loop

@@ -1,5 +1,6 @@
 import Foundation
 import InferenceAPI
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -16,6 +17,8 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
     /// The model's tokenizer (`--tokenizer`), else the built-in approximation.
     let tokenizer: any TextTokenizer
     var maxBodyBytes: Int { configuration.maxBodyBytes }
+    /// uvicorn's access log (`understudy serve`; a fleet's in-process pods log nothing).
+    let accessLog: Logger?
     /// Makes response ids, as vLLM's uuid4s: unique across pods and restarts (--seed must not
     /// repeat them), and apart from output seeds, so that listing models leaves outputs alone.
     private var idGenerator = SplitMix64(seed: UInt64.random(in: .min ... .max))
@@ -28,10 +31,11 @@ final class Router: HTTPRequestRouter, @unchecked Sendable {
         _modify { yield &driver.core }
     }
 
-    init(configuration: ServerConfiguration, setup: EngineSetup, driver: EngineDriver) {
+    init(configuration: ServerConfiguration, setup: EngineSetup, driver: EngineDriver, accessLog: Logger?) {
         self.configuration = configuration
         self.setup = setup
         self.driver = driver
+        self.accessLog = configuration.accessLog ? accessLog : nil
         self.tokenizer = setup.tokenizer
     }
 

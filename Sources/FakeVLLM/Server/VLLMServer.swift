@@ -1,5 +1,6 @@
 import Foundation
 import InferenceAPI
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -14,7 +15,7 @@ public final class VLLMServer: Sendable {
     /// The bound port (useful with port 0).
     public let port: Int
     private let channel: Channel
-    private let router: Router
+    let router: Router
     /// Open client connections, so stopping the server ends them too (as a killed pod would).
     private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
     /// Chaos: connections are reset as they arrive (see `setPartitioned`); also set once stopped,
@@ -23,11 +24,14 @@ public final class VLLMServer: Sendable {
     private let stopped = NIOLockedValueBox(false)
     /// Chaos: hung (mirrors the router's flag for readers off its loop).
     private let hung = NIOLockedValueBox(false)
+    /// The periodic engine stats line, when logged.
+    let statsTask: RepeatedTask?
 
     private init(
         configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router,
-        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, partitioned: NIOLockedValueBox<Bool>
+        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, partitioned: NIOLockedValueBox<Bool>, statsTask: RepeatedTask?
     ) {
+        self.statsTask = statsTask
         self.configuration = configuration
         self.setup = setup
         self.port = port
@@ -40,7 +44,8 @@ public final class VLLMServer: Sendable {
     /// Resolves profiles, builds the engine and binds. With `--startup-delay`, /health is 503
     /// and requests are refused until the emulated model load has finished.
     public static func start(
-        _ configuration: ServerConfiguration, profiles: ProfileStore, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        _ configuration: ServerConfiguration, profiles: ProfileStore, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logging: ServerLogging? = nil
     ) async throws -> VLLMServer {
         guard configuration.timeScale > 0, configuration.timeScale.isFinite else {
             throw ProfileError("time scale must be a positive number, got \(configuration.timeScale)")
@@ -55,7 +60,7 @@ public final class VLLMServer: Sendable {
         let router = try await loop.submit {
             let driver = EngineDriver(
                 loop: loop, core: PodCore(configuration: configuration, setup: setup), metrics: metrics, timeScale: configuration.timeScale)
-            return Router(configuration: configuration, setup: setup, driver: driver)
+            return Router(configuration: configuration, setup: setup, driver: driver, accessLog: logging?.access)
         }.get()
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
         let partitioned = NIOLockedValueBox(false)
@@ -75,12 +80,18 @@ public final class VLLMServer: Sendable {
             }
             .bind(host: configuration.host, port: configuration.port)
             .get()
+        // Scheduled once bound: a server that failed to start logs nothing.
+        var statsTask: RepeatedTask?
+        if let engineLog = logging?.engine, configuration.logStats, configuration.logStatsInterval > 0, configuration.logStatsInterval.isFinite {
+            let interval = TimeAmount.nanoseconds(Int64(min(configuration.logStatsInterval, 86_400) * 1e9))
+            statsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in router.driver.logStats(to: engineLog) }
+        }
         if configuration.startupDelay > 0, configuration.startupDelay.isFinite {
             loop.scheduleTask(in: .nanoseconds(Int64(configuration.startupDelay * 1e9))) { router.core.markReady() }
         }
         return VLLMServer(
             configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel,
-            router: router, connections: connections, partitioned: partitioned)
+            router: router, connections: connections, partitioned: partitioned, statsTask: statsTask)
     }
 
     /// Closes a connection with a TCP reset (SO_LINGER 0), as a rejecting firewall would.
@@ -181,6 +192,7 @@ public final class VLLMServer: Sendable {
 
     /// Stops accepting connections and closes the open ones (their requests end abruptly).
     public func stop() async throws {
+        statsTask?.cancel()
         stopped.withLockedValue { $0 = true }
         partitioned.withLockedValue { $0 = true }  // anything accepted from now on is reset
         try? await channel.close()
@@ -199,6 +211,18 @@ public final class VLLMServer: Sendable {
     /// Waits until the listening socket closes.
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
+    }
+}
+
+/// Where a server's own logs go: uvicorn's access lines and vLLM's engine lines (its periodic
+/// stats). A fleet's in-process pods have none, as their logs would drown the fleet's.
+public struct ServerLogging: Sendable {
+    public var access: Logger
+    public var engine: Logger
+
+    public init(access: Logger, engine: Logger) {
+        self.access = access
+        self.engine = engine
     }
 }
 
