@@ -46,18 +46,22 @@ public enum ScenarioRunner {
         let watching = Task { await watcher.watch(fleet, clock: client.now) }
         let timeline = Task { () -> [ScenarioReport.ActionRecord] in
             var done: [ScenarioReport.ActionRecord] = []
-            for step in scenario.timeline {
-                let wait = step.at - client.now()
+            var timeline = ChaosTimeline(scenario.timeline)
+            while let due = timeline.nextTime {
+                let wait = due - client.now()
+                // Cancelled only with the run: then the remaining actions run at once.
                 if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(wait * 1e9))) }
-                let at = client.now()
-                var failure: String?
-                do {
-                    try await fleet.perform(step.action)
-                } catch {
-                    failure = "\(error)"
+                for step in timeline.actions(due: max(due, client.now())) {
+                    let at = client.now()
+                    var failure: String?
+                    do {
+                        try await fleet.perform(step.action)
+                    } catch {
+                        failure = "\(error)"
+                    }
+                    progress?(String(format: "%7.2f s  %@%@", at, step.action.summary, failure.map { " — failed: \($0)" } ?? ""))
+                    done.append(.init(at: at, action: step.action, failure: failure))
                 }
-                progress?(String(format: "%7.2f s  %@%@", at, step.action.summary, failure.map { " — failed: \($0)" } ?? ""))
-                done.append(.init(at: at, action: step.action, failure: failure))
             }
             return done
         }

@@ -2,9 +2,8 @@ import Foundation
 import Logging
 
 /// Log lines as the servers Understudy stands in for print them, on standard output: vLLM's
-/// (`INFO 12-05 07:15:01 [loggers.py] message`, its logger's format with the logger's name in
-/// place of the source file) and, for the logger labelled `uvicorn.access`, uvicorn's access
-/// lines (`INFO:     127.0.0.1:52100 - "POST /v1/completions HTTP/1.1" 200 OK`).
+/// (`INFO 12-05 07:15:01 [loggers] message`, its logger's format with the logger's name in
+/// place of the source file) and, for loggers labelled `uvicorn…`, uvicorn's (`INFO:     127.0.0.1:52100 - "POST /v1/completions HTTP/1.1" 200 OK`).
 public struct ServerLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -17,7 +16,8 @@ public struct ServerLogHandler: LogHandler {
         self.output = output
     }
 
-    /// The label of the access log: its lines take uvicorn's format.
+    /// The label of the access log. Its lines, and those of every logger labelled `uvicorn…`,
+    /// take uvicorn's format.
     public static let accessLabel = "uvicorn.access"
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -30,7 +30,7 @@ public struct ServerLogHandler: LogHandler {
         let merged = metadata.merging(event.metadata ?? [:]) { _, new in new }
         if !merged.isEmpty { text += " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") }
         let level = Self.name(event.level)
-        if label == Self.accessLabel {
+        if label.hasPrefix("uvicorn") {
             // uvicorn pads the level and its colon to ten characters.
             output((level + ":").padding(toLength: 10, withPad: " ", startingAt: 0) + text)
         } else {

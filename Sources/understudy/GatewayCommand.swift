@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Gateway
 import InferenceAPI
+import Logging
 import NIOCore
 import NIOPosix
 
@@ -36,6 +37,7 @@ struct GatewayCommand: AsyncParsableCommand {
     var requestHeadersTimeout = 10.0
     @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 300.0
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var logging: LogOptions
     @Option(help: "Require Authorization: Bearer KEY on /v1 routes (also UNDERSTUDY_GATEWAY_API_KEY); the header is forwarded.") var apiKey: String?
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
     @Option(help: "Event-loop threads serving connections (default: one per core, as Envoy's --concurrency).") var threads: Int?
@@ -57,6 +59,7 @@ struct GatewayCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        logging.bootstrap()
         let resources: GatewayResources
         do {
             resources = try ManifestLoader.load(files: configFiles)
@@ -95,6 +98,17 @@ struct GatewayCommand: AsyncParsableCommand {
         print("  picker: \(resources.pickerConfig == nil ? "GIE's default profile (queue 2, kv-cache 2, prefix 3)" : "EndpointPickerConfig from --config")")
         print("  listening on \(dataPlane.tls == nil ? "http" : "https")://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
         fflush(nil)  // print is buffered when stdout is not a terminal
-        try await server.waitUntilClosed()
+        let lifecycle = Logger(label: "gateway")
+        try await Draining.run(logger: lifecycle, untilClosed: { try await server.waitUntilClosed() }, drain: {
+            lifecycle.info("draining: new connections are refused; waiting for \(picker.metrics.requestsInFlight) request(s) in flight")
+            do {
+                try await server.beginDraining()
+                while picker.metrics.requestsInFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
+                try await server.stop()
+            } catch {
+                lifecycle.error("draining failed: \(error)")
+            }
+            lifecycle.info("stopped")
+        })
     }
 }

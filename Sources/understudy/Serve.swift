@@ -175,7 +175,24 @@ struct Serve: AsyncParsableCommand {
             // Drained, or the fleet went away: `obeyControl` exits the process.
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
-        try await server.waitUntilClosed()
+        // uvicorn's lines on the way out.
+        let lifecycle = Logger(label: "uvicorn.error")
+        try await Draining.run(logger: lifecycle, untilClosed: { try await server.waitUntilClosed() }, drain: {
+            lifecycle.info("Shutting down")
+            do {
+                try await server.beginDraining()
+                while try await server.requestsInFlight() > 0 { try await Task.sleep(for: .milliseconds(20)) }
+            } catch {
+                lifecycle.error("draining failed: \(error)")
+            }
+            lifecycle.info("Application shutdown complete.")
+            do {
+                try await server.stop()
+            } catch {
+                lifecycle.error("stopping failed: \(error)")
+            }
+            lifecycle.info("Finished server process [\(getpid())]")
+        })
     }
 
     /// A fleet's pod (`understudy up --processes`): takes `PodControl` lines from stdin on a

@@ -79,54 +79,21 @@ struct Up: AsyncParsableCommand {
             }
         }
         defer { watchMachine.cancel() }
-        let signal = await Self.waitForTermination()
-        print("understudy up: \(signal == SIGINT ? "interrupted" : "terminated"); draining the pods (up to \(Int(gracePeriod)) s; again to quit now)")
-        fflush(nil)  // print is buffered when stdout is not a terminal
-        try? await admin.close()
-        await fleet.stop()
+        let lifecycle = Logger(label: "fleet")
+        try await Draining.run(logger: lifecycle, untilClosed: { try await admin.closeFuture.get() }, drain: {
+            lifecycle.info("draining the pods (up to \(Int(gracePeriod)) s; a second signal quits now)")
+            do {
+                try await admin.close()
+            } catch {
+                lifecycle.warning("closing the admin API failed: \(error)")
+            }
+            await fleet.stop()
+            lifecycle.info("stopped")
+        })
     }
 
     /// This program's own path, for pods run as `understudy serve` processes.
     static var executable: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
-
-    /// Waits for SIGINT or SIGTERM, which then no longer end the process by themselves.
-    static func waitForTermination() async -> Int32 {
-        await withCheckedContinuation { continuation in
-            let once = OnceBox(continuation)
-            var sources: [DispatchSourceSignal] = []
-            for number in [SIGINT, SIGTERM] {
-                Foundation.signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler { once.resume(number) }
-                source.resume()
-                sources.append(source)
-            }
-            once.keep(sources)
-        }
-    }
-
-    /// Resumes a continuation at most once and keeps the signal sources alive meanwhile.
-    final class OnceBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var continuation: CheckedContinuation<Int32, Never>?
-        private var sources: [DispatchSourceSignal] = []
-
-        init(_ continuation: CheckedContinuation<Int32, Never>) { self.continuation = continuation }
-
-        func keep(_ sources: [DispatchSourceSignal]) {
-            lock.withLock { self.sources = sources }
-        }
-
-        /// The first signal starts the drain; a second one ends the process at once.
-        func resume(_ signal: Int32) {
-            let continuation = lock.withLock {
-                defer { self.continuation = nil }
-                return self.continuation
-            }
-            guard let continuation else { Foundation.exit(128 + signal) }
-            continuation.resume(returning: signal)
-        }
     }
 }

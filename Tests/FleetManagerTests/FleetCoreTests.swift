@@ -95,3 +95,18 @@ import Testing
         #expect(core.pods["fast-0"]!.lifecycle.phase.status == "CrashLoopBackOff")
     }
 }
+
+@Suite struct ChaosTimelineTests {
+    @Test func actionsComeOutOnceWhenDueInOrder() {
+        var timeline = ChaosTimeline([
+            TimedAction(at: 5, .restore(pod: "p-0")), TimedAction(at: 2, .hang(pod: "p-0")), TimedAction(at: 2, .kill(pod: "p-1")),
+        ])
+        #expect(timeline.nextTime == 2)
+        #expect(timeline.actions(due: 1.9).isEmpty)
+        #expect(Array(timeline.actions(due: 2)).map(\.action) == [.hang(pod: "p-0"), .kill(pod: "p-1")], "equal times keep their order")
+        #expect(timeline.actions(due: 3).isEmpty, "each once")
+        #expect(timeline.nextTime == 5)
+        #expect(Array(timeline.actions(due: 100)).map(\.action) == [.restore(pod: "p-0")])
+        #expect(timeline.nextTime == nil)
+    }
+}

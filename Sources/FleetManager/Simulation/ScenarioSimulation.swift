@@ -27,7 +27,7 @@ public enum ScenarioSimulation {
                 promptTokenIDs: prompts[arrival.stream].tokens(arrival.index),
                 prefixText: needsPrefixText ? prompts[arrival.stream].text(arrival.index) : "",
                 outputTokens: spec.maxTokens, streaming: spec.stream)
-        }, from: fleet.now, timeline: scenario.timeline, watch: true, sink: &sink, progress: progress)
+        }, from: fleet.now, timeline: ChaosTimeline(scenario.timeline), watch: true, sink: &sink, progress: progress)
         return ScenarioReport(
             name: scenario.name, duration: scenario.duration, records: sink.records.sorted { $0.scheduled < $1.scheduled }, actions: actions,
             membership: fleet.membership, addresses: fleet.addresses)

@@ -163,18 +163,18 @@ struct VirtualFleet {
     /// until every request has ended; finished requests go to `sink`, their times counted from
     /// `start`. Returns the actions as they ran.
     mutating func run(
-        _ arrivals: [Double], request: (Int) -> SimulatedRequest, from start: Double, timeline: [TimedAction] = [], watch: Bool = false,
+        _ arrivals: [Double], request: (Int) -> SimulatedRequest, from start: Double, timeline: ChaosTimeline = ChaosTimeline([]), watch: Bool = false,
         sink: inout some SimulationSink, progress: ((Double) -> Void)? = nil
     ) -> [ScenarioReport.ActionRecord] {
         recordStart = start
         watching = watch
         if watch { recordMembership(initial: true) }
+        var timeline = timeline
         var next = 0
-        var actionIndex = 0
         var done: [ScenarioReport.ActionRecord] = []
         var steps = 0
-        while next < arrivals.count || outstanding > 0 || actionIndex < timeline.count {
-            let action = actionIndex < timeline.count ? start + timeline[actionIndex].at : .infinity
+        while next < arrivals.count || outstanding > 0 || timeline.nextTime != nil {
+            let action = timeline.nextTime.map { start + $0 } ?? .infinity
             let arrival = next < arrivals.count ? start + arrivals[next] : .infinity
             let upcoming = min(action, arrival)
             // The fleet's own events first, at equal times too.
@@ -182,9 +182,9 @@ struct VirtualFleet {
                 processNextEvent(sink: &sink)
             } else if action <= arrival {
                 now = action
-                let step = timeline[actionIndex]
-                done.append(.init(at: now - start, action: step.action, failure: perform(step.action, sink: &sink)))
-                actionIndex += 1
+                for step in timeline.actions(due: now - start) {
+                    done.append(.init(at: now - start, action: step.action, failure: perform(step.action, sink: &sink)))
+                }
             } else {
                 now = arrival
                 send(request(next), sink: &sink)

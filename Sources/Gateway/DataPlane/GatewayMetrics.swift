@@ -46,6 +46,9 @@ public final class GatewayMetrics: Sendable {
         self.datastore = datastore
     }
 
+    /// Inference requests being proxied now, over every model.
+    public var requestsInFlight: Int { state.withLockedValue { Int($0.running.values.reduce(0, +)) } }
+
     // MARK: Recording
 
     func requestStarted(_ model: String?, _ target: String?, priority: Int, requestBytes: Int) {

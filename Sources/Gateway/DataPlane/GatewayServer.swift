@@ -96,6 +96,12 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// A graceful shutdown's first half: the data plane's listener closes, so new connections
+    /// are refused; requests on open connections go on. `stop()` ends the rest.
+    public func beginDraining() async throws {
+        try await channels[0].close()
+    }
+
     /// Waits until the data plane's listener closes.
     public func waitUntilClosed() async throws {
         try await channels[0].closeFuture.get()
