@@ -52,7 +52,8 @@ public actor Fleet {
     /// `firstPodPort` 0 every pod gets an ephemeral port (tests).
     public static func start(
         _ spec: FleetSpec, profiles: ProfileStore, gracePeriod: Double = 30, backoff: RestartBackoff = RestartBackoff(),
-        runtime: PodRuntime = .inProcess, logger: Logger = Logger(label: "fleet", factory: { _ in SwiftLogNoOpLogHandler() })
+        runtime: PodRuntime = .inProcess, logger: Logger = Logger(label: "fleet", factory: { _ in SwiftLogNoOpLogHandler() }),
+        gatewayLogger: Logger = Logger(label: "gateway", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> Fleet {
         // Refuse a fleet whose pods could not start before binding anything.
         for pool in spec.pools {
@@ -69,7 +70,7 @@ public actor Fleet {
         }
         let gateway = try await GatewayServer.start(
             resources: spec.resources, host: spec.gateway.host, port: spec.gateway.port, metricsPort: spec.gateway.metricsPort,
-            configuration: dataPlane, metricsSource: scrapes)
+            configuration: dataPlane, metricsSource: scrapes, logger: gatewayLogger)
         let fleet = Fleet(
             spec: spec, gateway: gateway, profiles: profiles, gracePeriod: gracePeriod, backoff: backoff, runtime: runtime, scrapes: scrapes,
             logger: logger)

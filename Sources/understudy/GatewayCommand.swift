@@ -89,7 +89,7 @@ struct GatewayCommand: AsyncParsableCommand {
             server = try await GatewayServer.start(
                 resources: resources, poolName: chosen.name, endpoints: chosen.endpoints(fromList: list), host: host, port: port,
                 metricsPort: metricsPort, configuration: dataPlane,
-                group: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? .singleton, seed: seed)
+                group: threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? .singleton, seed: seed, logger: Logger(label: "epp"))
         } catch let error as GatewayStartError {
             throw ValidationError(error.description)
         }

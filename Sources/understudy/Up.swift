@@ -36,7 +36,7 @@ struct Up: AsyncParsableCommand {
             spec.resources.pickerConfig = chosen.pickerConfig(configured: spec.resources.pickerConfig)
         }
         let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
-        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime, logger: Logger(label: "fleet"))
+        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime, logger: Logger(label: "fleet"), gatewayLogger: Logger(label: "gateway"))
         let token = adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"]
         let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port, token: token)
         let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"

@@ -70,13 +70,13 @@ struct GracefulShutdownTests {
         #expect(pod.output.contains("INFO:     Shutting down"))
     }
 
-    @Test func sigtermLetsTheGatewayFinishWhatItProxiesAndRefusesNewConnections() async throws {
+    @Test func theGatewayLogsItsDecisionsAndOnSigtermFinishesWhatItProxiesAndRefusesNewConnections() async throws {
         let pod = try await ServeProcess.start([])
         defer { pod.stop() }
         let podAddress = String(pod.base.dropFirst("http://".count))
         let gateway = try UnderstudyProcess([
             "gateway", "--config", Self.root.appendingPathComponent("profiles/gateway/pool.yaml").path, "--endpoints", podAddress,
-            "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+            "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--log-level", "debug",
         ])
         defer { gateway.stop() }
         let listening = try #require(try await gateway.waitForLine(within: 60) { $0.contains("listening on http://") }, "\(gateway.output)")
@@ -88,6 +88,14 @@ struct GracefulShutdownTests {
             if started == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
         let stream = try #require(started, "\(gateway.output)")
+        // Its decisions at debug, its refusals at info, as GIE's EPP logs them.
+        #expect(try await gateway.waitForLine(within: 10) { $0.hasPrefix("DEBUG") && $0.contains("picked \(podAddress) for model meta-llama/Meta-Llama-3-8B") } != nil, "\(gateway.output)")
+        var refused = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/completions")
+        refused.method = .POST
+        refused.headers.add(name: "content-type", value: "application/json")
+        refused.body = .bytes(ByteBuffer(string: #"{"prompt": "no model"}"#))
+        #expect(try await HTTPClient.shared.execute(refused, timeout: .seconds(10)).status == .badRequest)
+        #expect(try await gateway.waitForLine(within: 10) { $0.hasPrefix("INFO") && $0.contains("refused 400") } != nil, "\(gateway.output)")
         kill(gateway.process.processIdentifier, SIGTERM)
         #expect(try await Self.eventually(within: 10) { await Self.refusesConnections(port) }, "new connections refused")
         let text = try await stream.value

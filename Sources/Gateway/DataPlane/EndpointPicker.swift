@@ -1,4 +1,5 @@
 import InferenceAPI
+import Logging
 import NIOConcurrencyHelpers
 
 /// GIE's endpoint picker (the EPP) for one pool, as the data plane calls it: the director over
@@ -11,8 +12,11 @@ public final class EndpointPicker: Sendable {
     private let director: NIOLockedValueBox<Director>
     /// False emulates the picker being unreachable: requests then follow the pool's failureMode.
     private let reachable = NIOLockedValueBox(true)
+    /// Each refusal at info, each decision at debug (GIE's EPP logs its decisions at a debug verbosity).
+    private let logger: Logger
 
-    public init(pool: InferencePool, director: Director, datastore: Datastore, metrics: GatewayMetrics) {
+    public init(pool: InferencePool, director: Director, datastore: Datastore, metrics: GatewayMetrics, logger: Logger) {
+        self.logger = logger
         self.pool = pool
         self.datastore = datastore
         self.metrics = metrics
@@ -42,7 +46,18 @@ public final class EndpointPicker: Sendable {
             (director.decide(request, candidates: candidates, now: now), director.lastDecisionScheduled)
         }
         if scheduled { metrics.observeScheduling(started.duration(to: .now), decision: decision, namespace: pool.namespace) }
+        switch decision {
+        case .route(let endpoints, let target, let client, let priority):
+            logger.debug("picked \(endpoints.first?.address ?? "-") for model \(client) (target \(target), priority \(priority)) among \(candidates.count) candidates; fallbacks \(endpoints.dropFirst().map(\.address))")
+        case .reject(let status, let code, let message):
+            noteRefusal(status: status, code: code, message: message, model: request.model)
+        }
         return decision
+    }
+
+    /// A request the gateway answered itself, refusing it: logged at info.
+    func noteRefusal(status: Int, code: String, message: String, model: String?) {
+        logger.info("refused \(status) \(code) (model \(model ?? "none")): \(message)")
     }
 
     /// A request without an inference body (a GET, or another path): GIE sends it to a random

@@ -57,7 +57,9 @@ final class GatewayRouter: HTTPRequestRouter {
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
         if let key = context.configuration.apiKey, request.path.hasPrefix("/v1"), request.method != .OPTIONS,
            !BearerToken.matches(request.headers, key) {
-            writer.respond(APIError(status: 401, type: "Unauthorized", message: "invalid or missing API key (Authorization: Bearer)"))
+            let error = APIError(status: 401, type: "Unauthorized", message: "invalid or missing API key (Authorization: Bearer)")
+            context.picker.noteRefusal(status: error.status, code: error.type, message: error.message, model: nil)
+            writer.respond(error)
             return nil
         }
         let subset = request.headers.first(name: "x-gateway-destination-endpoint-subset").map {
@@ -72,6 +74,7 @@ final class GatewayRouter: HTTPRequestRouter {
             case .success(let parsed): inference = parsed
             case .failure(let error):
                 context.picker.metrics.requestRejected(nil, nil, code: error.type)
+                context.picker.noteRefusal(status: error.status, code: error.type, message: error.message, model: nil)
                 writer.respond(error)
                 return nil
             }
@@ -91,8 +94,10 @@ final class GatewayRouter: HTTPRequestRouter {
         } else if let endpoint = context.picker.pickAny() {
             route.endpoints = [endpoint]
         } else {
-            writer.respond(APIError(
-                status: 503, type: "ServiceUnavailable", message: "inference error: ServiceUnavailable - no healthy endpoints in pool \(context.picker.pool.name)"))
+            let error = APIError(
+                status: 503, type: "ServiceUnavailable", message: "inference error: ServiceUnavailable - no healthy endpoints in pool \(context.picker.pool.name)")
+            context.picker.noteRefusal(status: error.status, code: error.type, message: error.message, model: nil)
+            writer.respond(error)
             return nil
         }
         let bodiless = (request.method == .GET || request.method == .HEAD) && body.readableBytes == 0

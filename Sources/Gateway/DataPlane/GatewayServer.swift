@@ -1,4 +1,5 @@
 import InferenceAPI
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -34,7 +35,8 @@ public final class GatewayServer: Sendable {
     public static func start(
         resources: GatewayResources, poolName: String? = nil, endpoints: [DiscoveredEndpoint] = [], host: String = "127.0.0.1",
         port: Int = 8080, metricsPort: Int? = nil, configuration: DataPlaneConfiguration = DataPlaneConfiguration(),
-        group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0, metricsSource: (any MetricsSource)? = nil
+        group: MultiThreadedEventLoopGroup = .singleton, seed: UInt64 = 0, metricsSource: (any MetricsSource)? = nil,
+        logger: Logger = Logger(label: "gateway", factory: { _ in SwiftLogNoOpLogHandler() })
     ) async throws -> GatewayServer {
         let pool = try selectPool(resources, poolName)
         let tls = try configuration.tls?.makeContext()
@@ -46,7 +48,7 @@ public final class GatewayServer: Sendable {
         let metrics = GatewayMetrics(poolName: pool.name, datastore: datastore)
         let picker = EndpointPicker(
             pool: pool, director: Director(resources: resources, pool: pool, scheduler: scheduler, seed: seed), datastore: datastore,
-            metrics: metrics)
+            metrics: metrics, logger: logger)
         datastore.update(endpoints)
         datastore.start()
         var channels: [Channel] = []
