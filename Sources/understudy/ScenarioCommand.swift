@@ -17,14 +17,7 @@ struct ScenarioCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
-        let scenario: ScenarioSpec
-        do {
-            scenario = try ScenarioSpec.load(file: file)
-        } catch {
-            throw ValidationError(error.description)
-        }
-        let rates = scenario.load.map { "\($0.name) \($0.rate.formatted()) req/s" }.joined(separator: ", ")
-        print("understudy scenario \(scenario.name): fleet \(scenario.fleet.name), \(scenario.duration.formatted()) s of load (\(rates)), \(scenario.timeline.count) actions")
+        let scenario = try Self.load(file, command: "scenario", detail: "")
         print("  waiting for the pods to be Ready…")
         fflush(nil)  // print is buffered when stdout is not a terminal
         let report = try await ScenarioRunner.run(scenario, profiles: profiles) { line in
@@ -32,6 +25,22 @@ struct ScenarioCommand: AsyncParsableCommand {
             fflush(nil)
         }
         try report.print(out: out)
+    }
+}
+
+extension ScenarioCommand {
+    /// Reads a scenario file (a refusal names the field) and prints what will run.
+    static func load(_ file: String, command: String, detail: String) throws -> ScenarioSpec {
+        let scenario: ScenarioSpec
+        do {
+            scenario = try ScenarioSpec.load(file: file)
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let rates = scenario.load.map { "\($0.name) \($0.rate.formatted()) req/s" }.joined(separator: ", ")
+        print("understudy \(command) \(scenario.name): fleet \(scenario.fleet.name), \(scenario.duration.formatted()) s of load (\(rates)), \(scenario.timeline.count) actions\(detail)")
+        fflush(nil)  // print is buffered when stdout is not a terminal
+        return scenario
     }
 }
 

@@ -66,15 +66,7 @@ struct SimCommand: ParsableCommand {
     }
 
     private func runScenario(profiles: ProfileStore) throws {
-        let scenario: ScenarioSpec
-        do {
-            scenario = try ScenarioSpec.load(file: fleetFile)
-        } catch {
-            throw ValidationError(error.description)
-        }
-        let rates = scenario.load.map { "\($0.name) \($0.rate.formatted()) req/s" }.joined(separator: ", ")
-        print("understudy sim \(scenario.name): fleet \(scenario.fleet.name), \(scenario.duration.formatted()) s of load (\(rates)), \(scenario.timeline.count) actions, in virtual time")
-        fflush(nil)
+        let scenario = try ScenarioCommand.load(fleetFile, command: "sim", detail: ", in virtual time")
         let started = ContinuousClock.now
         let report: ScenarioReport
         do {
