@@ -383,54 +383,10 @@ public actor Fleet {
             configuration.allowRuntimeLoRAUpdating = pool.adapters.contains { $0.runtimeOnly }
         }
         for (flag, value) in pool.engineArgs {
-            func int() throws -> Int {
-                guard let number = Int(value) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not an integer: \(value)") }
-                return number
-            }
-            func double() throws -> Double {
-                guard let number = Double(value) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not a number: \(value)") }
-                return number
-            }
-            func bool() throws -> Bool {
-                guard let flag = Bool(value.lowercased()) else { throw FleetError("pool \(pool.name): engineArgs.\(flag): not true or false: \(value)") }
-                return flag
-            }
-            switch flag {
-            case "max-model-len": configuration.maxModelLen = try int()
-            case "max-num-seqs": configuration.maxNumSeqs = try int()
-            case "max-num-batched-tokens": configuration.maxNumBatchedTokens = try int()
-            case "block-size":
-                configuration.blockSize = try int()
-                guard configuration.blockSize > 0 else { throw FleetError("pool \(pool.name): engineArgs.block-size must be positive") }
-            case "gpu-memory-utilization": configuration.gpuMemoryUtilization = try double()
-            case "quantization": configuration.quantization = value
-            case "kv-cache-dtype": configuration.kvCacheDtype = value
-            case "enable-prefix-caching": configuration.enablePrefixCaching = try bool()
-            case "max-loras": configuration.maxLoras = try int()
-            case "max-cpu-loras": configuration.maxCPULoras = try int()
-            case "max-lora-rank": configuration.maxLoRARank = try int()
-            case "seed":
-                guard let seed = UInt64(exactly: try int()) else { throw FleetError("pool \(pool.name): engineArgs.seed must be ≥ 0") }
-                configuration.seed = seed
-            case "enable-prompt-tokens-details": configuration.enablePromptTokensDetails = try bool()
-            case "enable-server-load-tracking": configuration.enableServerLoadTracking = try bool()
-            case "time-scale":
-                configuration.timeScale = try double()
-                guard configuration.timeScale > 0, configuration.timeScale.isFinite else {
-                    throw FleetError("pool \(pool.name): engineArgs.time-scale must be a positive number")
-                }
-            case "served-model-name": configuration.servedModelNames = [value]
-            case "dtype":
-                guard ["auto", "half", "float16", "bfloat16", "float", "float32"].contains(value) else {
-                    throw FleetError("pool \(pool.name): engineArgs.dtype must be auto, half, float16, bfloat16, float or float32")
-                }
-                configuration.dtype = value
-            case "enable-auto-tool-choice": configuration.enableAutoToolChoice = try bool()
-            case "tool-call-parser":
-                guard ToolCallFormat(parser: value) != nil else { throw FleetError("pool \(pool.name): engineArgs.tool-call-parser: invalid tool call parser: \(value)") }
-                configuration.toolCallParser = value
-            case "tokenizer": configuration.tokenizer = value
-            default: throw FleetError("pool \(pool.name): engineArgs.\(flag) is not a flag the fleet sets")
+            do {
+                try PodFlags.apply(flag, value, to: &configuration)
+            } catch {
+                throw FleetError("pool \(pool.name): engineArgs.\(flag): \(error)")
             }
         }
     }

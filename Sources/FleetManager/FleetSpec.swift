@@ -1,3 +1,4 @@
+import FakeVLLM
 import Foundation
 import Gateway
 
@@ -79,13 +80,8 @@ public struct AdapterSpec: Sendable, Equatable {
 extension FleetSpec {
     public static let apiVersion = "understudy.dev/v1alpha1"
 
-    /// The engine flags a pool may set, as `vllm serve` names them.
-    public static let engineFlags: Set<String> = [
-        "max-model-len", "max-num-seqs", "max-num-batched-tokens", "block-size", "gpu-memory-utilization", "quantization",
-        "kv-cache-dtype", "enable-prefix-caching", "max-loras", "max-cpu-loras", "max-lora-rank", "seed",
-        "enable-prompt-tokens-details", "enable-server-load-tracking", "time-scale", "served-model-name", "dtype",
-        "enable-auto-tool-choice", "tool-call-parser", "tokenizer",
-    ]
+    /// The engine flags a pool may set, as `vllm serve` names them (`PodFlags`).
+    public static var engineFlags: Set<String> { PodFlags.names }
 
     /// Reads and validates a fleet file; manifests it names are read relative to it.
     public static func load(file: String) throws(ConfigError) -> FleetSpec {
@@ -225,6 +221,13 @@ extension FleetSpec {
             }
             guard value is String || value is Int || value is Double || value is Bool else {
                 throw v.fail("\(path).engineArgs.\(flag)", "Invalid value: must be a string, number or boolean")
+            }
+            // Checked now, by the same table a pod applies it with, so the file names the field.
+            var scratch = ServerConfiguration()
+            do {
+                try PodFlags.apply(flag, "\(value)", to: &scratch)
+            } catch {
+                throw v.fail("\(path).engineArgs.\(flag)", "Invalid value: \(error)")
             }
             engineArgs.append((flag, "\(value)"))
         }

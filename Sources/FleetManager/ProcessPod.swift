@@ -54,32 +54,15 @@ final class ProcessPod: PodServer, @unchecked Sendable {
         return ProcessPod(port: port, process: process, control: input.fileHandleForWriting, output: output, exited: exited)
     }
 
-    /// `understudy serve` flags for a configuration (the fleet sets these fields).
+    /// `understudy serve` flags for a configuration: what the pool sets, then its engine flags
+    /// (`PodFlags`, the table its `engineArgs` were read with).
     static func arguments(for configuration: ServerConfiguration) -> [String] {
         var arguments = [
             "--host", configuration.host, "--port", "\(configuration.port)", "--model", configuration.model,
             "--accelerator", configuration.accelerator, "--tensor-parallel-size", "\(configuration.tensorParallelSize)",
-            "--block-size", "\(configuration.blockSize)", "--gpu-memory-utilization", "\(configuration.gpuMemoryUtilization)",
-            "--kv-cache-dtype", configuration.kvCacheDtype, "--seed", "\(configuration.seed)", "--time-scale", "\(configuration.timeScale)",
-            "--max-loras", "\(configuration.maxLoras)", "--max-lora-rank", "\(configuration.maxLoRARank)",
-        ]
-        if !configuration.servedModelNames.isEmpty { arguments += ["--served-model-name"] + configuration.servedModelNames }
-        if let value = configuration.maxModelLen {
-            arguments += ["--max-model-len", value == ServerConfiguration.fitMaxModelLen ? "auto" : "\(value)"]
-        }
-        if configuration.dtype != "auto" { arguments += ["--dtype", configuration.dtype] }
-        if configuration.enableAutoToolChoice { arguments.append("--enable-auto-tool-choice") }
-        if let parser = configuration.toolCallParser { arguments += ["--tool-call-parser", parser] }
-        if let tokenizer = configuration.tokenizer { arguments += ["--tokenizer", tokenizer] }
-        if let value = configuration.maxNumSeqs { arguments += ["--max-num-seqs", "\(value)"] }
-        if let value = configuration.maxNumBatchedTokens { arguments += ["--max-num-batched-tokens", "\(value)"] }
-        if let value = configuration.quantization { arguments += ["--quantization", value] }
-        if let value = configuration.maxCPULoras { arguments += ["--max-cpu-loras", "\(value)"] }
-        if !configuration.enablePrefixCaching { arguments.append("--no-enable-prefix-caching") }
+        ] + PodFlags.arguments(for: configuration)
         if configuration.enableLoRA { arguments.append("--enable-lora") }
         if !configuration.loraModules.isEmpty { arguments += ["--lora-modules"] + configuration.loraModules.map { "\($0.name)=\($0.path)" } }
-        if configuration.enablePromptTokensDetails { arguments.append("--enable-prompt-tokens-details") }
-        if configuration.enableServerLoadTracking { arguments.append("--enable-server-load-tracking") }
         // The fleet says when the model has loaded (`ready` on stdin).
         if configuration.startupDelay.isInfinite { arguments += ["--startup-delay", "inf"] }
         return arguments

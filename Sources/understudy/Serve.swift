@@ -63,25 +63,40 @@ struct Serve: AsyncParsableCommand {
     @Option(help: .hidden) var acceptedWithoutEffect: [String] = []
 
     func validate() throws {
-        guard ["auto", "half", "float16", "bfloat16", "float", "float32"].contains(dtype) else {
-            throw ValidationError("argument --dtype: invalid choice: '\(dtype)' (choose from 'auto', 'half', 'float16', 'bfloat16', 'float', 'float32')")
-        }
+        _ = try engineConfiguration()
         guard pipelineParallelSize == 1, dataParallelSize == 1 else {
             throw ValidationError("--pipeline-parallel-size and --data-parallel-size other than 1 are not emulated; use --tensor-parallel-size, or a fleet (understudy up) for several engines")
         }
-        _ = try parsedMaxModelLen()
         if enableAutoToolChoice, toolCallParser == nil {
             throw ValidationError("When --enable-auto-tool-choice is set, --tool-call-parser must be set too")
         }
-        if let toolCallParser, ToolCallFormat(parser: toolCallParser) == nil {
-            throw ValidationError("invalid tool call parser: \(toolCallParser) (chose from { \(ToolCallFormat.parserNames.joined(separator: ",")) })")
-        }
-        guard timeScale > 0 else { throw ValidationError("--time-scale must be positive") }
         guard maxRequestSequences >= 1, maxRequestOutputTokens >= 1 else { throw ValidationError("request budgets must be at least 1") }
         _ = try connectionLimits()
-        guard [1, 8, 16, 32, 64, 128, 256, 320, 512].contains(maxLoraRank) else {
-            throw ValidationError("--max-lora-rank must be one of 1, 8, 16, 32, 64, 128, 256, 320, 512 (vLLM's choices)")
+    }
+
+    /// The engine flags, applied through the table a fleet's `engineArgs` and process pods use:
+    /// one parser and one check per flag.
+    func engineConfiguration() throws -> ServerConfiguration {
+        let flags: [(String, String?)] = [
+            ("max-model-len", maxModelLen), ("max-num-seqs", maxNumSeqs.map(String.init)),
+            ("max-num-batched-tokens", maxNumBatchedTokens.map(String.init)), ("block-size", "\(blockSize)"),
+            ("gpu-memory-utilization", "\(gpuMemoryUtilization)"), ("quantization", quantization), ("kv-cache-dtype", kvCacheDtype),
+            ("enable-prefix-caching", "\(enablePrefixCaching)"), ("max-loras", "\(maxLoras)"), ("max-cpu-loras", maxCpuLoras.map(String.init)),
+            ("max-lora-rank", "\(maxLoraRank)"), ("seed", "\(seed)"), ("enable-prompt-tokens-details", "\(enablePromptTokensDetails)"),
+            ("enable-server-load-tracking", "\(enableServerLoadTracking)"), ("time-scale", "\(timeScale)"), ("dtype", dtype),
+            ("enable-auto-tool-choice", "\(enableAutoToolChoice)"), ("tool-call-parser", toolCallParser), ("tokenizer", tokenizer),
+        ]
+        var configuration = ServerConfiguration()
+        for case let (name, value?) in flags {
+            do {
+                try PodFlags.apply(name, value, to: &configuration)
+            } catch {
+                throw ValidationError(error.description.hasPrefix("argument ") ? error.description : "--\(error)")
+            }
         }
+        // vLLM's --served-model-name takes several names (a fleet's pool, one).
+        configuration.servedModelNames = servedModelName
+        return configuration
     }
 
     func connectionLimits() throws -> ConnectionLimits {
@@ -91,28 +106,15 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         logging.bootstrap()
-        var configuration = ServerConfiguration()
+        var configuration = try engineConfiguration()
         if let modelTag, modelTag != model, CommandLine.arguments.contains(where: { $0 == "--model" || $0.hasPrefix("--model=") }) {
             print("understudy serve: WARNING: the positional model \(modelTag) wins over --model \(model), as in vllm serve")
         }
         configuration.model = modelTag ?? model
-        configuration.dtype = dtype
-        configuration.servedModelNames = servedModelName
         configuration.host = host
         configuration.port = port
-        configuration.maxModelLen = try parsedMaxModelLen()
-        configuration.maxNumSeqs = maxNumSeqs
-        configuration.maxNumBatchedTokens = maxNumBatchedTokens
-        configuration.blockSize = blockSize
-        configuration.gpuMemoryUtilization = gpuMemoryUtilization
         configuration.tensorParallelSize = tensorParallelSize
-        configuration.quantization = quantization
-        configuration.kvCacheDtype = kvCacheDtype
-        configuration.enablePrefixCaching = enablePrefixCaching
         configuration.enableLoRA = enableLora
-        configuration.maxLoras = maxLoras
-        configuration.maxCPULoras = maxCpuLoras
-        configuration.maxLoRARank = maxLoraRank
         configuration.loraModules = try loraModules.map(Self.parseLoRAModule)
         if !configuration.loraModules.isEmpty, !enableLora {
             // vLLM refuses adapters without --enable-lora; llm-d-inference-sim, whose arguments
@@ -122,17 +124,10 @@ struct Serve: AsyncParsableCommand {
         }
         let environment = ProcessInfo.processInfo.environment
         configuration.apiKey = apiKey ?? environment["VLLM_API_KEY"]
-        configuration.seed = seed
-        configuration.enablePromptTokensDetails = enablePromptTokensDetails
-        configuration.enableServerLoadTracking = enableServerLoadTracking
-        configuration.enableAutoToolChoice = enableAutoToolChoice
-        configuration.toolCallParser = toolCallParser
-        configuration.tokenizer = tokenizer
         let runtimeLoRA = environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"]?.trimmingCharacters(in: .whitespaces).lowercased()
         configuration.allowRuntimeLoRAUpdating = runtimeLoRA == "1" || runtimeLoRA == "true"
         configuration.accelerator = accelerator
         configuration.modelProfile = modelProfile
-        configuration.timeScale = timeScale
         configuration.startupDelay = startupDelay
         configuration.showHiddenMetricsForVersion = showHiddenMetricsForVersion
         configuration.connectionLimits = try connectionLimits()
@@ -238,24 +233,6 @@ struct Serve: AsyncParsableCommand {
             Foundation.exit(0)
         }
         thread.start()
-    }
-
-    /// `--max-model-len`: an integer, vLLM's human-readable forms (k = 1000, K = 1024, m/M, g/G),
-    /// or `auto`/-1 for the longest context the KV cache holds.
-    func parsedMaxModelLen() throws -> Int? {
-        guard let text = maxModelLen?.trimmingCharacters(in: .whitespaces) else { return nil }
-        if text == "auto" || text == "-1" { return ServerConfiguration.fitMaxModelLen }
-        let multipliers: [Character: Double] = ["k": 1e3, "K": 1024, "m": 1e6, "M": 1024 * 1024, "g": 1e9, "G": 1024 * 1024 * 1024]
-        var number = Substring(text)
-        var multiplier = 1.0
-        if let last = text.last, let factor = multipliers[last] {
-            number = text.dropLast()
-            multiplier = factor
-        }
-        guard let value = Double(number), value.isFinite, value > 0, (value * multiplier) < 1e9, (value * multiplier).rounded() == value * multiplier else {
-            throw ValidationError("--max-model-len must be a positive integer (or 32k, 32K, auto), got \(text)")
-        }
-        return Int(value * multiplier)
     }
 
     static func parseLoRAModule(_ text: String) throws -> LoRAModule {
