@@ -40,16 +40,6 @@ struct GracefulShutdownTests {
         }
     }
 
-    /// Waits for `condition`, polling, at most `limit` seconds.
-    static func eventually(within limit: Double, _ condition: () async -> Bool) async throws -> Bool {
-        let deadline = Date().addingTimeInterval(limit)
-        while Date() < deadline {
-            if await condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
-    }
-
     static func exitStatus(_ process: UnderstudyProcess, within limit: Double) async throws -> Int32? {
         guard try await eventually(within: limit, { !process.process.isRunning }) else { return nil }
         return process.process.terminationStatus
@@ -62,7 +52,7 @@ struct GracefulShutdownTests {
         let port = try #require(Int(pod.base.split(separator: ":").last ?? ""))
         let stream = try await Self.startStream(pod.base, tokens: 200)
         kill(pod.process.processIdentifier, SIGTERM)
-        #expect(try await Self.eventually(within: 10) { await Self.refusesConnections(port) }, "new connections refused")
+        #expect(try await eventually { await Self.refusesConnections(port) }, "new connections refused")
         #expect(pod.process.isRunning, "still serving the stream")
         let text = try await stream.value
         #expect(text.hasSuffix("data: [DONE]\n\n"), "the stream in flight finished")
@@ -97,7 +87,7 @@ struct GracefulShutdownTests {
         #expect(try await HTTPClient.shared.execute(refused, timeout: .seconds(10)).status == .badRequest)
         #expect(try await gateway.waitForLine(within: 10) { $0.hasPrefix("INFO") && $0.contains("refused 400") } != nil, "\(gateway.output)")
         kill(gateway.process.processIdentifier, SIGTERM)
-        #expect(try await Self.eventually(within: 10) { await Self.refusesConnections(port) }, "new connections refused")
+        #expect(try await eventually { await Self.refusesConnections(port) }, "new connections refused")
         let text = try await stream.value
         #expect(text.hasSuffix("data: [DONE]\n\n"), "the proxied stream finished")
         #expect(try await Self.exitStatus(gateway, within: 10) == 0, "\(gateway.output)")

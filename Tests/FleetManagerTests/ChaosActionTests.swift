@@ -5,6 +5,7 @@ import Foundation
 import Gateway
 import InferenceAPI
 import NIOCore
+import TestSupport
 import Testing
 
 /// Partition, KV pressure and drain: what the pod, the gateway and clients see.
@@ -52,10 +53,9 @@ extension FleetEndToEnd {
             let answer = try await KillScenarioTests.post(port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "During \#(index)", "max_tokens": 4}"#)
             #expect(answer.status == 200 && answer.servedBy != victim.address)
         }
-        // Unlike a kill, the pod did not crash: it still runs, with no restart. The kubelet
-        // probes from the node, which the partition leaves alone: past two probe periods the
-        // pod is still Ready (the gateway drops it because its own scrapes fail).
-        try await Task.sleep(for: .seconds(2.2))
+        // Unlike a kill, the pod did not crash: it still runs, with no restart, and is Ready (the
+        // gateway drops it because its own scrapes fail; the kubelet's probes, from the node,
+        // still pass: `PartitionTests`, and in virtual time `VirtualFleetTests`).
         let listed = try #require(fleet.list().first { $0.name == victim.name })
         #expect(listed.phase.status == "Running" && listed.isReady && listed.restarts == 0)
         #expect(await fleet.faults(of: victim.name) == ["partition"])
@@ -86,7 +86,9 @@ extension FleetEndToEnd {
         #expect(usage > 0.94 && usage < 0.96, "95% of the cache is held: \(usage)")
         #expect(await fleet.faults(of: pressed.name) == ["kv-pressure 5% usable"])
         // Once the gateway has scraped it, its KV-cache scorer sends everything elsewhere.
-        try await Task.sleep(for: .milliseconds(150))
+        #expect(try await eventually {
+            store.candidates(now: store.now).first { $0.endpoint.address == pressed.address }?.metrics.map { $0.kvCacheUsage > 0.9 } == true
+        })
         for _ in 0..<10 { #expect(try await FleetTests().complete(fleet).servedBy != pressed.address) }
 
         try await fleet.perform(.restore(pod: pressed.name))

@@ -51,7 +51,6 @@ extension FleetEndToEnd {
             // the kubelet's probes (over the child's control pipe here): Ready, out of the pool.
             try await fleet.perform(.partition(pod: victim.name))
             #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
-            try await Task.sleep(for: .seconds(2.2))
             #expect(fleet.list()[0].isReady && fleet.list()[0].restarts == 0)
             try await fleet.perform(.restore(pod: victim.name))
             #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })

@@ -6,6 +6,7 @@ import InferenceAPI
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TestSupport
 import Testing
 
 /// What GIE's picker decides, seen end to end: real FakeVLLM pods behind the gateway, real
@@ -52,7 +53,6 @@ extension EndToEnd {
         defer { Task { await stack.stop() } }
         // A long request puts sql-lora in one pod's running batch.
         let long = Task { try await stack.post("/v1/completions", completion("sql-lora", "SELECT", maxTokens: 600)) }
-        try await Task.sleep(for: .milliseconds(250))
         let holder = try await eventuallyActive("sql-lora", stack)
         var served: [String] = []
         for index in 0..<6 {
@@ -173,8 +173,9 @@ extension EndToEnd {
         let stopped = stack.address(of: 1)
         try await stack.pods[1].stop()
         let stoppedAt = store.now
-        // No good scrape can come after the stop, so 200 ms later (GIE's staleness threshold) it is out.
-        try await Task.sleep(for: .milliseconds(220))
+        // Its scrapes are refused from now on: it leaves the candidates (at once, or once its last
+        // good metrics are GIE's 200 ms old).
+        #expect(try await eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(stopped) })
         #expect(!store.candidates(now: stoppedAt + 0.2).map(\.endpoint.address).contains(stopped))
         for index in 0..<30 {
             let response = try await stack.post("/v1/completions", completion(Self.model, "After \(index)", maxTokens: 2))

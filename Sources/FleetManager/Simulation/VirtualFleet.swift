@@ -180,10 +180,11 @@ struct VirtualFleet {
             // The fleet's own events first, at equal times too.
             if let time = nextEventTime, time <= upcoming {
                 processNextEvent(sink: &sink)
-            } else if action <= arrival {
+            } else if action <= arrival, let due = timeline.nextTime {
                 now = action
-                for step in timeline.actions(due: now - start) {
-                    done.append(.init(at: now - start, action: step.action, failure: perform(step.action, sink: &sink)))
+                // By the timeline's own time: `start + due - start` need not give `due` back.
+                for step in timeline.actions(due: due) {
+                    done.append(.init(at: due, action: step.action, failure: perform(step.action, sink: &sink)))
                 }
             } else {
                 now = arrival
@@ -400,8 +401,7 @@ struct VirtualFleet {
                 fail(slot, exchanges[slot].headSent ? .streamError(502) : .status(503), sink: &sink)
             }
             pods[index].held = []
-            endpointTable.scrapeFailed(pods[index].address, unreachable: true)
-            candidatesValidUntil = -.infinity
+            // The gateway learns it at its next scrape, which is refused.
         }
         if wasHung, !faults.hung {
             // Released: what it read while hung is served now, in arrival order.
