@@ -53,7 +53,6 @@ struct GracefulShutdownTests {
         let stream = try await Self.startStream(pod.base, tokens: 200)
         kill(pod.process.processIdentifier, SIGTERM)
         #expect(try await eventually { await Self.refusesConnections(port) }, "new connections refused")
-        #expect(pod.process.isRunning, "still serving the stream")
         let text = try await stream.value
         #expect(text.hasSuffix("data: [DONE]\n\n"), "the stream in flight finished")
         #expect(try await Self.exitStatus(pod, within: 10) == 0, "\(pod.output)")

@@ -38,7 +38,6 @@ extension FleetEndToEnd {
         let stream = try await KillScenarioTests.open(
             port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Story", "max_tokens": 1500, "ignore_eos": true, "stream": true}"#,
             onlyTo: victim.address)
-        try await Task.sleep(for: .milliseconds(100))
         try await fleet.perform(.partition(pod: victim.name))
 
         // The stream in flight ends with the gateway's error event; the next scrape is refused
@@ -105,7 +104,6 @@ extension FleetEndToEnd {
             fleet.gateway.port,
             #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Story", "max_tokens": 300, "ignore_eos": true, "stream": true}"#,
             onlyTo: drained.address)
-        try await Task.sleep(for: .milliseconds(100))
         try await fleet.perform(.drain(pod: drained.name))
 
         #expect(fleet.list().first { $0.name == drained.name }?.phase.status == "Terminating")

@@ -3,6 +3,7 @@ import FakeVLLM
 import Foundation
 import Gateway
 import InferenceAPI
+import TestSupport
 import Testing
 
 /// Issue 4's hang scenario on four pods: the pod answers nothing, as a SIGSTOP'd process.
@@ -25,7 +26,10 @@ extension FleetEndToEnd {
             try await KillScenarioTests.post(
                 port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Essay", "max_tokens": 400, "ignore_eos": true}"#, onlyTo: victim.address)
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Both are on the pod before it hangs, as the gateway's scrapes show.
+        #expect(try await eventually {
+            (store.candidates(now: store.now).first { $0.endpoint.address == victim.address }?.metrics.map { $0.runningRequestsSize + $0.waitingQueueSize } ?? 0) >= 2
+        })
         try await fleet.perform(.hang(pod: victim.name))
         let hungAt = store.now
 

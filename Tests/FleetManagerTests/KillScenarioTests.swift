@@ -38,7 +38,8 @@ extension FleetEndToEnd {
         try await open(port, body, onlyTo: subset).value
     }
 
-    /// Sends a request and returns once its response head arrived; the task collects the body.
+    /// Sends a request and returns once its response has begun (its head and, for a stream,
+    /// its first event: tokens are flowing); the task collects the rest of the body.
     static func open(_ port: Int, _ body: String, onlyTo subset: String? = nil) async throws -> Task<Answer, Error> {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/completions")
         request.method = .POST
@@ -46,8 +47,14 @@ extension FleetEndToEnd {
         if let subset { request.headers.add(name: "x-gateway-destination-endpoint-subset", value: subset) }
         request.body = .bytes(ByteBuffer(string: body))
         let response = try await client.execute(request, timeout: .seconds(30))
+        var chunks = response.body.makeAsyncIterator()
+        let first = body.contains(#""stream": true"#) ? try await chunks.next() : nil
         return Task {
-            let text = String(buffer: try await response.body.collect(upTo: 1 << 22))
+            var text = first.map { String(buffer: $0) } ?? ""
+            while let chunk = try await chunks.next() {
+                text += String(buffer: chunk)
+                guard text.utf8.count <= 1 << 22 else { break }
+            }
             return (Int(response.status.code), response.headers.first(name: "x-gateway-destination-endpoint-served"), text)
         }
     }
@@ -88,7 +95,6 @@ extension FleetEndToEnd {
                 port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Story \#(index)", "max_tokens": 1500, "ignore_eos": true, "stream": true}"#,
                 onlyTo: index < 2 ? victim.address : nil))
         }
-        try await Task.sleep(for: .milliseconds(200))
         try await fleet.kill(victim.name)
         killed.withLockedValue { $0 = true }
         // The registry says so at once, and the gateway stops routing there.
