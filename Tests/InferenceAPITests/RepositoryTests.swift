@@ -5,9 +5,11 @@ import Testing
 @Suite struct RepositoryTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Paths that would only resolve beside a checkout of ours (the brief's `../shared`) or on
-    /// the machine it was written on.
-    static let outside = ["../shared", "shared/reference", "shared/DESIGN", "/work/main", "/work/shared"]
+    /// Paths that would only resolve beside a checkout of ours (the brief's reference folder, a
+    /// sibling of the checkout) or on the machine it was written on. Spelled in parts, so this
+    /// file names none of them itself.
+    static let sibling = "sh" + "ared"
+    static let outside = ["../" + sibling, sibling + "/reference", sibling + "/DESIGN", "/work/" + "main", "/work/" + sibling]
 
     @Test func noPathLeadsOutsideTheClone() throws {
         var offenders: [String] = []
@@ -17,8 +19,7 @@ import Testing
         }
         #expect(files.count > 100, "the walk found the tree")
         for file in files {
-            guard file != "Tests/InferenceAPITests/RepositoryTests.swift",
-                  let text = try? String(contentsOf: Self.root.appendingPathComponent(file), encoding: .utf8) else { continue }
+            guard let text = try? String(contentsOf: Self.root.appendingPathComponent(file), encoding: .utf8) else { continue }
             for pattern in Self.outside where text.contains(pattern) { offenders.append("\(file): \(pattern)") }
         }
         #expect(offenders.isEmpty, "\(offenders)")
