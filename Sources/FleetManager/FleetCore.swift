@@ -34,8 +34,9 @@ public struct FleetCore: Sendable {
         self.gracePeriod = gracePeriod
     }
 
-    /// Pod names in the order a listing shows them.
-    public var names: [String] { pods.keys.sorted() }
+    /// Pod names in the order a listing shows them; kept sorted as pods come and go, as every
+    /// tick walks them.
+    public private(set) var names: [String] = []
 
     // MARK: Creating and removing pods
 
@@ -51,6 +52,7 @@ public struct FleetCore: Sendable {
         created[pool.name] = max(created[pool.name, default: 0], number + 1)
         let name = "\(pool.name)-\(number)"
         pods[name] = Pod(lifecycle: PodLifecycle(name: name, startupSeconds: pool.startupSeconds, backoff: backoff, probes: pool.probes), pool: pool)
+        names.insert(name, at: names.firstIndex { $0 > name } ?? names.endIndex)
         return name
     }
 
@@ -133,6 +135,7 @@ public struct FleetCore: Sendable {
     public mutating func removeIfTerminated(_ name: String) -> Bool {
         guard pods[name]?.lifecycle.phase == .terminated else { return false }
         pods[name] = nil
+        names.removeAll { $0 == name }
         nextProbe[name] = nil
         probing.remove(name)
         return true
@@ -169,17 +172,17 @@ public struct FleetCore: Sendable {
     public mutating func dueProbes(now: Double) -> [(pod: String, launch: Int, timeout: Double)] {
         guard !stopping else { return [] }
         var due: [(pod: String, launch: Int, timeout: Double)] = []
-        for name in names {
-            guard let pod = pods[name], pod.lifecycle.phase == .ready, !probing.contains(name) else { continue }
-            let period = pod.pool.probes.periodSeconds
+        for name in names where !probing.contains(name) {
+            // Read in place: most pods have no probe due, and a pod's copy carries its pool spec.
+            guard pods[name]?.lifecycle.phase == .ready, let probes = pods[name]?.pool.probes else { continue }
             guard let next = nextProbe[name] else {
-                nextProbe[name] = now + period
+                nextProbe[name] = now + probes.periodSeconds
                 continue
             }
             guard now >= next else { continue }
-            nextProbe[name] = max(next + period, now)
+            nextProbe[name] = max(next + probes.periodSeconds, now)
             probing.insert(name)
-            due.append((name, pod.launch, pod.pool.probes.timeoutSeconds))
+            due.append((name, pods[name]!.launch, probes.timeoutSeconds))
         }
         return due
     }

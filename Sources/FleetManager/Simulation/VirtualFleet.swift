@@ -254,10 +254,11 @@ struct VirtualFleet {
 
     /// Lifecycle deadlines, drained pods and probes, as the live fleet's 50 ms tick.
     private mutating func tick(sink: inout some SimulationSink) {
-        for pod in pods where pod.running && pod.active.isEmpty {
-            if case .terminating? = fleet.pods[pod.name]?.lifecycle.phase {
-                apply(fleet.drained(pod.name, now: now), to: pod.name, sink: &sink)
-            }
+        // By index: copying every pod (its pool spec and request set) each tick costs a fleet
+        // of a thousand pods seconds.
+        for index in pods.indices where pods[index].running && pods[index].active.isEmpty {
+            let name = pods[index].name
+            if case .terminating? = fleet.pods[name]?.lifecycle.phase { apply(fleet.drained(name, now: now), to: name, sink: &sink) }
         }
         carryOut(fleet.tick(now: now), sink: &sink)
         for probe in fleet.dueProbes(now: now) {
