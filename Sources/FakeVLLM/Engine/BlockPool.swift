@@ -1,3 +1,5 @@
+import InferenceAPI
+
 /// The KV block pool with prefix caching, as vLLM V1's `BlockPool`: reference-counted blocks,
 /// a free queue in LRU order that still holds cached blocks until they are reused, and a map
 /// from chained block hash to the block holding those tokens.
@@ -8,12 +10,11 @@ struct BlockPool {
     typealias BlockID = Int32
 
     let numBlocks: Int
-    private var refCount: [Int32]
-    private var hashOfBlock: [UInt64?]
-    private var blockForHash: [UInt64: BlockID] = [:]
-    // Doubly linked free queue over block ids; index `numBlocks` is the sentinel.
-    private var next: [BlockID]
-    private var previous: [BlockID]
+    /// Every block's record, and at index `numBlocks` the free queue's sentinel. One record
+    /// per block rather than an array per field: taking a block from the queue's head (the one
+    /// freed longest ago, cold in the cache) then misses once, not once per field.
+    private var blocks: [Block]
+    private var blockForHash = HashKeyedTable<BlockID>(filler: -1)
     private(set) var numFree: Int
     /// Blocks held out of use by KV pressure (chaos: memory taken by something else), as a
     /// request holds blocks, so usage counts them and the scheduler cannot have them.
@@ -21,17 +22,24 @@ struct BlockPool {
     /// How many blocks pressure should hold; taken as they come free.
     private var pressureTarget = 0
 
+    private struct Block {
+        /// The full block of tokens it holds for the prefix cache, when `cached`.
+        var hash: UInt64 = 0
+        var refCount: Int32 = 0
+        // The doubly linked free queue.
+        var next: BlockID
+        var previous: BlockID
+        var cached = false
+    }
+
     init(numBlocks: Int) {
         precondition(numBlocks >= 2, "a KV cache needs at least two blocks")
         self.numBlocks = numBlocks
-        refCount = Array(repeating: 0, count: numBlocks)
-        hashOfBlock = Array(repeating: nil, count: numBlocks)
         let sentinel = BlockID(numBlocks)
-        next = Array(repeating: sentinel, count: numBlocks + 1)
-        previous = Array(repeating: sentinel, count: numBlocks + 1)
+        blocks = Array(repeating: Block(next: sentinel, previous: sentinel), count: numBlocks + 1)
         numFree = 0
         for block in 1..<numBlocks { pushBack(BlockID(block)) }
-        refCount[0] = 1  // the null block is never free
+        blocks[0].refCount = 1  // the null block is never free
     }
 
     /// Fraction of blocks held by requests, as `vllm:kv_cache_usage_perc`.
@@ -40,25 +48,26 @@ struct BlockPool {
     /// The cached block holding exactly these tokens, if any.
     func cachedBlock(for hash: UInt64) -> BlockID? { blockForHash[hash] }
 
-    func isFree(_ block: BlockID) -> Bool { refCount[Int(block)] == 0 }
+    func isFree(_ block: BlockID) -> Bool { blocks[Int(block)].refCount == 0 }
 
     /// Takes a reference on a cached block, removing it from the free queue if it was there.
     mutating func touch(_ block: BlockID) {
-        if refCount[Int(block)] == 0 { unlink(block) }
-        refCount[Int(block)] += 1
+        if blocks[Int(block)].refCount == 0 { unlink(block) }
+        blocks[Int(block)].refCount += 1
     }
 
     /// Takes `count` blocks from the head of the free queue, evicting their cached contents.
     mutating func allocate(_ count: Int, into table: inout [BlockID]) {
         precondition(count <= numFree)
         for _ in 0..<count {
-            let block = next[numBlocks]
+            let block = blocks[numBlocks].next
             unlink(block)
-            if let hash = hashOfBlock[Int(block)] {
-                if blockForHash[hash] == block { blockForHash[hash] = nil }
-                hashOfBlock[Int(block)] = nil
+            if blocks[Int(block)].cached {
+                // A block and its hash are registered together and only this drops them.
+                blockForHash.removeValue(forKey: blocks[Int(block)].hash)
+                blocks[Int(block)].cached = false
             }
-            refCount[Int(block)] = 1
+            blocks[Int(block)].refCount = 1
             table.append(block)
         }
     }
@@ -67,16 +76,18 @@ struct BlockPool {
     /// Callers pass tables in reverse so a request's last blocks are evicted first, as vLLM does.
     mutating func release<C: Collection<BlockID>>(_ blocks: C) {
         for block in blocks {
-            refCount[Int(block)] -= 1
-            if refCount[Int(block)] == 0 { pushBack(block) }
+            self.blocks[Int(block)].refCount -= 1
+            if self.blocks[Int(block)].refCount == 0 { pushBack(block) }
         }
     }
 
     /// Records that `block` holds the full block of tokens with this hash.
     mutating func register(_ block: BlockID, hash: UInt64) {
-        guard hashOfBlock[Int(block)] == nil, blockForHash[hash] == nil else { return }
-        hashOfBlock[Int(block)] = hash
-        blockForHash[hash] = block
+        guard !blocks[Int(block)].cached else { return }
+        let registered = blockForHash.update(hash, default: block) { $0 == block }
+        guard registered else { return }  // another block holds these tokens already
+        blocks[Int(block)].hash = hash
+        blocks[Int(block)].cached = true
     }
 
     /// Keeps `usable` of the usable blocks for requests and holds the rest, taking free blocks
@@ -100,19 +111,19 @@ struct BlockPool {
 
     private mutating func pushBack(_ block: BlockID) {
         let sentinel = BlockID(numBlocks)
-        let last = previous[Int(sentinel)]
-        next[Int(last)] = block
-        previous[Int(block)] = last
-        next[Int(block)] = sentinel
-        previous[Int(sentinel)] = block
+        let last = blocks[numBlocks].previous
+        blocks[Int(last)].next = block
+        blocks[Int(block)].previous = last
+        blocks[Int(block)].next = sentinel
+        blocks[numBlocks].previous = block
         numFree += 1
     }
 
     private mutating func unlink(_ block: BlockID) {
-        let before = previous[Int(block)]
-        let after = next[Int(block)]
-        next[Int(before)] = after
-        previous[Int(after)] = before
+        let before = blocks[Int(block)].previous
+        let after = blocks[Int(block)].next
+        blocks[Int(before)].next = after
+        blocks[Int(after)].previous = before
         numFree -= 1
     }
 }

@@ -10,10 +10,15 @@ public struct PrefixIndex: Sendable {
     /// Hashes kept per endpoint (`lruCapacityPerServer`).
     public var capacityPerEndpoint: Int
     static let charactersPerToken = 4
+    /// An endpoint's count of blocks sent to it, telling a block's latest send from earlier,
+    /// stale entries of its LRU. 32 bits, wrapping: a stale entry is evicted or compacted away
+    /// within a few LRU capacities of sends, long before the count comes round to it again;
+    /// and half the width keeps a thousand-endpoint index (tens of millions of blocks) smaller.
+    typealias Use = UInt32
 
     /// Who holds each block, and when each holder last got it: one table serves both the
     /// "who holds this block" lookups and the endpoints' LRUs. Endpoints are numbered as first seen.
-    private var holders: [UInt64: Holders] = [:]
+    private var holders = HashKeyedTable<Holders>(filler: Holders())
     private var endpointNumbers: [String: Int32] = [:]
     private var addresses: [String] = []
     /// Each endpoint's blocks in the order it got them, by its number.
@@ -22,7 +27,8 @@ public struct PrefixIndex: Sendable {
     public init(blockSizeTokens: Int = 16, maxPrefixBlocksToMatch: Int = 256, capacityPerEndpoint: Int = 31_250) {
         self.blockSizeTokens = blockSizeTokens
         self.maxPrefixBlocksToMatch = maxPrefixBlocksToMatch
-        self.capacityPerEndpoint = capacityPerEndpoint
+        // At most 2^28 blocks an endpoint (8 GiB of prompt text): `Use` relies on it.
+        self.capacityPerEndpoint = min(capacityPerEndpoint, 1 << 28)
     }
 
     /// The chained block hashes of a request's prefix text; none under one block.
@@ -63,7 +69,7 @@ public struct PrefixIndex: Sendable {
         for hash in hashes {
             let use = lru[Int(endpoint)].record(hash)
             // In place: one lookup of the block, whether it is new to the endpoint or not.
-            if holders[hash, default: Holders()].touch(endpoint, use: use) {
+            if holders.update(hash, default: Holders(), { $0.touch(endpoint, use: use) }) {
                 lru[Int(endpoint)].count += 1
                 if lru[Int(endpoint)].count > capacityPerEndpoint { evictOldest(of: endpoint) }
             } else if lru[Int(endpoint)].staleEntries > lru[Int(endpoint)].count + 1024 {
@@ -109,29 +115,29 @@ public struct PrefixIndex: Sendable {
     }
 
     private mutating func release(_ hash: UInt64, from endpoint: Int32) {
-        guard holders[hash]?.remove(endpoint) == true else { return }
-        holders[hash] = nil
+        guard holders[hash] != nil, holders.update(hash, default: Holders(), { $0.remove(endpoint) }) else { return }
+        holders.removeValue(forKey: hash)
     }
 
     /// The endpoints holding a block and when each last got it: almost always one, so without
     /// an allocation then.
     struct Holders: Sendable {
         private var first: Int32 = -1
-        private var firstUse: UInt64 = 0
-        private var others: [(endpoint: Int32, use: UInt64)] = []
+        private var firstUse: Use = 0
+        private var others: [(endpoint: Int32, use: Use)] = []
 
         func forEach(_ body: (Int32) -> Void) {
             if first >= 0 { body(first) }
             for other in others { body(other.endpoint) }
         }
 
-        func use(of endpoint: Int32) -> UInt64? {
+        func use(of endpoint: Int32) -> Use? {
             if first == endpoint { return firstUse }
             return others.first { $0.endpoint == endpoint }?.use
         }
 
         /// Marks the endpoint as holding the block since `use`; true when it did not before.
-        mutating func touch(_ endpoint: Int32, use: UInt64) -> Bool {
+        mutating func touch(_ endpoint: Int32, use: Use) -> Bool {
             if first < 0 {
                 (first, firstUse) = (endpoint, use)
                 return true
@@ -162,28 +168,28 @@ public struct PrefixIndex: Sendable {
     /// One endpoint's blocks in the order it was sent them, each with its use number; an entry
     /// whose block was sent again later is stale and skipped when evicting.
     struct LRU: Sendable {
-        private var order: [(hash: UInt64, use: UInt64)] = []
+        private var order: [(hash: UInt64, use: Use)] = []
         private var head = 0
-        private var clock: UInt64 = 0
+        private var clock: Use = 0
         /// Distinct blocks the endpoint holds.
         var count = 0
 
-        var entries: ArraySlice<(hash: UInt64, use: UInt64)> { order[head...] }
+        var entries: ArraySlice<(hash: UInt64, use: Use)> { order[head...] }
         var staleEntries: Int { order.count - head - count }
 
-        mutating func keep(_ isLive: ((hash: UInt64, use: UInt64)) -> Bool) {
+        mutating func keep(_ isLive: ((hash: UInt64, use: Use)) -> Bool) {
             order = order[head...].filter(isLive)
             head = 0
         }
 
         /// Appends a use of `hash` and returns its number.
-        mutating func record(_ hash: UInt64) -> UInt64 {
-            clock += 1
+        mutating func record(_ hash: UInt64) -> Use {
+            clock &+= 1
             order.append((hash, clock))
             return clock
         }
 
-        mutating func popOldest() -> (hash: UInt64, use: UInt64)? {
+        mutating func popOldest() -> (hash: UInt64, use: Use)? {
             guard head < order.count else { return nil }
             defer {
                 head += 1

@@ -1,0 +1,141 @@
+/// A map whose keys are already hashes (chained KV block hashes, xxhash64 prefix blocks), so
+/// uniform that their low bits pick the slot: open addressing with linear probing, key and
+/// value side by side in one array.
+///
+/// It stands in for `Dictionary<UInt64, Value>` where a thousand simulated pods and a picker's
+/// prefix index make tens of millions of lookups into tables far larger than the CPU's caches:
+/// a Dictionary hashes the key again (SipHash) and reads its occupancy bitmap, keys and values
+/// from three places, three cache misses where this has one. Deletion shifts the following
+/// entries back (no tombstones), so a table that churns stays as fast as a fresh one.
+public struct HashKeyedTable<Value> {
+    @usableFromInline
+    struct Slot {
+        /// 0 marks an empty slot; the key 0 itself lives in `zeroKeyValue`.
+        @usableFromInline var key: UInt64
+        @usableFromInline var value: Value
+
+        @inlinable init(key: UInt64, value: Value) {
+            self.key = key
+            self.value = value
+        }
+    }
+
+    @usableFromInline var slots: ContiguousArray<Slot>
+    @usableFromInline var mask: Int
+    @usableFromInline var zeroKeyValue: Value?
+    /// What an empty slot holds (never read as a value).
+    @usableFromInline let filler: Value
+    /// Entries in `slots` (not counting the key 0).
+    @usableFromInline var occupied = 0
+
+    /// An empty table; `filler` is any value of the type (empty slots need one).
+    @inlinable
+    public init(filler: Value, minimumCapacity: Int = 8) {
+        self.filler = filler
+        var size = 8
+        while size * 5 < minimumCapacity * 8 { size *= 2 }
+        slots = ContiguousArray(repeating: Slot(key: 0, value: filler), count: size)
+        mask = size - 1
+    }
+
+    @inlinable
+    public var count: Int { occupied + (zeroKeyValue == nil ? 0 : 1) }
+
+    @inlinable
+    public subscript(key: UInt64) -> Value? {
+        get {
+            if key == 0 { return zeroKeyValue }
+            var index = Int(truncatingIfNeeded: key) & mask
+            while true {
+                let slotKey = slots[index].key
+                if slotKey == key { return slots[index].value }
+                if slotKey == 0 { return nil }
+                index = (index + 1) & mask
+            }
+        }
+        set {
+            if let newValue { update(key, default: newValue) { $0 = newValue } } else { removeValue(forKey: key) }
+        }
+    }
+
+    /// Changes the key's value in place, inserting `initial` first when the key is absent; returns
+    /// what `body` returns.
+    @inlinable
+    @discardableResult
+    public mutating func update<Result>(_ key: UInt64, default initial: @autoclosure () -> Value, _ body: (inout Value) -> Result) -> Result {
+        if key == 0 {
+            var value = zeroKeyValue ?? initial()
+            defer { zeroKeyValue = value }
+            return body(&value)
+        }
+        var index = Int(truncatingIfNeeded: key) & mask
+        while true {
+            let slotKey = slots[index].key
+            if slotKey == key { return body(&slots[index].value) }
+            if slotKey == 0 { break }
+            index = (index + 1) & mask
+        }
+        // Kept at most 5/8 full, where a probe is short.
+        if (occupied + 1) * 8 > slots.count * 5 {
+            grow()
+            return update(key, default: initial(), body)
+        }
+        slots[index] = Slot(key: key, value: initial())
+        occupied += 1
+        return body(&slots[index].value)
+    }
+
+    /// Removes the key; returns its value if it had one.
+    @inlinable
+    @discardableResult
+    public mutating func removeValue(forKey key: UInt64) -> Value? {
+        if key == 0 {
+            defer { zeroKeyValue = nil }
+            return zeroKeyValue
+        }
+        var hole = Int(truncatingIfNeeded: key) & mask
+        while true {
+            let slotKey = slots[hole].key
+            if slotKey == key { break }
+            if slotKey == 0 { return nil }
+            hole = (hole + 1) & mask
+        }
+        let removed = slots[hole].value
+        occupied -= 1
+        // Backward shift: each later entry of the run moves into the hole unless its home slot
+        // lies cyclically after the hole (it would then be found before reaching the hole).
+        var next = (hole + 1) & mask
+        while slots[next].key != 0 {
+            let home = Int(truncatingIfNeeded: slots[next].key) & mask
+            if (next - home) & mask >= (next - hole) & mask {
+                slots[hole] = slots[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = Slot(key: 0, value: filler)
+        return removed
+    }
+
+    @usableFromInline
+    mutating func grow() {
+        let old = slots
+        slots = ContiguousArray(repeating: Slot(key: 0, value: filler), count: old.count * 2)
+        mask = slots.count - 1
+        for slot in old where slot.key != 0 {
+            var index = Int(truncatingIfNeeded: slot.key) & mask
+            while slots[index].key != 0 { index = (index + 1) & mask }
+            slots[index] = slot
+        }
+    }
+
+    /// Every key and value, in no particular order.
+    @inlinable
+    public func forEach(_ body: (UInt64, Value) -> Void) {
+        if let zeroKeyValue { body(0, zeroKeyValue) }
+        for slot in slots where slot.key != 0 { body(slot.key, slot.value) }
+    }
+}
+
+extension HashKeyedTable: Sendable where Value: Sendable {}
+extension HashKeyedTable.Slot: Sendable where Value: Sendable {}
