@@ -22,7 +22,9 @@ public struct EndpointTable: Sendable {
     public let stalenessThreshold: Double
     /// Ejects endpoints that keep failing (nil: off, as in GIE).
     public let outlierDetection: OutlierDetection?
-    private var entries: [String: Entry] = [:]
+    /// Ordered by address, the order candidates are given in; `positions` finds one by address.
+    private var entries: [Entry] = []
+    private var positions: [String: Int] = [:]
 
     struct Entry {
         var discovered: DiscoveredEndpoint
@@ -44,28 +46,31 @@ public struct EndpointTable: Sendable {
     public mutating func update(_ discovered: [DiscoveredEndpoint]) {
         var next: [String: Entry] = [:]
         for item in discovered {
-            var entry = entries[item.endpoint.address] ?? Entry(discovered: item)
+            var entry = positions[item.endpoint.address].map { entries[$0] } ?? Entry(discovered: item)
             entry.discovered = item
             next[item.endpoint.address] = entry
         }
-        entries = next
+        entries = next.values.sorted { $0.discovered.endpoint.address < $1.discovered.endpoint.address }
+        positions = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.discovered.endpoint.address, $0) })
+    }
+
+    /// Changes the entry of an endpoint, if it has one.
+    private mutating func withEntry(_ address: String, _ body: (inout Entry) -> Void) {
+        if let position = positions[address] { body(&entries[position]) }
     }
 
     // MARK: What the picker sees
 
     /// Ready endpoints with fresh metrics and not ejected, ordered by address.
     public func candidates(now: Double) -> [Candidate] {
-        entries.values
-            .filter { isCandidate($0, now: now) }
-            .map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
-            .sorted { $0.endpoint.address < $1.endpoint.address }
+        entries.filter { isCandidate($0, now: now) }.map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
     }
 
     /// Until when `candidates(now:)` stays as it is if nothing else happens: the first moment
     /// a candidate's metrics go stale or an ejection ends.
     public func candidatesUnchanged(after now: Double) -> Double {
         var until = Double.infinity
-        for entry in entries.values where entry.discovered.ready {
+        for entry in entries where entry.discovered.ready {
             if let updated = entry.metrics?.updateTime, now - updated <= stalenessThreshold {
                 until = min(until, updated + stalenessThreshold)
             }
@@ -82,12 +87,12 @@ public struct EndpointTable: Sendable {
 
     /// Every Ready endpoint, fresh metrics or not: what a gateway failing open picks from.
     public func readyEndpoints() -> [Endpoint] {
-        entries.values.filter(\.discovered.ready).map(\.discovered.endpoint).sorted { $0.address < $1.address }
+        entries.filter(\.discovered.ready).map(\.discovered.endpoint)
     }
 
     /// Endpoints outlier detection has ejected, now.
     public func ejectedEndpoints(now: Double) -> [String] {
-        entries.filter { $0.value.outlier.isEjected(now: now) }.map(\.key).sorted()
+        entries.filter { $0.outlier.isEjected(now: now) }.map(\.discovered.endpoint.address)
     }
 
     // MARK: What the data plane reports
@@ -95,16 +100,15 @@ public struct EndpointTable: Sendable {
     /// An endpoint answered with `status` (for outlier detection; a 5xx counts against it, any
     /// other status clears its run of failures).
     public mutating func reportAnswer(_ address: String, status: Int, now: Double) {
-        guard let detection = outlierDetection, var record = entries[address]?.outlier else { return }
-        let ejected = entries.values.count { $0.outlier.isEjected(now: now) }
-        _ = detection.record(status: status, in: &record, now: now, ejectedCount: ejected, endpointCount: entries.count)
-        entries[address]?.outlier = record
+        guard let detection = outlierDetection, let position = positions[address] else { return }
+        let ejected = entries.count { $0.outlier.isEjected(now: now) }
+        _ = detection.record(status: status, in: &entries[position].outlier, now: now, ejectedCount: ejected, endpointCount: entries.count)
     }
 
     /// The data plane could not connect to an endpoint: it stops being a candidate until a
     /// scrape succeeds again, rather than waiting for its metrics to go stale.
     public mutating func reportConnectFailure(_ address: String, now: Double) {
-        entries[address]?.metrics = nil
+        withEntry(address) { $0.metrics = nil }
         // A locally originated failure is a 5xx to Envoy's outlier detection.
         reportAnswer(address, status: 503, now: now)
     }
@@ -114,9 +118,9 @@ public struct EndpointTable: Sendable {
     /// The Ready endpoints with no scrape running, now marked as being scraped.
     public mutating func beginScrapes() -> [DiscoveredEndpoint] {
         var due: [DiscoveredEndpoint] = []
-        for (address, entry) in entries where entry.discovered.ready && !entry.scrapeInFlight {
-            entries[address]?.scrapeInFlight = true
-            due.append(entry.discovered)
+        for position in entries.indices where entries[position].discovered.ready && !entries[position].scrapeInFlight {
+            entries[position].scrapeInFlight = true
+            due.append(entries[position].discovered)
         }
         return due
     }
@@ -124,25 +128,29 @@ public struct EndpointTable: Sendable {
     /// A scrape brought `page`: when it is the page last read, the metrics it gave are fresh
     /// again as of `now` and true is returned; otherwise the caller reads it (`scraped`).
     public mutating func refreshIfUnchanged(_ address: String, page: ByteBuffer, now: Double) -> Bool {
-        guard let entry = entries[address], entry.page == page, entry.metrics != nil else { return false }
-        entries[address]?.metrics?.updateTime = now
-        entries[address]?.scrapeInFlight = false
+        guard let position = positions[address], entries[position].page == page, entries[position].metrics != nil else { return false }
+        entries[position].metrics?.updateTime = now
+        entries[position].scrapeInFlight = false
         return true
     }
 
     /// A scrape ended with these metrics (nil: an unreadable page, which leaves the last good
     /// metrics to age), read from `page`.
     public mutating func scraped(_ address: String, metrics: EndpointMetrics?, page: ByteBuffer? = nil) {
-        entries[address]?.scrapeInFlight = false
-        guard let metrics else { return }
-        entries[address]?.metrics = metrics
-        entries[address]?.page = page
+        withEntry(address) { entry in
+            entry.scrapeInFlight = false
+            guard let metrics else { return }
+            entry.metrics = metrics
+            entry.page = page
+        }
     }
 
     /// A scrape brought nothing. Refused or reset (`unreachable`): the pod is gone, whatever
     /// its last metrics said; a timeout leaves them to go stale.
     public mutating func scrapeFailed(_ address: String, unreachable: Bool) {
-        entries[address]?.scrapeInFlight = false
-        if unreachable { entries[address]?.metrics = nil }
+        withEntry(address) { entry in
+            entry.scrapeInFlight = false
+            if unreachable { entry.metrics = nil }
+        }
     }
 }

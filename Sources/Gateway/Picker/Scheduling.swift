@@ -133,12 +133,12 @@ public struct SchedulerProfile: Sendable {
             indices = filter.filter(request, candidates, indices, &state)
             if indices.isEmpty { return nil }
         }
-        var totals = Array(repeating: 0.0, count: indices.count)
+        var scored = indices.map { (index: $0, score: 0.0) }
         for (scorer, weight) in scorers {
             let scores = scorer.score(request, candidates, indices, &state)
-            for position in indices.indices { totals[position] += weight * min(1, max(0, scores[position])) }
+            for position in scored.indices { scored[position].score += weight * min(1, max(0, scores[position])) }
         }
-        let picked = picker.pick(Array(zip(indices, totals)).map { (index: $0.0, score: $0.1) }, candidates, &generator)
+        let picked = picker.pick(scored, candidates, &generator)
         return picked.isEmpty ? nil : picked
     }
 }

@@ -9,14 +9,19 @@ public struct MaxScorePicker: Picker {
     public init(maxNumOfEndpoints: Int = 1) { self.maxNumOfEndpoints = maxNumOfEndpoints }
 
     public func pick(_ scored: [(index: Int, score: Double)], _ candidates: [Candidate], _ generator: inout SplitMix64) -> [Int] {
+        if maxNumOfEndpoints == 1 {
+            // What shuffling then taking the first top score picks — any of the tied top scores,
+            // each as likely — with one draw instead of a shuffle of the whole pool.
+            guard let top = scored.lazy.map(\.score).max() else { return [] }
+            let ties = scored.reduce(0) { $0 + ($1.score == top ? 1 : 0) }
+            var chosen = Int.random(in: 0..<ties, using: &generator)
+            for entry in scored where entry.score == top {
+                if chosen == 0 { return [entry.index] }
+                chosen -= 1
+            }
+        }
         var shuffled = scored
         shuffled.shuffle(using: &generator)
-        if maxNumOfEndpoints == 1 {
-            // The same pick as the sort below, without sorting: the first top score in shuffled order.
-            var best: (index: Int, score: Double)?
-            for entry in shuffled where best == nil || entry.score > best!.score { best = entry }
-            return best.map { [$0.index] } ?? []
-        }
         let ranked = shuffled.enumerated().sorted { lhs, rhs in
             lhs.element.score != rhs.element.score ? lhs.element.score > rhs.element.score : lhs.offset < rhs.offset
         }

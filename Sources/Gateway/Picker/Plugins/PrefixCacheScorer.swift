@@ -6,7 +6,8 @@ public struct PrefixCacheScorer: Scorer {
 
     public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
         let total = state.prefixHashes.count
-        guard total > 0 else { return indices.map { _ in 0 } }
+        // No endpoint holds the first block (most requests to a large pool): all 0, with no lookups.
+        guard total > 0, !state.prefixMatches.isEmpty else { return Array(repeating: 0, count: indices.count) }
         return indices.map { Double(state.prefixMatches[candidates[$0].endpoint.address] ?? 0) / Double(total) }
     }
 }

@@ -5,16 +5,25 @@ public struct QueueScorer: Scorer {
     public init() {}
 
     public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
-        minMaxScores(indices.map { candidates[$0].metrics.map { Double($0.waitingQueueSize) } })
+        minMaxScores(candidates, indices) { $0.waitingQueueSize }
     }
 }
 
-/// `(max − x) / (max − min)` with missing values scored 0, all 1 when max == min.
-func minMaxScores(_ values: [Double?]) -> [Double] {
-    let known = values.compactMap { $0 }
-    guard let low = known.min(), let high = known.max() else { return values.map { _ in 0 } }
-    return values.map { value in
-        guard let value else { return 0 }
-        return high == low ? 1 : (high - value) / (high - low)
+/// `(max − x) / (max − min)` of a gauge, by candidate, with missing metrics scored 0, all 1 when
+/// max == min. Two passes over the candidates and no array but the result: the picker runs this
+/// for every request over every endpoint of the pool.
+@inline(__always)
+func minMaxScores(_ candidates: [Candidate], _ indices: [Int], _ gauge: (EndpointMetrics) -> Int) -> [Double] {
+    var low = Int.max, high = Int.min
+    for index in indices {
+        guard let value = candidates[index].metrics.map(gauge) else { continue }
+        low = min(low, value)
+        high = max(high, value)
+    }
+    guard low <= high else { return Array(repeating: 0, count: indices.count) }
+    let range = Double(high - low)
+    return indices.map { index in
+        guard let value = candidates[index].metrics.map(gauge) else { return 0 }
+        return high == low ? 1 : Double(high - value) / range
     }
 }

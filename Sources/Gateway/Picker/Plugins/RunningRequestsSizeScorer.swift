@@ -4,6 +4,6 @@ public struct RunningRequestsSizeScorer: Scorer {
     public init() {}
 
     public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
-        minMaxScores(indices.map { candidates[$0].metrics.map { Double($0.runningRequestsSize) } })
+        minMaxScores(candidates, indices) { $0.runningRequestsSize }
     }
 }
