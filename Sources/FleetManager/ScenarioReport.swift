@@ -76,7 +76,13 @@ public struct ScenarioReport: Sendable {
     /// sent, or, for a failure, the last fault taken before it ended if that came later (the
     /// fault that broke it in flight; a restore or a scale breaks nothing).
     func phaseIndex(of record: RequestRecord) -> Int {
-        let sentIn = actions.lastIndex { $0.at <= record.sent }.map { $0 + 1 } ?? 0
+        // Actions are in the order they ran, so by time: the first one after the send, by halving.
+        var low = 0, high = actions.count
+        while low < high {
+            let middle = (low + high) / 2
+            if actions[middle].at <= record.sent { low = middle + 1 } else { high = middle }
+        }
+        let sentIn = low
         guard !record.outcome.isSuccess, !record.outcome.isShed else { return sentIn }
         let brokenBy = actions.lastIndex { $0.at <= record.finished && Self.isFault($0.action) }.map { $0 + 1 } ?? 0
         return max(sentIn, brokenBy)
@@ -115,13 +121,18 @@ public struct ScenarioReport: Sendable {
     }
 
     public var faults: [FaultEffect] {
-        actions.enumerated().compactMap { index, action -> FaultEffect? in
+        // Failures by phase in one pass: a thousand-pod run has a million records and hundreds of actions.
+        var failuresByPhase: [Int: [RequestRecord]] = [:]
+        for record in records where !record.outcome.isSuccess && !record.outcome.isShed {
+            failuresByPhase[phaseIndex(of: record), default: []].append(record)
+        }
+        return actions.enumerated().compactMap { index, action -> FaultEffect? in
             guard Self.isFault(action.action) else { return nil }
             let changes = membership[action.action.target] ?? []
             let before = changes.last { $0.at <= action.at }
             let left = before?.routable == false ? before : changes.first { $0.at > action.at && !$0.routable }
             let back = left.flatMap { left in changes.first { $0.at > max(left.at, action.at) && $0.routable } }
-            let failures = records.filter { !$0.outcome.isSuccess && !$0.outcome.isShed && phaseIndex(of: $0) == index + 1 }
+            let failures = failuresByPhase[index + 1] ?? []
             return FaultEffect(
                 action: action, stoppedRouting: left.map { max(0, $0.at - action.at) }, routableAgain: back.map { $0.at - action.at },
                 clientFailures: failures.count, lastFailure: failures.map(\.finished).max().map { $0 - action.at })

@@ -89,6 +89,8 @@ struct VirtualFleet {
         let endpoint: Endpoint?
         /// Whether its server runs (not backing off, not gone).
         var running = false
+        /// Told to stop accepting (terminating): done once its last request ends.
+        var draining = false
         /// Requests read by a hung server and not answered, in arrival order.
         var held: [Int] = []
         /// Exchanges on this pod (sent to it and not finished).
@@ -256,7 +258,7 @@ struct VirtualFleet {
     private mutating func tick(sink: inout some SimulationSink) {
         // By index: copying every pod (its pool spec and request set) each tick costs a fleet
         // of a thousand pods seconds.
-        for index in pods.indices where pods[index].running && pods[index].active.isEmpty {
+        for index in pods.indices where pods[index].draining && pods[index].running && pods[index].active.isEmpty {
             let name = pods[index].name
             if case .terminating? = fleet.pods[name]?.lifecycle.phase { apply(fleet.drained(name, now: now), to: name, sink: &sink) }
         }
@@ -295,9 +297,11 @@ struct VirtualFleet {
                 drivers[index] = VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup))
                 drivers[index].preload(pods[index].pool.adapters.filter(\.preload).map(\.name))
                 pods[index].running = true
+                pods[index].draining = false
             case .markReady:
                 if pods[index].running { drivers[index].markReady() }
             case .stopAccepting:
+                pods[index].draining = true
                 if pods[index].running { drivers[index].beginDraining() }
             case .kill:
                 kill(index, sink: &sink)
