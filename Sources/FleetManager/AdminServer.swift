@@ -186,11 +186,14 @@ final class AdminRouter: HTTPRequestRouter {
             let writer = self.writer
             let loop = self.loop
             task = Task {
+                // A watch ends only by cancellation, when the client has gone: nothing to report.
                 let watcher = Task { try? await fleet.registry.watch { _ in continuation.yield() } }
                 for await _ in changes {
                     // A client that stops reading holds one pending change, not a growing buffer:
-                    // changes coalesce while it cannot take more.
+                    // changes coalesce while it cannot take more. A loop that is gone (the server
+                    // stopping) ends the wait; the write after it then goes nowhere, harmlessly.
                     while !Task.isCancelled, (try? await loop.submit({ writer.value.isWritable }).get()) == false {
+                        // Cancelled means the client went away: the loop condition ends the wait.
                         try? await Task.sleep(for: .milliseconds(50))
                     }
                     var listing = await AdminServer.listing(fleet)

@@ -117,6 +117,7 @@ public actor Fleet {
     private func startTicking() {
         ticker = Task { [weak self] in
             while !Task.isCancelled {
+                // Cancelled means the fleet is stopping: the loop ends, nothing to report.
                 try? await Task.sleep(for: .milliseconds(50))
                 await self?.tick()
             }
@@ -125,6 +126,8 @@ public actor Fleet {
 
     private func tick() async {
         for name in core.names {
+            // The count fails only once the server's event loop is gone: the pod then waits out
+            // its grace period, as one that never drains does.
             guard case .terminating? = core.pods[name]?.lifecycle.phase, let server = servers[name]?.server,
                   (try? await server.requestsInFlight()) == 0 else { continue }
             // Read again after the await: the pod may have moved on meanwhile.
@@ -168,6 +171,7 @@ public actor Fleet {
             switch effect {
             case .launch:
                 var configuration = ServerConfiguration()
+                // `start` refused every pool this throws for, and pools do not change after.
                 try? Self.configure(&configuration, pool: pod.pool, port: ports[name] ?? 0)
                 let launch = core.beginLaunch(name)
                 let started: any PodServer
@@ -189,7 +193,7 @@ public actor Fleet {
                 // Killed, deleted or relaunched while it started: this server is not wanted.
                 guard let current = core.pods[name], current.launch == launch, servers[name] == nil,
                       current.lifecycle.phase != .terminated, !FleetCore.isBackingOff(current.lifecycle.phase) else {
-                    try? await started.stop()
+                    await stopServer(started, of: name)
                     return
                 }
                 servers[name] = (started, launch)
@@ -339,6 +343,7 @@ public actor Fleet {
     public func emulationLag() async -> Double {
         var total = 0.0
         for (server, _) in servers.values {
+            // Fails only once a server's event loop is gone: a server that is not running lags nothing.
             if let server = server as? VLLMServer { total += (try? await server.emulationLag()) ?? 0 }
         }
         return total
@@ -356,14 +361,19 @@ public actor Fleet {
         let deadline = now + gracePeriod
         while !core.pods.isEmpty, now < deadline {
             await tick()
+            // Cancelled is no failure to report: the grace period still bounds this wait.
             try? await Task.sleep(for: .milliseconds(50))
         }
         for name in core.names {
-            try? await servers.removeValue(forKey: name)?.server.stop()
+            await stopServer(servers.removeValue(forKey: name)?.server, of: name)
             registry.remove(name)
         }
         ticker?.cancel()
-        try? await gateway.stop()
+        do {
+            try await gateway.stop()
+        } catch {
+            logger.warning("stopping the gateway failed: \(error)")
+        }
     }
 
     // MARK: Pod configuration

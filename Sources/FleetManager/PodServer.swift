@@ -32,6 +32,7 @@ extension VLLMServer: PodServer {
         case .status(let status): return status == 200
         case .refused: return false
         case .silent:
+            // Cancellation only cuts the wait short: the probe fails either way.
             try? await Task.sleep(for: .nanoseconds(Int64(timeout * 1e9)))
             return false
         }

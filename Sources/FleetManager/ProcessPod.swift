@@ -132,6 +132,7 @@ final class ProcessPod: PodServer, @unchecked Sendable {
         }
         let output = self.output
         Task {
+            // Nothing cancels this timer; were it cancelled, the probe would only fail sooner.
             try? await Task.sleep(for: .nanoseconds(Int64(timeout * 1e9)))
             output.resolveHealth(id, passed: false)
         }

@@ -138,6 +138,7 @@ actor CandidateWatcher {
                 changes[gone, default: []].append(.init(at: now, routable: false))
                 inside.remove(gone)
             }
+            // Cancelled means the run is over: the loop condition ends the watch.
             try? await Task.sleep(for: .milliseconds(10))
         }
         return changes

@@ -65,10 +65,12 @@ public final class AcceptGuard: ChannelInboundHandler, RemovableChannelHandler {
         guard !paused else { return }
         paused = true
         let channel = context.channel
+        // Fails only on a closed listener, which accepts nothing anyway.
         try? channel.syncOptions?.setOption(.autoRead, value: false)
         let guarded = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: Self.pause) {
             guarded.value.paused = false
+            // Fails only on a listener closed meanwhile: there is nothing left to resume.
             try? channel.syncOptions?.setOption(.autoRead, value: true)
         }
     }

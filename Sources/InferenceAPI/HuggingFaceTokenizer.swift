@@ -151,6 +151,7 @@ public struct HuggingFaceTokenizer: Sendable {
 
         var tokens = [String](repeating: "", count: size)
         for (token, value) in vocabObject {
+            // Every id was checked, with its path in the error, by the first pass over the vocabulary.
             guard let id = try? reader.tokenID(value, "") else { continue }
             // Two strings for one id: keep the smaller, so token strings don't change between runs.
             if tokens[id].isEmpty || Array(token.utf8).lexicographicallyPrecedes(Array(tokens[id].utf8)) {
@@ -812,6 +813,8 @@ extension HuggingFaceTokenizer {
         private static let word = compiledOrNil(#"\w+|[^\w\s]+"#)
 
         private static func compiledOrNil(_ source: String) -> TextPattern? {
+            // Fixed patterns, not the file's: were one refused, its step would split nothing
+            // rather than fail every tokenizer that uses it.
             (try? compileRegex(source)).map(TextPattern.regex)
         }
 

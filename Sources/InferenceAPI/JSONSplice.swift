@@ -50,6 +50,7 @@ public enum JSONSplice {
     private static func keyMatches(_ key: String, _ quoted: UnsafeRawBufferPointer) -> Bool {
         let raw = quoted.dropFirst().dropLast()
         if !raw.contains(UInt8(ascii: "\\")) { return raw.elementsEqual(key.utf8) }
+        // The body is known to be valid JSON, so the key decodes; were it not, it simply does not match.
         guard case .string(let decoded)? = try? JSONValue.parse(ByteBuffer(bytes: quoted)) else { return false }
         return decoded == key
     }

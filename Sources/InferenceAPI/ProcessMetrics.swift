@@ -44,6 +44,7 @@ public enum ProcessMetrics {
     /// /proc/self/stat's vsize, rss, utime and stime; the entries of /proc/self/fd; the soft
     /// limit on open files.
     static func read() -> Reading? {
+        // No /proc (not Linux): the process families are left out, as prometheus_client does.
         guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         // Fields after the command name, which may itself hold spaces: state is field 3.
@@ -52,6 +53,8 @@ public enum ProcessMetrics {
         guard let utime = field(14), let stime = field(15), let vsize = field(23), let rss = field(24) else { return nil }
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         let pageSize = Double(sysconf(Int32(_SC_PAGESIZE)))
+        // With /proc there, this fails only when no descriptor is left to list with: the other
+        // readings are still worth a scrape.
         let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
         return Reading(
             virtualMemoryBytes: vsize, residentMemoryBytes: rss * pageSize, cpuSeconds: (utime + stime) / max(ticks, 1),

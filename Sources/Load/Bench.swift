@@ -72,6 +72,7 @@ public enum Bench {
             let reporter = Task {
                 while !Task.isCancelled {
                     progress?(state.withLockedValue { $0 })
+                    // Cancelled when the stage ends: the loop condition stops the reports.
                     try? await Task.sleep(for: .milliseconds(250))
                 }
             }
@@ -104,6 +105,7 @@ public struct MachineLoad: Sendable {
 
     /// Now; nil where `/proc/stat` does not exist.
     public static func sample() -> MachineLoad? {
+        // Not Linux: no reading, and the summary leaves machine load out.
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
         let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }

@@ -60,6 +60,7 @@ public enum OpenLoop {
         return await withTaskGroup(of: RequestRecord.self) { group in
             for arrival in arrivals {
                 let wait = arrival.time - client.now()
+                // Cancelled only with the run: the remaining arrivals go at once and end with it.
                 if wait > 0 { try? await Task.sleep(for: .nanoseconds(Int64(wait * 1e9))) }
                 let request = streams[arrival.stream].request(arrival.index)
                 group.addTask {

@@ -34,6 +34,7 @@ struct Chaos: AsyncParsableCommand {
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200 else {
+            // Not the admin API's error JSON (another server on that port, say): the body is the message.
             let message = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])
                 .flatMap { ($0["error"] as? [String: Any])?["message"] as? String } ?? String(decoding: data, as: UTF8.self)
             throw ChaosError(description: message)

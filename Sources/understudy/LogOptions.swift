@@ -13,9 +13,12 @@ struct LogOptions: ParsableArguments {
         }
     }
 
+    /// The least severe level shown.
+    var level: Logger.Level { Logger.Level(rawValue: logLevel) ?? .info }
+
     /// Sets up the process's logging (once per process, as swift-log allows).
     func bootstrap() {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = self.level
         LoggingSystem.bootstrap { label in ServerLogHandler(label: label, level: level) }
     }
 }

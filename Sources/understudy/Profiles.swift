@@ -44,6 +44,8 @@ struct Profiles: ParsableCommand {
             var configuration = ServerConfiguration()
             configuration.accelerator = accelerator
             configuration.model = model
+            // Not a profile name: EngineSetup matches it as a Hugging Face id or alias, and
+            // reports a missing profile store itself.
             configuration.modelProfile = (try? ProfileStore.locate().model(model)) != nil ? model : nil
             configuration.tensorParallelSize = tensorParallel
             configuration.quantization = quantization

@@ -166,7 +166,7 @@ struct Serve: AsyncParsableCommand {
         print("  listening on \(configuration.tls == nil ? "http" : "https")://\(host):\(server.port)")
         fflush(nil)  // print is buffered when stdout is not a terminal
         if controlStdin {
-            Self.obeyControl(server)
+            Self.obeyControl(server, logLevel: logging.level)
             // Drained, or the fleet went away: `obeyControl` exits the process.
             while true { try await Task.sleep(for: .seconds(3600)) }
         }
@@ -191,9 +191,15 @@ struct Serve: AsyncParsableCommand {
     }
 
     /// A fleet's pod (`understudy up --processes`): takes `PodControl` lines from stdin on a
-    /// thread of its own; exits when stdin closes (the fleet is gone) or once drained.
-    static func obeyControl(_ server: VLLMServer) {
-        let thread = Thread {
+    /// thread of its own; exits when stdin closes (the fleet is gone) or once drained. A command
+    /// that fails is logged to stderr: the fleet keeps only the health answers of this process's
+    /// stdout, and shares its stderr.
+    static func obeyControl(_ server: VLLMServer, logLevel: Logger.Level) {
+        var logger = Logger(label: "control") { label in
+            ServerLogHandler(label: label, level: logLevel) { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+        logger[metadataKey: "port"] = "\(server.port)"
+        let thread = Thread { [logger] in
             while let line = readLine() {
                 let command: PodControl
                 do {
@@ -206,8 +212,18 @@ struct Serve: AsyncParsableCommand {
                 Task {
                     defer { done.signal() }
                     switch command {
-                    case .ready: try? await server.markReady()
-                    case .preload(let adapter): try? await server.preload(adapters: [adapter])
+                    case .ready:
+                        do {
+                            try await server.markReady()
+                        } catch {
+                            logger.error("the model could not be made Ready: \(error)")
+                        }
+                    case .preload(let adapter):
+                        do {
+                            try await server.preload(adapters: [adapter])
+                        } catch {
+                            logger.warning("preloading adapter \(adapter) failed: \(error)")
+                        }
                     case .health(let id):
                         // A hung server stays silent; the fleet's probe times out.
                         switch await server.checkHealth() {
@@ -216,12 +232,24 @@ struct Serve: AsyncParsableCommand {
                         case .silent: break
                         }
                         fflush(nil)
-                    case .fault(let fault): try? await server.apply(fault)
+                    case .fault(let fault):
+                        do {
+                            try await server.apply(fault)
+                        } catch {
+                            logger.error("fault \(command.line) not applied: \(error)")
+                        }
                     case .drain:
-                        try? await server.beginDraining()
+                        do {
+                            try await server.beginDraining()
+                        } catch {
+                            logger.warning("draining failed: \(error)")
+                        }
+                        // The count fails only once the engine's event loop is gone (nothing is left
+                        // to wait for); nothing cancels this task, so the sleep does not fail.
                         while (try? await server.requestsInFlight()) ?? 0 > 0 { try? await Task.sleep(for: .milliseconds(20)) }
                         // The last request counts as done when its final bytes are queued, not
                         // sent: a short linger lets a slow reader have them before the exit.
+                        // Nothing cancels this task, so the sleep cannot fail.
                         try? await Task.sleep(for: .seconds(1))
                         Foundation.exit(0)
                     }
@@ -237,8 +265,15 @@ struct Serve: AsyncParsableCommand {
 
     static func parseLoRAModule(_ text: String) throws -> LoRAModule {
         if text.hasPrefix("{") {
+            let json: JSONValue
+            do {
+                json = try JSONValue.parse(text)
+            } catch {
+                // vLLM's argument parser words it so.
+                throw ValidationError("Invalid JSON format for --lora-modules: \(text)")
+            }
             // vLLM requires "path"; llm-d-inference-sim (GIE's sim deployment) does not: the name stands in.
-            guard let json = try? JSONValue.parse(text), case .string(let name)? = json["name"], !name.isEmpty else {
+            guard case .string(let name)? = json["name"], !name.isEmpty else {
                 throw ValidationError("--lora-modules JSON needs \"name\" (and \"path\"): \(text)")
             }
             let path = json["path"]?.string ?? name

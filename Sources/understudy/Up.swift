@@ -94,6 +94,7 @@ struct Up: AsyncParsableCommand {
 
     /// This program's own path, for pods run as `understudy serve` processes.
     static var executable: String {
+        // No /proc (not Linux): the path it was started by serves as well.
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 }

@@ -91,7 +91,7 @@ extension GenerationRequest {
         switch json {
         case nil, .null?: break
         case .string(let text)?:
-            // A schema may be sent as JSON text.
+            // A schema may be sent as JSON text. vLLM's error, word for word, carries no parse detail.
             guard let schema = try? JSONValue.parse(text) else { throw APIError.badRequest("Grammar error: Invalid JSON schema: \(text)") }
             return .jsonSchema(schema)
         case let schema?: return .jsonSchema(schema)

@@ -26,12 +26,16 @@ public final class VLLMServer: Sendable {
     private let hung = NIOLockedValueBox(false)
     /// The periodic engine stats line, when logged.
     let statsTask: RepeatedTask?
+    /// The server's own failures (stopping); the engine's logger, silent when not given one.
+    private let logger: Logger
 
     private init(
         configuration: ServerConfiguration, setup: EngineSetup, port: Int, channel: Channel, router: Router,
-        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, partitioned: NIOLockedValueBox<Bool>, statsTask: RepeatedTask?
+        connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, partitioned: NIOLockedValueBox<Bool>, statsTask: RepeatedTask?,
+        logger: Logger
     ) {
         self.statsTask = statsTask
+        self.logger = logger
         self.configuration = configuration
         self.setup = setup
         self.port = port
@@ -91,7 +95,8 @@ public final class VLLMServer: Sendable {
         }
         return VLLMServer(
             configuration: configuration, setup: setup, port: channel.localAddress?.port ?? configuration.port, channel: channel,
-            router: router, connections: connections, partitioned: partitioned, statsTask: statsTask)
+            router: router, connections: connections, partitioned: partitioned, statsTask: statsTask,
+            logger: logging?.engine ?? Logger(label: "loggers", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
     /// Closes a connection with a TCP reset (SO_LINGER 0), as a rejecting firewall would.
@@ -149,6 +154,7 @@ public final class VLLMServer: Sendable {
         partitioned.withLockedValue { $0 = isPartitioned }
         guard isPartitioned else { return }
         for connection in connections.withLockedValue({ Array($0.values) }) {
+            // `reset` drops close errors itself: a connection being reset is gone either way.
             try? await Self.reset(connection).get()
         }
     }
@@ -173,6 +179,7 @@ public final class VLLMServer: Sendable {
         guard !stopped.withLockedValue({ $0 }) else { return .refused }
         guard !hung.withLockedValue({ $0 }) else { return .silent }
         let router = self.router
+        // Fails only once the engine's event loop is gone: nothing answers, as once stopped.
         return (try? await router.driver.loop.submit { HealthAnswer.status(router.core.ready ? 200 : 503) }.get()) ?? .refused
     }
 
@@ -195,9 +202,20 @@ public final class VLLMServer: Sendable {
         statsTask?.cancel()
         stopped.withLockedValue { $0 = true }
         partitioned.withLockedValue { $0 = true }  // anything accepted from now on is reset
-        try? await channel.close()
+        do {
+            try await channel.close()
+        } catch ChannelError.alreadyClosed {
+            // Draining closed the listener already: nothing failed.
+        } catch {
+            logger.warning("stopping: closing the listening socket failed: \(error)")
+        }
         for connection in connections.withLockedValue({ Array($0.values) }) {
-            try? await connection.close()
+            do {
+                try await connection.close()
+            } catch {
+                // Clients hang up as the server stops (already closed, reset): expected noise.
+                logger.debug("stopping: closing a connection failed: \(error)")
+            }
         }
     }
 

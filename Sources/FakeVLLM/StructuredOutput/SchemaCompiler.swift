@@ -219,6 +219,7 @@ struct SchemaCompiler {
                 block(&node, .string, because: error.message)
             }
             // Validation uses ICU; a pattern it rejects (Python-only syntax) could not be checked.
+            // ICU's error names no position or cause: the request's error, naming the pattern, says more.
             guard let matcher = try? NSRegularExpression(pattern: text) else {
                 throw fail(path, "pattern '\(text)' is not a valid ECMA-262 regular expression")
             }

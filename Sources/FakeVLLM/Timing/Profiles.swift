@@ -162,7 +162,15 @@ public struct ProfileStore: Sendable {
 
     private func load<T: Decodable>(_ type: T.Type, kind: String, name: String) throws -> T {
         let file = root.appendingPathComponent(kind).appendingPathComponent(name + ".yaml")
-        guard let text = try? String(contentsOf: file, encoding: .utf8) else {
+        let text: String
+        do {
+            text = try String(contentsOf: file, encoding: .utf8)
+        } catch {
+            // There but unreadable (permissions, not UTF-8): say why, not that it is unknown.
+            guard !FileManager.default.fileExists(atPath: file.path) else {
+                throw ProfileError("\(file.path): cannot read the file: \(error.localizedDescription)")
+            }
+            // No directory to list means no profiles of this kind: "none" says so.
             let known = (try? names(in: kind))?.joined(separator: ", ") ?? "none"
             throw ProfileError("no \(kind.dropLast()) profile '\(name)' (known: \(known))")
         }

@@ -92,6 +92,7 @@ public final class GatewayServer: Sendable {
         } catch {
             // Nothing half-started stays behind: the scrape thread, a bound listener.
             datastore.stop()
+            // Best effort: the start's own error, thrown below, is the one the caller needs.
             for channel in channels { try? await channel.close() }
             try? await scrapeGroup.shutdownGracefully()
             throw error
