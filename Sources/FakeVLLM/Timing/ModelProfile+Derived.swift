@@ -51,16 +51,7 @@ extension ProfileStore {
 
     public func modelFamily(_ name: String) throws -> ModelFamily {
         let file = root.appendingPathComponent("model-families").appendingPathComponent(name + ".yaml")
-        let text: String
-        do {
-            text = try String(contentsOf: file, encoding: .utf8)
-        } catch {
-            // There but unreadable (permissions, not UTF-8): say why, not that it is unknown.
-            guard !FileManager.default.fileExists(atPath: file.path) else {
-                throw ProfileError("\(file.path): cannot read the file: \(error.localizedDescription)")
-            }
-            throw ProfileError("no model family '\(name)'")
-        }
+        let text = try Self.read(file) { ProfileError("no model family '\(name)'") }
         do {
             return try YAMLDecoder().decode(ModelFamily.self, from: text)
         } catch {

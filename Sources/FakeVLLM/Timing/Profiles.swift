@@ -160,19 +160,25 @@ public struct ProfileStore: Sendable {
             .sorted()
     }
 
-    private func load<T: Decodable>(_ type: T.Type, kind: String, name: String) throws -> T {
-        let file = root.appendingPathComponent(kind).appendingPathComponent(name + ".yaml")
-        let text: String
+    /// A profile file's text; `missing` says what is unknown when there is no such file. One
+    /// that is there but unreadable (permissions, not UTF-8) says why instead.
+    static func read(_ file: URL, missing: () -> ProfileError) throws -> String {
         do {
-            text = try String(contentsOf: file, encoding: .utf8)
+            return try String(contentsOf: file, encoding: .utf8)
         } catch {
-            // There but unreadable (permissions, not UTF-8): say why, not that it is unknown.
             guard !FileManager.default.fileExists(atPath: file.path) else {
                 throw ProfileError("\(file.path): cannot read the file: \(error.localizedDescription)")
             }
+            throw missing()
+        }
+    }
+
+    private func load<T: Decodable>(_ type: T.Type, kind: String, name: String) throws -> T {
+        let file = root.appendingPathComponent(kind).appendingPathComponent(name + ".yaml")
+        let text = try Self.read(file) {
             // No directory to list means no profiles of this kind: "none" says so.
             let known = (try? names(in: kind))?.joined(separator: ", ") ?? "none"
-            throw ProfileError("no \(kind.dropLast()) profile '\(name)' (known: \(known))")
+            return ProfileError("no \(kind.dropLast()) profile '\(name)' (known: \(known))")
         }
         do {
             return try YAMLDecoder().decode(T.self, from: text)
