@@ -248,11 +248,13 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
         let event = event.data
         if event.readableBytesView.elementsEqual("[DONE]".utf8) { exchange.sawDone = true; return }
         if ServerSentEvents.containsKey(ServerSentEvents.errorKey, in: event) {
+            // An error event that is not JSON still failed the stream: code 0 says "unknown".
             exchange.streamError = (try? JSONValue.parse(event))?["error"]?["code"]?.int ?? 0
             return
         }
         if ServerSentEvents.emptyChoices.contains(where: { ServerSentEvents.offset(of: $0, in: event) != nil }) {
             // The usage chunk `stream_options.include_usage` asks for comes last, without choices.
+            // A usage chunk that does not parse leaves the counts unknown, as none would.
             exchange.record.read(usage: (try? JSONValue.parse(event))?["usage"])
             return
         }
@@ -281,6 +283,7 @@ final class ExchangeHandler: ChannelInboundHandler, @unchecked Sendable {
                 exchange.record.outcome = exchange.sawDone ? .ok : .truncated
             }
         } else {
+            // A body that is not JSON leaves the counts unknown; the status already judged the answer.
             exchange.record.read(usage: exchange.body.flatMap { try? JSONValue.parse($0) }?["usage"])
             exchange.record.outcome = .ok
         }

@@ -88,12 +88,14 @@ final class UpstreamConnection: ChannelInboundHandler {
     func pauseReading() {
         guard let channel, !paused else { return }
         paused = true
+        // Fails only on a closed channel, which reads nothing more anyway.
         try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
     }
 
     func resumeReading() {
         guard let channel, paused else { return }
         paused = false
+        // Fails only on a closed channel: its close ends the exchange, and says so.
         try? channel.syncOptions?.setOption(ChannelOptions.autoRead, value: true)
         channel.read()
     }

@@ -93,6 +93,8 @@ public final class Datastore: Sendable {
                 case .success(let page):
                     if self.table.withLockedValue({ $0.refreshIfUnchanged(address, page: page, now: now) }) { return }
                     // Read outside the lock: the data plane reads candidates meanwhile.
+                    // Unreadable (nil) leaves the last good metrics to go stale, which takes the
+                    // endpoint out of the candidates; logging it 20 times a second would bury the rest.
                     let metrics = try? MetricsExtractor.extract(String(buffer: page), mapping: mapping, now: now)
                     self.table.withLockedValue { $0.scraped(address, metrics: metrics, page: page) }
                 }
