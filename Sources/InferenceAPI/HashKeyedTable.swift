@@ -45,13 +45,8 @@ public struct HashKeyedTable<Value> {
     public subscript(key: UInt64) -> Value? {
         get {
             if key == 0 { return zeroKeyValue }
-            var index = Int(truncatingIfNeeded: key) & mask
-            while true {
-                let slotKey = slots[index].key
-                if slotKey == key { return slots[index].value }
-                if slotKey == 0 { return nil }
-                index = (index + 1) & mask
-            }
+            let (index, found) = slot(of: key)
+            return found ? slots[index].value : nil
         }
         set {
             if let newValue { update(key, default: newValue) { $0 = newValue } } else { removeValue(forKey: key) }
@@ -68,13 +63,8 @@ public struct HashKeyedTable<Value> {
             defer { zeroKeyValue = value }
             return body(&value)
         }
-        var index = Int(truncatingIfNeeded: key) & mask
-        while true {
-            let slotKey = slots[index].key
-            if slotKey == key { return body(&slots[index].value) }
-            if slotKey == 0 { break }
-            index = (index + 1) & mask
-        }
+        let (index, found) = slot(of: key)
+        if found { return body(&slots[index].value) }
         // Kept at most 5/8 full, where a probe is short.
         if (occupied + 1) * 8 > slots.count * 5 {
             grow()
@@ -93,13 +83,8 @@ public struct HashKeyedTable<Value> {
             defer { zeroKeyValue = nil }
             return zeroKeyValue
         }
-        var hole = Int(truncatingIfNeeded: key) & mask
-        while true {
-            let slotKey = slots[hole].key
-            if slotKey == key { break }
-            if slotKey == 0 { return nil }
-            hole = (hole + 1) & mask
-        }
+        var (hole, found) = slot(of: key)
+        guard found else { return nil }
         let removed = slots[hole].value
         occupied -= 1
         // Backward shift: each later entry of the run moves into the hole unless its home slot
@@ -115,6 +100,30 @@ public struct HashKeyedTable<Value> {
         }
         slots[hole] = Slot(key: 0, value: filler)
         return removed
+    }
+
+    /// Changes the key's value in place if it has one; nil when it has none.
+    @inlinable
+    public mutating func modify<Result>(_ key: UInt64, _ body: (inout Value) -> Result) -> Result? {
+        if key == 0 {
+            guard var value = zeroKeyValue else { return nil }
+            defer { zeroKeyValue = value }
+            return body(&value)
+        }
+        let (index, found) = slot(of: key)
+        return found ? body(&slots[index].value) : nil
+    }
+
+    /// Where a key (not 0) is, or the empty slot that ends its probe when it is absent.
+    @inlinable
+    func slot(of key: UInt64) -> (index: Int, found: Bool) {
+        var index = Int(truncatingIfNeeded: key) & mask
+        while true {
+            let slotKey = slots[index].key
+            if slotKey == key { return (index, true) }
+            if slotKey == 0 { return (index, false) }
+            index = (index + 1) & mask
+        }
     }
 
     @usableFromInline

@@ -11,12 +11,17 @@ import Testing
         for step in 0..<200_000 {
             let crowded = generator.next() % 4 == 0
             let key = crowded ? (generator.next() % 64) << 40 | (generator.next() % 3) : generator.next() % 5_000
-            switch generator.next() % 3 {
+            switch generator.next() % 4 {
             case 0:
                 table[key] = step
                 reference[key] = step
             case 1:
                 #expect(table.removeValue(forKey: key) == reference.removeValue(forKey: key))
+            case 2:
+                // Only a key that is there is changed; an absent one stays absent.
+                let changed = table.modify(key) { $0 -= 1 } != nil
+                #expect(changed == (reference[key] != nil))
+                reference[key]? -= 1
             default:
                 let added = table.update(key, default: 0) { value -> Int in
                     value += 1

@@ -115,7 +115,7 @@ public struct PrefixIndex: Sendable {
     }
 
     private mutating func release(_ hash: UInt64, from endpoint: Int32) {
-        guard holders[hash] != nil, holders.update(hash, default: Holders(), { $0.remove(endpoint) }) else { return }
+        guard holders.modify(hash, { $0.remove(endpoint) }) == true else { return }
         holders.removeValue(forKey: hash)
     }
 
