@@ -1,3 +1,4 @@
+import Dispatch
 import FakeVLLM
 import Gateway
 import HeapModule
@@ -78,9 +79,10 @@ struct VirtualFleet {
     private let maxAttempts: Int
     private let retryOnReset: Bool
 
-    /// Each pod's server, by pod index: the last one launched (read only while `running`). Apart
-    /// from `pods` and never optional, so reading it copies nothing.
-    private var drivers: [VirtualPodDriver] = []
+    /// Each pod's server, by pod index: the last one launched (read only while `running`), on a
+    /// timeline of its own that catches up when the pod is looked at (`catchUp`). Apart from
+    /// `pods` and never optional, so reading it copies nothing.
+    private var timelines: [PodTimeline] = []
 
     struct Pod {
         let name: String
@@ -95,8 +97,6 @@ struct VirtualFleet {
         var held: [Int] = []
         /// Exchanges on this pod (sent to it and not finished).
         var active: Set<Int> = []
-        /// When the pod's event on the heap is due (one per pod at a time).
-        var eventAt: Double?
     }
 
     struct Exchange {
@@ -110,12 +110,12 @@ struct VirtualFleet {
         var running = false
         /// The response head reached the client (a stream's, at admission).
         var headSent = false
-        var firstToken: Double?
+        /// When the client last saw something before its pod took over (a running stream's
+        /// later activity is on the pod's timeline).
         var lastActivity: Double
         var inputTokens = 0
-        /// Chaos `errors kind: cut`: the stream is cut after this many token events.
-        var cutAfterEvents: Int?
-        var events = 0
+        /// The request's handle on its pod's timeline, once admitted.
+        var handle = -1
         var done = false
     }
 
@@ -203,9 +203,10 @@ struct VirtualFleet {
     // MARK: Events
 
     private enum Kind: Int {
-        // At equal times: tokens become visible, then the fleet ticks, the scrape reads, probes
-        // answer, timeouts fire, candidates change, requests reach their pods.
-        case pod, tick, scrape, probeAnswer, timeout, candidatesExpire, delivery
+        // At equal times: tokens become visible (pods catch up to the time first), then the fleet
+        // ticks, the scrape reads, probes answer, timeouts fire, candidates change, requests reach
+        // their pods.
+        case tick, scrape, probeAnswer, timeout, candidatesExpire, delivery
     }
 
     private struct Event: Comparable {
@@ -236,11 +237,12 @@ struct VirtualFleet {
         let event = timeouts.min.map { timeout in events.min.map { $0 < timeout } ?? false } ?? true ? events.removeMin() : timeouts.removeMin()
         now = event.time
         switch Kind(rawValue: event.kind)! {
-        case .pod: advance(event.subject, sink: &sink)
         case .tick:
+            catchUpAll(sink: &sink)
             tick(sink: &sink)
             schedule(.tick, at: now + Self.tickInterval, subject: 0)
         case .scrape:
+            catchUpAll(sink: &sink)
             scrape()
             schedule(.scrape, at: now + scrapeInterval, subject: 0)
         case .probeAnswer:
@@ -267,8 +269,8 @@ struct VirtualFleet {
             guard let index = podIndex[probe.pod] else { continue }
             // The kubelet probes from the node: a partition does not stop it; a hung server
             // answers nothing (the probe fails when its timeout ends); a draining one says 503.
-            let hung = pods[index].running && drivers[index].core.faults.hung
-            let succeeded = pods[index].running && !hung && drivers[index].core.ready
+            let hung = pods[index].running && timelines[index].driver.core.faults.hung
+            let succeeded = pods[index].running && !hung && timelines[index].driver.core.ready
             probeCount += 1
             pendingProbes[probeCount] = (probe.pod, probe.launch, succeeded)
             schedule(.probeAnswer, at: now + (hung ? probe.timeout : 0), subject: probeCount)
@@ -289,20 +291,22 @@ struct VirtualFleet {
             return
         }
         let index = podIndex[name] ?? addPod(name)
+        catchUp(index, sink: &sink)
         for effect in effects {
             switch effect {
             case .launch:
                 _ = fleet.beginLaunch(name)
                 let (configuration, setup) = setups[pods[index].pool.name]!
-                drivers[index] = VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup))
-                drivers[index].preload(pods[index].pool.adapters.filter(\.preload).map(\.name))
+                var driver = VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup))
+                driver.preload(pods[index].pool.adapters.filter(\.preload).map(\.name))
+                timelines[index] = PodTimeline(driver)
                 pods[index].running = true
                 pods[index].draining = false
             case .markReady:
-                if pods[index].running { drivers[index].markReady() }
+                if pods[index].running { timelines[index].withDriver { $0.markReady() } }
             case .stopAccepting:
                 pods[index].draining = true
-                if pods[index].running { drivers[index].beginDraining() }
+                if pods[index].running { timelines[index].withDriver { $0.beginDraining() } }
             case .kill:
                 kill(index, sink: &sink)
             case .scheduleRestart, .readinessChanged:
@@ -323,7 +327,7 @@ struct VirtualFleet {
         let discovered = self.pool.endpoints(from: [DiscoveredPod(name: name, ip: "127.0.0.1", labels: pool.labels, ready: true, ports: [Int(address.split(separator: ":").last!)!])])
         pods.append(Pod(name: name, pool: pool, address: address, endpoint: discovered.first?.endpoint))
         let (configuration, setup) = setups[pool.name]!
-        drivers.append(VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup)))
+        timelines.append(PodTimeline(VirtualPodDriver(core: PodCore(configuration: configuration, setup: setup))))
         podIndex[name] = pods.count - 1
         if let endpoint = discovered.first?.endpoint { podByAddress[endpoint.address] = pods.count - 1 }
         return pods.count - 1
@@ -352,6 +356,7 @@ struct VirtualFleet {
     /// The server dies: what it was answering fails as the live gateway reports it.
     private mutating func kill(_ index: Int, sink: inout some SimulationSink) {
         guard pods[index].running else { return }
+        catchUp(index, sink: &sink)
         pods[index].running = false
         for slot in pods[index].active.sorted() {
             // The connection closed under the request: a stream already relaying ends with an
@@ -395,14 +400,14 @@ struct VirtualFleet {
 
     private mutating func fault(_ index: Int, _ action: ChaosAction, sink: inout some SimulationSink) {
         guard let fault = action.podFault else { return }
-        let wasHung = drivers[index].core.faults.hung
-        drivers[index].apply(fault, now: now)
-        schedulePodEvent(index)
-        let faults = drivers[index].core.faults
+        catchUp(index, sink: &sink)
+        let wasHung = timelines[index].driver.core.faults.hung
+        timelines[index].withDriver { $0.apply(fault, now: now) }
+        let faults = timelines[index].driver.core.faults
         if faults.partitioned {
             // Open connections are reset: every request in flight there ends.
             for slot in pods[index].active.sorted() {
-                if let id = exchanges[slot].running ? RequestID(slot) : nil { drivers[index].abort(id, now: now) }
+                if exchanges[slot].running { timelines[index].abort(exchanges[slot].handle, now: now) }
                 fail(slot, exchanges[slot].headSent ? .streamError(502) : .status(503), sink: &sink)
             }
             pods[index].held = []
@@ -418,46 +423,44 @@ struct VirtualFleet {
 
     // MARK: Pods
 
-    /// Puts the pod's next event (its step's end, or its wake-up) on the heap, once.
-    private mutating func schedulePodEvent(_ index: Int) {
-        guard pods[index].running, let time = drivers[index].nextEvent, pods[index].eventAt != time else { return }
-        pods[index].eventAt = time
-        schedule(.pod, at: time, subject: index)
+    /// Runs a pod's timeline to now and takes in what its clients saw on the way.
+    private mutating func catchUp(_ index: Int, sink: inout some SimulationSink) {
+        guard pods[index].running, let time = timelines[index].nextTime, time <= now else { return }
+        timelines[index].run(until: now, wantsInterTokenGaps: sink.wantsInterTokenGaps)
+        takeHappenings(index, sink: &sink)
     }
 
-    private mutating func advance(_ index: Int, sink: inout some SimulationSink) {
-        guard pods[index].eventAt == now else { return }  // an event the pod no longer has
-        pods[index].eventAt = nil
-        guard pods[index].running, drivers[index].nextEvent == now else { return schedulePodEvent(index) }
-        let ended = drivers[index].advance(now: now)
-        schedulePodEvent(index)
-        guard let outcome = ended else { return }
-        for progress in outcome.progress where !progress.newTokens.isEmpty {
-            let slot = Int(progress.id)
-            guard !exchanges[slot].done else { continue }
-            exchanges[slot].events += 1
-            if exchanges[slot].request.streaming {
-                exchanges[slot].lastActivity = now
-                if let previous = progress.previousTokenTime {
-                    if sink.wantsInterTokenGaps { sink.addInterTokenGap(now - previous) }
-                } else {
-                    exchanges[slot].firstToken = now
+    /// Runs every pod's timeline to now (the scrape and the tick look at all of them), the pods
+    /// in parallel: each touches only itself. What they saw is taken in pod by pod, in order, so a
+    /// run does not depend on which thread ran which pod.
+    private mutating func catchUpAll(sink: inout some SimulationSink) {
+        let due = pods.indices.filter { pods[$0].running && (timelines[$0].nextTime ?? .infinity) <= now }
+        guard !due.isEmpty else { return }
+        let (time, gaps) = (now, sink.wantsInterTokenGaps)
+        // Contiguous runs of pods per task: neighbours in memory stay on one thread.
+        let tasks = min(due.count, Self.catchUpTasks)
+        timelines.withUnsafeMutableBufferPointer { timelines in
+            let shared = SharedTimelines(timelines)
+            DispatchQueue.concurrentPerform(iterations: tasks) { task in
+                for position in stride(from: task * due.count / tasks, to: (task + 1) * due.count / tasks, by: 1) {
+                    shared.timelines[due[position]].run(until: time, wantsInterTokenGaps: gaps)
                 }
-                if let cut = exchanges[slot].cutAfterEvents, exchanges[slot].events >= cut {
-                    drivers[index].abort(RequestID(slot), now: now)
-                    fail(slot, .streamError(502), sink: &sink)
-                    continue
-                }
-            } else if exchanges[slot].firstToken == nil {
-                exchanges[slot].firstToken = now
             }
-            guard progress.finished != nil else { continue }
-            if exchanges[slot].cutAfterEvents != nil, !exchanges[slot].request.streaming {
-                // A whole response cut before its first byte: reset before headers.
-                fail(slot, .status(503), sink: &sink)
-                continue
+        }
+        for index in due { takeHappenings(index, sink: &sink) }
+    }
+
+    /// Tasks a fleet-wide catch-up is cut into: enough to balance two to a few dozen cores.
+    private static let catchUpTasks = 64
+
+    private mutating func takeHappenings(_ index: Int, sink: inout some SimulationSink) {
+        let (happenings, gaps) = timelines[index].takeHappenings()
+        for gap in gaps { sink.addInterTokenGap(gap) }
+        for happening in happenings {
+            switch happening {
+            case .finished(let slot, let time, let firstToken): finish(slot, at: time, firstToken: firstToken, sink: &sink)
+            case .cut(let slot, let time, let streaming): fail(slot, streaming ? .streamError(502) : .status(503), at: time, sink: &sink)
             }
-            finish(slot, sink: &sink)
         }
     }
 
@@ -513,7 +516,7 @@ struct VirtualFleet {
             candidatesValidUntil = -.infinity
             return attemptNext(slot, sink: &sink)
         }
-        if drivers[index].core.faults.partitioned {
+        if timelines[index].driver.core.faults.partitioned {
             // Accepted and reset at once: a reset before headers, not retried.
             if !retryOnReset { endpointTable.reportConnectFailure(endpoint.address, now: now) }
             candidatesValidUntil = -.infinity
@@ -533,19 +536,21 @@ struct VirtualFleet {
     private mutating func deliver(_ slot: Int, sink: inout some SimulationSink) {
         let index = exchanges[slot].pod
         guard !exchanges[slot].done, pods[index].running else { return }
-        if drivers[index].core.faults.hung {
+        if timelines[index].driver.core.faults.hung {
             pods[index].held.append(slot)
             return
         }
         admit(slot, at: index, sink: &sink)
     }
 
-    /// The pod's own checks, as its server makes them, then its engine.
+    /// The pod's own checks, as its server makes them, then its engine. The checks read only
+    /// the pod's configuration, adapters and faults, which change only when the pod is caught
+    /// up, so the pod itself need not be: the request waits on its timeline.
     private mutating func admit(_ slot: Int, at index: Int, sink: inout some SimulationSink) {
         let request = exchanges[slot].request
         let prompt: [Int]
         let lora: LoRAAdapter?
-        let core = drivers[index].core
+        let core = timelines[index].driver.core
         do throws(APIError) {
             if let refusal = core.unavailability { throw refusal }
             lora = try core.resolveModel(exchanges[slot].inference.modelRewriteHeader ?? request.model)
@@ -555,14 +560,18 @@ struct VirtualFleet {
             endpointTable.reportAnswer(pods[index].address, status: error.status, now: now)
             return fail(slot, .status(error.status), sink: &sink)
         }
-        drivers[index].recordAccepted(model: request.model)
-        if let injected = drivers[index].drawInjectedFault() {
+        var cutAfterEvents: Int?
+        let injected = timelines[index].withDriver { driver in
+            driver.recordAccepted(model: request.model)
+            return driver.drawInjectedFault()
+        }
+        if let injected {
             switch injected {
             case .status(let status):
                 endpointTable.reportAnswer(pods[index].address, status: status, now: now)
                 return fail(slot, .status(status), sink: &sink)
             case .cutStream:
-                exchanges[slot].cutAfterEvents = request.streaming ? 2 : 0
+                cutAfterEvents = request.streaming ? 2 : 0
             }
         } else {
             endpointTable.reportAnswer(pods[index].address, status: 200, now: now)
@@ -571,12 +580,11 @@ struct VirtualFleet {
         exchanges[slot].headSent = request.streaming
         exchanges[slot].inputTokens = prompt.count
         if request.streaming { exchanges[slot].lastActivity = now }
-        drivers[index].submit(
+        exchanges[slot].handle = timelines[index].deliver(slot: slot, time: now, streaming: request.streaming, cutAfterEvents: cutAfterEvents) { id in
             EngineRequest(
-                id: RequestID(slot), promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: request.outputTokens), finishReason: .length,
-                lora: lora, arrival: now, maxTokensParam: request.outputTokens),
-            now: now)
-        schedulePodEvent(index)
+                id: id, promptTokens: prompt, plannedOutput: [Int](repeating: 0, count: request.outputTokens), finishReason: .length,
+                lora: lora, arrival: now, maxTokensParam: request.outputTokens)
+        }
     }
 
     /// The gateway's upstream timeout: a pod silent for `upstreamTimeout` (before its head, or
@@ -587,21 +595,26 @@ struct VirtualFleet {
 
     private mutating func checkTimeout(_ slot: Int, sink: inout some SimulationSink) {
         guard !exchanges[slot].done, exchanges[slot].pod >= 0 else { return }
-        let silentUntil = exchanges[slot].lastActivity + upstreamTimeout
-        guard now >= silentUntil else { return schedule(.timeout, at: silentUntil, subject: slot) }
         let index = exchanges[slot].pod
-        if exchanges[slot].running, pods[index].running { drivers[index].abort(RequestID(slot), now: now) }
+        // The pod's news first: the request may have ended, or a stream moved, since.
+        catchUp(index, sink: &sink)
+        guard !exchanges[slot].done else { return }
+        let streamOnPod = exchanges[slot].running && exchanges[slot].request.streaming && pods[index].running
+        let lastActivity = streamOnPod ? timelines[index].lastActivity(exchanges[slot].handle) : exchanges[slot].lastActivity
+        let silentUntil = lastActivity + upstreamTimeout
+        guard now >= silentUntil else { return schedule(.timeout, at: silentUntil, subject: slot) }
+        if exchanges[slot].running, pods[index].running { timelines[index].abort(exchanges[slot].handle, now: now) }
         if !exchanges[slot].headSent { endpointTable.reportAnswer(pods[index].address, status: 504, now: now) }
         fail(slot, exchanges[slot].headSent ? .streamError(504) : .status(504), sink: &sink)
-        schedulePodEvent(index)
     }
 
-    private mutating func finish(_ slot: Int, sink: inout some SimulationSink) {
+    /// The request's last token reached its client at `time` (a stream's first at `firstToken`).
+    private mutating func finish(_ slot: Int, at time: Double, firstToken: Double?, sink: inout some SimulationSink) {
         let exchange = exchanges[slot]
         var record = RequestRecord(
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
-            head: (exchange.request.streaming ? exchange.firstToken ?? now : now) - recordStart,
-            firstToken: exchange.request.streaming ? exchange.firstToken.map { $0 - recordStart } : nil, finished: now - recordStart,
+            head: (exchange.request.streaming ? firstToken ?? time : time) - recordStart,
+            firstToken: exchange.request.streaming ? firstToken.map { $0 - recordStart } : nil, finished: time - recordStart,
             outcome: .ok, servedBy: pods[exchange.pod].endpoint?.address ?? pods[exchange.pod].address, attempts: exchange.attempts,
             outputTokens: exchange.request.outputTokens)
         record.inputTokens = exchange.inputTokens
@@ -609,13 +622,14 @@ struct VirtualFleet {
         sink.add(record)
     }
 
-    private mutating func fail(_ slot: Int, _ outcome: Outcome, sink: inout some SimulationSink) {
+    private mutating func fail(_ slot: Int, _ outcome: Outcome, at time: Double? = nil, sink: inout some SimulationSink) {
+        let time = time ?? now
         let exchange = exchanges[slot]
         guard !exchange.done else { return }
         let served = exchange.pod >= 0 && exchange.attempts > 0 ? pods[exchange.pod].endpoint?.address : nil
         var record = RequestRecord(
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
-            head: now - recordStart, firstToken: nil, finished: now - recordStart, outcome: outcome, servedBy: served,
+            head: time - recordStart, firstToken: nil, finished: time - recordStart, outcome: outcome, servedBy: served,
             attempts: exchange.attempts == 0 ? nil : exchange.attempts)
         record.inputTokens = nil
         end(slot)
@@ -624,7 +638,10 @@ struct VirtualFleet {
 
     private mutating func end(_ slot: Int) {
         exchanges[slot].done = true
-        if exchanges[slot].pod >= 0 { pods[exchanges[slot].pod].active.remove(slot) }
+        if exchanges[slot].pod >= 0 {
+            pods[exchanges[slot].pod].active.remove(slot)
+            if exchanges[slot].handle >= 0 { timelines[exchanges[slot].pod].release(exchanges[slot].handle) }
+        }
         freeSlots.append(slot)
         outstanding -= 1
     }
@@ -638,12 +655,12 @@ struct VirtualFleet {
     /// server answers nothing (its metrics go stale); a partitioned or gone one refuses.
     private mutating func scrape() {
         for (address, index) in podByAddress {
-            guard pods[index].running, !drivers[index].core.faults.partitioned else {
+            guard pods[index].running, !timelines[index].driver.core.faults.partitioned else {
                 endpointTable.scrapeFailed(address, unreachable: true)
                 continue
             }
-            if drivers[index].core.faults.hung { continue }
-            endpointTable.scraped(address, metrics: EndpointMetrics(engine: drivers[index].core.engine, now: now))
+            if timelines[index].driver.core.faults.hung { continue }
+            endpointTable.scraped(address, metrics: EndpointMetrics(engine: timelines[index].driver.core.engine, now: now))
         }
         candidatesValidUntil = -.infinity
         if watching { _ = currentCandidates() }
