@@ -64,12 +64,12 @@ public final class LoadClient: Sendable {
         // A kept-alive connection the server closed while it sat idle is found out before
         // anything is written on it; the request then goes on a new connection, once: a new
         // connection closed before the request (a server over its connection limit) is the
-        // answer.
-        var fresh = false
+        // answer. Once written, a request is not sent again, whatever happens to it.
+        var retry = FreshConnectionRetry()
         while true {
             let connection: Connection
             do {
-                connection = try await takeConnection(fresh: fresh)
+                connection = try await takeConnection(fresh: retry.isSpent)
             } catch {
                 record.finished = now()
                 record.outcome = .connectionFailed(Self.describe(error))
@@ -85,12 +85,11 @@ public final class LoadClient: Sendable {
                 }
             }
             guard let finished else {
-                guard !fresh else {
+                guard retry.shouldRetry(after: .beforeRequestWritten) else {
                     record.finished = now()
                     record.outcome = .connectionFailed("connection closed before an answer")
                     return record
                 }
-                fresh = true
                 continue
             }
             if finished.reusable, connection.channel.isActive {

@@ -8,7 +8,7 @@ import NIOCore
 /// `request_error_total`. The pool gauges are computed from the fresh candidates when scraped
 /// (GIE refreshes them every 5 s from pods fresher than 2 s; scraping is the finer view).
 public final class GatewayMetrics: Sendable {
-    public enum Outcome: Sendable {
+    public enum Outcome: Sendable, Equatable {
         case success
         /// The client went away.
         case cancelled

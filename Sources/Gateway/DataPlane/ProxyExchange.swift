@@ -5,6 +5,8 @@ import NIOHTTP1
 /// One client request proxied to the pool, on its connection's event loop: it borrows an
 /// upstream connection, relays the response as it arrives (SSE chunk by chunk), retries on
 /// another endpoint while the upstream has sent nothing, and ends with a clear error otherwise.
+/// What to do when is `ProxyExchangeStateMachine`'s; this shell feeds it the connection's,
+/// the client's and the timer's events and performs its actions.
 final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// What the exchange was routed with.
     struct Route {
@@ -18,50 +20,21 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         var subset: Set<String>?
     }
 
-    private enum Phase {
-        /// Connecting, or waiting for the response head: the upstream has sent nothing.
-        case awaitingHead
-        /// Relaying the body as it arrives. `framed` when the head carried a content-length
-        /// (the body can then only be cut off, not extended with an error event).
-        case relaying(eventStream: Bool, framed: Bool)
-        /// Collecting a non-streamed body to rewrite its model name before sending it.
-        case collecting(HTTPResponseHead)
-        case done
-    }
-
-    /// A non-streamed body collected for rewriting may be at most this large (a completion's
-    /// JSON is kilobytes; this only stops a runaway upstream from growing the gateway).
-    static let maxCollectedBytes = 64 * 1024 * 1024
+    private typealias Machine = ProxyExchangeStateMachine
 
     private let context: GatewayContext
     private let writer: ResponseWriter
     private var head: HTTPRequestHead
     private let body: ByteBuffer
-    private var route: Route
+    private let route: Route
+    private var machine: Machine
     private let started = NIODeadline.now()
-    private var phase = Phase.awaitingHead
-    private var tried: Set<String> = []
-    /// Endpoints that already had their one fresh-connection retry.
-    private var freshRetried: Set<String> = []
-    private var attempts = 0
-    /// How the last attempt failed, for the 503 when no endpoint answers.
-    private var lastFailure: String?
-    private var endpoint: Endpoint?
-    /// The endpoint the request was last sent to (the served-endpoint header names it).
-    private var sentTo: Endpoint?
+    /// The connection the request is on; nil while connecting and once it ended.
     private var connection: UpstreamConnection?
-    private var connectionWasReused = false
-    private var rewriter: ModelNameRewriter?
-    private var collected: ByteBuffer?
-    /// Whether the last body bytes sent to the client ended an SSE event (`\n\n`).
-    private var atEventBoundary = true
-    private var status = 0
-    private var responseBytes = 0
-    private var usage = UsageScanner()
     private var lastActivity = NIODeadline.now()
     private var timeout: Scheduled<Void>?
 
-    var isDone: Bool { if case .done = phase { true } else { false } }
+    var isDone: Bool { machine.isDone }
     /// Pass-through requests (no inference body) are not GIE requests and stay out of its metrics.
     private var measured: Bool { route.inference != nil }
 
@@ -70,249 +43,156 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
         self.writer = writer
         self.head = head
         self.body = body
+        var route = route
+        // A retry asks the picker again: it must keep the target model already in the body.
+        if let target = route.targetModel { route.inference?.modelRewriteHeader = target }
         self.route = route
+        var rewriter: ModelNameRewriter?
         if let target = route.targetModel, let client = route.clientModel, target != client {
             rewriter = ModelNameRewriter(target: target, client: client)
         }
-        // A retry asks the picker again: it must keep the target model already in the body.
-        if let target = route.targetModel { self.route.inference?.modelRewriteHeader = target }
+        machine = Machine(
+            endpoints: route.endpoints, rewriter: rewriter,
+            configuration: Machine.Configuration(
+                maxAttempts: context.configuration.maxAttempts, retryOnReset: context.configuration.retryOnReset,
+                measured: route.inference != nil))
     }
 
     func start() {
         if measured {
             context.picker.metrics.requestStarted(route.clientModel, route.targetModel, priority: route.priority, requestBytes: body.readableBytes)
         }
-        attemptNext()
+        perform(machine.start())
     }
 
-    // MARK: Attempts
-
-    private func attemptNext() {
-        guard attempts < context.configuration.maxAttempts, let next = nextEndpoint() else {
-            return finishBeforeHead(APIError(
-                status: 503, type: "ServiceUnavailable",
-                message: "upstream connect error or disconnect/reset before headers: no endpoint answered after \(attempts) attempt(s)"
-                    + (lastFailure.map { "; the last attempt: \($0)" } ?? "")))
-        }
-        attempts += 1
-        tried.insert(next.address)
-        connect(to: next, fresh: false)
-    }
-
-    /// The picker's fallbacks first, then a new decision without the endpoints already tried.
-    private func nextEndpoint() -> Endpoint? {
-        while !route.endpoints.isEmpty {
-            let candidate = route.endpoints.removeFirst()
-            if !tried.contains(candidate.address) { return candidate }
-        }
-        guard let inference = route.inference else { return context.picker.pickAny(excluding: tried) }
-        guard case .route(let endpoints, _, _, _) = context.picker.decide(inference, subset: route.subset, excluding: tried) else { return nil }
-        let untried = endpoints.filter { !tried.contains($0.address) }
-        route.endpoints = Array(untried.dropFirst())
-        return untried.first
-    }
-
-    private func connect(to target: Endpoint, fresh: Bool) {
-        endpoint = target
-        context.pool.acquire(target.address, fresh: fresh) { [self] result in
-            switch result {
-            case .success(let upstream):
-                guard !isDone else { return context.pool.release(upstream) }
-                connection = upstream
-                connectionWasReused = upstream.reused
-                sentTo = target
-                head.headers.replaceOrAdd(name: "x-gateway-destination-endpoint", value: target.address)
-                lastActivity = .now()
-                armTimeout()
-                upstream.send(head, body: body, to: self)
-            case .failure(let error):
-                guard !isDone else { return }
-                if OpenFileLimit.isExhaustion(error) {
-                    // The gateway itself is out of descriptors: the endpoint is not at fault (it
-                    // keeps its place among the candidates), and another would fare no better.
-                    OpenFileLimit.noteShortage()
-                    return finishBeforeHead(APIError(
-                        status: 503, type: "ServiceUnavailable",
-                        message: "upstream connect error or disconnect/reset before headers: the gateway ran out of open files "
-                            + "(its limit is \(OpenFileLimit.current.soft), ulimit -n)"))
-                }
-                lastFailure = "connecting to \(target.address) failed: \(error)"
-                context.picker.reportConnectFailure(target.address)
-                attemptNext()
-            }
-        }
-    }
-
-    // MARK: Upstream events
+    // MARK: Events
 
     func upstreamHead(_ upstreamHead: HTTPResponseHead) {
-        guard case .awaitingHead = phase else { return }
         lastActivity = .now()
-        status = Int(upstreamHead.status.code)
-        if let endpoint { context.picker.reportAnswer(endpoint.address, status: status) }
-        let eventStream = upstreamHead.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true
-        if rewriter != nil, !eventStream {
-            phase = .collecting(upstreamHead)
-            collected = ByteBuffer()
-            return
-        }
-        let framed = rewriter == nil && upstreamHead.headers.contains(name: "content-length")
-        let filter = rewriter == nil ? HeaderFilter.response : HeaderFilter.rewrittenResponse
-        writer.writeHead(status: upstreamHead.status, headers: filter.apply(upstreamHead.headers, adding: servedHeaders))
-        phase = .relaying(eventStream: eventStream, framed: framed)
+        perform(machine.upstreamHead(upstreamHead))
     }
 
     func upstreamBody(_ buffer: ByteBuffer) {
         lastActivity = .now()
-        responseBytes += buffer.readableBytes
-        switch phase {
-        case .relaying:
-            usage.scan(buffer)
-            if rewriter != nil {
-                send(rewriter!.feed(buffer))
-            } else {
-                send(buffer)
-            }
-        case .collecting:
-            var buffer = buffer
-            collected?.writeBuffer(&buffer)
-            if (collected?.readableBytes ?? 0) > Self.maxCollectedBytes {
-                connection?.close()
-                connection = nil
-                finishBeforeHead(APIError(status: 502, type: "BadGateway", message: "upstream response larger than \(Self.maxCollectedBytes) bytes"))
-            }
-        case .awaitingHead, .done:
-            break
-        }
+        perform(machine.upstreamBody(buffer))
     }
 
-    /// Relays body bytes (flushed at the end of the read burst). A client that cannot take
-    /// them as fast pauses reading from the upstream until it can.
-    private func send(_ bytes: ByteBuffer) {
-        guard bytes.readableBytes > 0 else { return }
-        writer.writeBody(bytes, flush: false)
-        atEventBoundary = bytes.getInteger(at: bytes.writerIndex - 2, as: UInt16.self) == 0x0A0A
-        if !writer.isWritable {
-            // Pause before flushing: the flush may drain the buffer and report the client
-            // writable again at once, and only a resume after the pause restarts reading.
-            connection?.pauseReading()
-            writer.flush()
-        }
+    func upstreamReadComplete() {
+        perform(machine.upstreamReadComplete())
+    }
+
+    func upstreamEnd() {
+        // The connection went back to its pool (or closed) by itself.
+        connection = nil
+        perform(machine.upstreamEnd())
+    }
+
+    func upstreamFailed() {
+        connection = nil
+        perform(machine.upstreamFailed())
     }
 
     func clientWritabilityChanged(_ writable: Bool) {
         if writable { connection?.resumeReading() }
     }
 
-    func upstreamReadComplete() {
-        if case .relaying = phase { writer.flush() }
-    }
-
-    func upstreamEnd() {
-        connection = nil
-        switch phase {
-        case .relaying:
-            let tail = rewriter?.finish() ?? ByteBuffer()
-            end(.success)
-            writer.writeBodyAndEnd(tail)
-        case .collecting(let upstreamHead):
-            var body = rewriter!.feed(collected ?? ByteBuffer())
-            var tail = rewriter!.finish()
-            body.writeBuffer(&tail)
-            usage.scan(body)
-            responseBytes = body.readableBytes
-            let headers = HeaderFilter.rewrittenResponse.apply(
-                upstreamHead.headers, adding: servedHeaders + [("content-length", String(body.readableBytes))])
-            end(.success)
-            writer.writeHead(status: upstreamHead.status, headers: headers)
-            writer.writeBodyAndEnd(body)
-        case .awaitingHead, .done:
-            break
-        }
-    }
-
-    func upstreamFailed() {
-        connection = nil
-        switch phase {
-        case .awaitingHead:
-            guard let endpoint else { return attemptNext() }
-            // The request reached the pod, which closed without answering: as Envoy without a
-            // retry policy, the client is told (a request that crashed its pod stays there).
-            guard context.configuration.retryOnReset else {
-                // A kept-alive connection may have been closed by the pod as it was reused (the
-                // pool drops them at 4 s, below uvicorn's 5 s): that says nothing of the pod.
-                if !connectionWasReused { context.picker.reportConnectFailure(endpoint.address) }
-                return finishBeforeHead(APIError(
-                    status: 503, type: "ServiceUnavailable",
-                    message: "upstream connect error or disconnect/reset before headers. reset reason: connection termination (\(endpoint.address))"))
-            }
-            // retry_on reset: a kept-alive connection may simply have been closed by the server
-            // as it was reused, so the endpoint gets one fresh try before the next one.
-            if connectionWasReused, !freshRetried.contains(endpoint.address) {
-                freshRetried.insert(endpoint.address)
-                return connect(to: endpoint, fresh: true)
-            }
-            lastFailure = "\(endpoint.address) closed the connection before answering"
-            context.picker.reportConnectFailure(endpoint.address)
-            attemptNext()
-        case .collecting:
-            // The upstream answered and then failed: not retried (it may have done the work).
-            finishBeforeHead(APIError(
-                status: 502, type: "BadGateway", message: "upstream \(endpoint?.address ?? "") closed the connection before the response ended"))
-        case .relaying(let eventStream, let framed):
-            failAfterHead(eventStream: eventStream && !framed, APIError(
-                status: 502, type: "BadGateway",
-                message: "upstream \(endpoint?.address ?? "") closed the connection before the response ended"))
-        case .done:
-            break
-        }
-    }
-
-    // MARK: Ending
-
     /// The client went away: drop the upstream connection, which aborts the request there.
     func cancel() {
-        guard !isDone else { return }
-        connection?.close()
-        connection = nil
-        end(.cancelled)
+        perform(machine.clientGone())
     }
 
-    private func finishBeforeHead(_ error: APIError) {
-        guard !isDone else { return }
-        status = error.status
-        end(.error(error.type))
-        writer.respond(error, extraHeaders: servedHeaders)
-    }
+    // MARK: Actions
 
-    /// A stream that cannot finish ends with an SSE error event (as vLLM reports an engine
-    /// error mid-stream) and `[DONE]`, after whatever was held back and on an event boundary;
-    /// a body with a known length can only be cut off.
-    private func failAfterHead(eventStream: Bool, _ error: APIError) {
-        end(.error(error.type))
-        guard eventStream else { return writer.abort() }
-        var event = writer.allocator.buffer(capacity: 256)
-        if var held = rewriter?.finish() {
-            if held.readableBytes > 0 { atEventBoundary = false }
-            event.writeBuffer(&held)
+    private func perform(_ action: Machine.Action) {
+        switch action {
+        case .wait:
+            break
+        case .pickEndpoints(let tried):
+            perform(machine.endpointsPicked(pick(excluding: tried)))
+        case .connect(let endpoint, let fresh):
+            connect(to: endpoint, fresh: fresh)
+        case .sendRequest(let endpoint):
+            guard let connection else { return }
+            head.headers.replaceOrAdd(name: "x-gateway-destination-endpoint", value: endpoint.address)
+            lastActivity = .now()
+            armTimeout()
+            connection.send(head, body: body, to: self)
+        case .releaseConnection:
+            if let connection { context.pool.release(connection) }
+            connection = nil
+        case .writeHead(let status, let headers):
+            writer.writeHead(status: status, headers: headers)
+        case .writeBody(let bytes):
+            writer.writeBody(bytes, flush: false)
+            if !writer.isWritable {
+                // Pause before flushing: the flush may drain the buffer and report the client
+                // writable again at once, and only a resume after the pause restarts reading.
+                connection?.pauseReading()
+                writer.flush()
+            }
+        case .flush:
+            writer.flush()
+        case .report(.connectFailure(let address), let next):
+            context.picker.reportConnectFailure(address)
+            perform(next)
+        case .report(.answer(let address, let status), let next):
+            context.picker.reportAnswer(address, status: status)
+            perform(next)
+        case .finish(let ending, let closeConnection, let completion):
+            finish(ending, closeConnection: closeConnection, completion: completion)
         }
-        if !atEventBoundary { event.writeStaticString("\n\n") }
-        SSE.beginEvent(&event)
-        error.write(to: &event)
-        SSE.endEvent(&event)
-        SSE.writeDone(&event)
-        writer.writeBodyAndEnd(event)
     }
 
-    private func end(_ outcome: GatewayMetrics.Outcome) {
-        phase = .done
+    /// The picker's endpoints for a retry: a new decision for an inference request, a random
+    /// candidate for a pass-through one.
+    private func pick(excluding tried: Set<String>) -> [Endpoint] {
+        guard let inference = route.inference else { return context.picker.pickAny(excluding: tried).map { [$0] } ?? [] }
+        guard case .route(let endpoints, _, _, _) = context.picker.decide(inference, subset: route.subset, excluding: tried) else { return [] }
+        return endpoints
+    }
+
+    private func connect(to target: Endpoint, fresh: Bool) {
+        context.pool.acquire(target.address, fresh: fresh) { [self] result in
+            switch result {
+            case .success(let upstream):
+                connection = upstream
+                perform(machine.connected(reused: upstream.reused))
+            case .failure(let error):
+                guard !isDone else { return }
+                if OpenFileLimit.isExhaustion(error) {
+                    OpenFileLimit.noteShortage()
+                    perform(machine.connectFailed(.outOfFiles(limit: OpenFileLimit.current.soft)))
+                } else {
+                    perform(machine.connectFailed(.failed("\(error)")))
+                }
+            }
+        }
+    }
+
+    private func finish(_ ending: Machine.Ending, closeConnection: Bool, completion: Machine.Completion?) {
+        if closeConnection { connection?.close() }
+        connection = nil
         timeout?.cancel()
         timeout = nil
-        guard measured else { return }
-        let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
-        context.picker.metrics.requestFinished(
-            route.clientModel, route.targetModel, outcome: outcome, status: status, seconds: seconds,
-            responseBytes: responseBytes, usage: usage.usage)
+        if let completion {
+            let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+            context.picker.metrics.requestFinished(
+                route.clientModel, route.targetModel, outcome: completion.outcome, status: completion.status, seconds: seconds,
+                responseBytes: completion.responseBytes, usage: completion.usage)
+        }
+        switch ending {
+        case .respond(let error, let served):
+            writer.respond(error, extraHeaders: served?.headers ?? [])
+        case .respondCollected(let status, let headers, let body):
+            writer.writeHead(status: status, headers: headers)
+            writer.writeBodyAndEnd(body)
+        case .endBody(let bytes):
+            writer.writeBodyAndEnd(bytes)
+        case .abort:
+            writer.abort()
+        case .nothing:
+            break
+        }
     }
 
     // MARK: Timeout
@@ -328,18 +208,7 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     private func checkTimeout() {
         guard !isDone, connection != nil else { return }
         if NIODeadline.now() - lastActivity < context.configuration.upstreamTimeout { return armTimeout() }
-        connection?.close()
-        connection = nil
-        let error = APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout")
-        if case .awaitingHead = phase, let endpoint { context.picker.reportAnswer(endpoint.address, status: 504) }
-        switch phase {
-        case .awaitingHead, .collecting:
-            finishBeforeHead(error)
-        case .relaying(let eventStream, let framed):
-            failAfterHead(eventStream: eventStream && !framed, error)
-        case .done:
-            break
-        }
+        perform(machine.upstreamTimedOut())
     }
 
     // MARK: Headers
@@ -351,10 +220,4 @@ final class ProxyExchange: InFlightResponse, UpstreamResponseHandler {
     /// Envoy's count of upstream attempts for this request (its `x-envoy-attempt-count`, sent
     /// when a route sets `include_attempt_count_in_response`): above 1 the request was retried.
     static let attemptCountHeader = "x-envoy-attempt-count"
-
-    /// The served-endpoint header, once the request was sent to an endpoint, and the attempts.
-    private var servedHeaders: [(String, String)] {
-        guard let sentTo else { return [] }
-        return [(Self.servedHeader, sentTo.address), (Self.attemptCountHeader, String(attempts))]
-    }
 }

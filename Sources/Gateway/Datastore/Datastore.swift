@@ -152,7 +152,7 @@ final class MetricsScrape: UpstreamResponseHandler {
     private var body = ByteBuffer()
     private var status: HTTPResponseStatus = .ok
     private var timer: Scheduled<Void>?
-    private var fresh = false
+    private var retry = FreshConnectionRetry()
     private var answered = false
 
     init(address: String, pool: UpstreamPool, timeout: TimeAmount, completion: @escaping (Result<ByteBuffer, ScrapeFailure>) -> Void) {
@@ -162,9 +162,8 @@ final class MetricsScrape: UpstreamResponseHandler {
         self.completion = completion
     }
 
-    func start(fresh: Bool = false) {
-        self.fresh = fresh
-        pool.acquire(address, fresh: fresh) { [self] result in
+    func start() {
+        pool.acquire(address, fresh: retry.isSpent) { [self] result in
             guard case .success(let connection) = result else { return finish(.failure(.unreachable)) }
             self.connection = connection
             timer = pool.loop.assumeIsolated().scheduleTask(in: timeout) { [self] in
@@ -204,10 +203,10 @@ final class MetricsScrape: UpstreamResponseHandler {
         connection = nil
         // A kept-alive connection the pod closed as it was reused says nothing about the pod:
         // one fresh connection decides.
-        if reused, !fresh, !answered {
+        if retry.shouldRetry(after: answered ? .duringResponse : .beforeResponse(connectionWasReused: reused)) {
             timer?.cancel()
             timer = nil
-            return start(fresh: true)
+            return start()
         }
         finish(.failure(.unreachable))
     }
