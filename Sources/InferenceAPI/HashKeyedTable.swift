@@ -126,7 +126,7 @@ public struct HashKeyedTable<Value> {
         }
     }
 
-    @usableFromInline
+    @inlinable
     mutating func grow() {
         let old = slots
         slots = ContiguousArray(repeating: Slot(key: 0, value: filler), count: old.count * 2)

@@ -106,6 +106,32 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
         #expect(picks == ["pod-1", "pod-2", "pod-3", "pod-1", "pod-2", "pod-3"])
     }
 
+    /// The simulator passes one candidates array until its next scrape, and the picker keeps
+    /// the request-independent scores for it; the live datastore builds a new array for each
+    /// request. Both must pick alike, and a new array (new metrics) must be scored afresh.
+    @Test func keptScoresPickAsScoringAfresh() throws {
+        var kept = try Scheduler(config: .default, seed: 3)
+        var afresh = try Scheduler(config: .default, seed: 3)
+        let prompts = (0..<6).map { String(repeating: "Context \($0) for a long conversation about trains. ", count: 12) }
+        for round in 0..<3 {
+            // Queues and caches differ by round; pods 2 and 5 share the shortest queue.
+            let candidates = (1...8).map { candidate($0, queue: ($0 * 3 + round * 5) % 7, kv: Double(($0 + round) % 4) / 4) }
+            for request in 0..<40 {
+                let scheduling = SchedulingRequest(targetModel: "m", prefixText: prompts[request % prompts.count] + "Question \(request)?")
+                let fromKept = kept.schedule(scheduling, candidates: candidates, now: 0)?.first?.address
+                let fromNew = afresh.schedule(scheduling, candidates: candidates.map { $0 }, now: 0)?.first?.address
+                #expect(fromKept != nil && fromKept == fromNew, "round \(round), request \(request)")
+            }
+        }
+        // Same addresses, new metrics: the pick follows the new metrics, not the kept scores.
+        var scheduler = try Scheduler(config: .default, seed: 3)
+        var candidates = (1...4).map { candidate($0, queue: $0 == 1 ? 0 : 9) }
+        for _ in 0..<2 { #expect(scheduler.schedule(SchedulingRequest(targetModel: "m"), candidates: candidates, now: 0)?.first?.podName == "pod-1") }
+        candidates[0].metrics?.waitingQueueSize = 20
+        candidates[3].metrics?.waitingQueueSize = 0
+        #expect(scheduler.schedule(SchedulingRequest(targetModel: "m"), candidates: candidates, now: 0)?.first?.podName == "pod-4")
+    }
+
     @Test func unemulatedPluginsAreRefusedByName() {
         var config = EndpointPickerConfig()
         config.plugins = [.init(name: "latency-scorer", type: "latency-scorer", parameters: nil)]

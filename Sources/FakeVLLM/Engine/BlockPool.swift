@@ -14,7 +14,9 @@ struct BlockPool {
     /// per block rather than an array per field: taking a block from the queue's head (the one
     /// freed longest ago, cold in the cache) then misses once, not once per field.
     private var blocks: [Block]
-    private var blockForHash = HashKeyedTable<BlockID>(filler: -1)
+    /// Sized for every block at once (a block holds one hash): growing it as the cache fills
+    /// rehashed each pod's table several times over.
+    private var blockForHash: HashKeyedTable<BlockID>
     private(set) var numFree: Int
     /// Blocks held out of use by KV pressure (chaos: memory taken by something else), as a
     /// request holds blocks, so usage counts them and the scheduler cannot have them.
@@ -35,6 +37,7 @@ struct BlockPool {
     init(numBlocks: Int) {
         precondition(numBlocks >= 2, "a KV cache needs at least two blocks")
         self.numBlocks = numBlocks
+        blockForHash = HashKeyedTable(filler: -1, minimumCapacity: numBlocks)
         let sentinel = BlockID(numBlocks)
         blocks = Array(repeating: Block(next: sentinel, previous: sentinel), count: numBlocks + 1)
         numFree = 0

@@ -135,6 +135,17 @@ public struct PodCore: Sendable {
         return min(maxTokens ?? Int.max, maxModelLen - promptTokens)
     }
 
+    /// The checks a simulated completion (one prompt as token ids, max_tokens set) meets on its
+    /// way in, in the server's order: refused while unavailable, the model, then the context
+    /// length. Returns the prompt as the engine gets it (with BOS) and the adapter.
+    public func admitCompletion(model: String?, promptTokenIDs: [Int], maxTokens: Int) throws(APIError) -> (prompt: [Int], lora: LoRAAdapter?) {
+        if let refusal = unavailability { throw refusal }
+        let lora = try resolveModel(model)
+        let prompt = withSpecialTokens(promptTokenIDs)
+        _ = try checkLength(promptTokens: prompt.count, maxTokens: maxTokens, kind: .completion)
+        return (prompt, lora)
+    }
+
     /// What the API server checks before a request reaches the engine: the model (404), LoRA,
     /// media and tool flags, every prompt's length, then the sampling parameters (vLLM renders
     /// all prompts before it builds any SamplingParams), then Understudy's own budget.

@@ -1,4 +1,5 @@
 import FakeVLLM
+import InferenceAPI
 
 /// One pod of a virtual fleet as a timeline of its own: its driver, the requests the gateway
 /// delivered and the engine has not yet been given, and what each of its clients has seen.
@@ -10,7 +11,9 @@ import FakeVLLM
 /// touches another pod or the gateway: what the gateway must learn (a request finished or was
 /// cut) is kept in `happenings` for the fleet to apply.
 struct PodTimeline: Sendable {
-    private(set) var driver: VirtualPodDriver
+    /// The pod's driver. The fleet changes it directly (faults, readiness, draining, accepted
+    /// counts) only once the pod is caught up to now.
+    var driver: VirtualPodDriver
     /// Requests delivered and not yet submitted, in delivery order (times never decrease).
     private var inbox: [(time: Double, request: EngineRequest)] = []
     private var inboxStart = 0
@@ -46,19 +49,7 @@ struct PodTimeline: Sendable {
         self.driver = driver
     }
 
-    /// When the pod next needs the time: its own next event, or the next delivered request.
-    var nextTime: Double? {
-        let delivered = inboxStart < inbox.count ? inbox[inboxStart].time : nil
-        switch (driver.nextEvent, delivered) {
-        case (let event?, let delivered?): return min(event, delivered)
-        case (let event, let delivered): return event ?? delivered
-        }
-    }
-
     // MARK: The gateway's side (the pod is caught up to now)
-
-    /// The driver, for what the fleet does to a caught-up pod (faults, readiness, draining).
-    mutating func withDriver<T>(_ body: (inout VirtualPodDriver) -> T) -> T { body(&driver) }
 
     /// A request reaches the pod's engine at `time` (the pod may be behind: it is submitted when
     /// the pod catches up). Returns the handle the fleet aborts it by.
@@ -76,6 +67,13 @@ struct PodTimeline: Sendable {
         }
         inbox.append((time, makeRequest(RequestID(handle))))
         return handle
+    }
+
+    /// The pod's own checks on a request (PodCore's), for admission while the pod is behind.
+    /// `mutating` only so that the fleet's array lends the timeline in place: a read would copy
+    /// the pod out, engine and all, for each request.
+    mutating func admissionCheck(model: String?, promptTokenIDs: [Int], maxTokens: Int) throws(APIError) -> (prompt: [Int], lora: LoRAAdapter?) {
+        try driver.core.admitCompletion(model: model, promptTokenIDs: promptTokenIDs, maxTokens: maxTokens)
     }
 
     /// When the request's client last saw something of it.
@@ -98,18 +96,18 @@ struct PodTimeline: Sendable {
 
     /// Hands over what happened since the last call.
     mutating func takeHappenings() -> (happenings: [Happening], gaps: [Double]) {
-        defer {
-            happenings.removeAll(keepingCapacity: true)
-            interTokenGaps.removeAll(keepingCapacity: true)
-        }
+        defer { (happenings, interTokenGaps) = ([], []) }
         return (happenings, interTokenGaps)
     }
 
     // MARK: Running
 
     /// Runs the pod to `time`: its events and deliveries up to then, in time order, a step's
-    /// end before a delivery at the same time (as in the fleet's event order).
-    mutating func run(until time: Double, wantsInterTokenGaps: Bool) {
+    /// end before a delivery at the same time (as in the fleet's event order). Returns whether
+    /// there is news for the fleet (`takeHappenings`). Cheap when nothing is due: the fleet
+    /// calls it rather than read the pod's next time, which would copy the pod out of its array.
+    @discardableResult
+    mutating func run(until time: Double, wantsInterTokenGaps: Bool) -> Bool {
         while true {
             let delivered = inboxStart < inbox.count ? inbox[inboxStart].time : .infinity
             if let event = driver.nextEvent, event <= delivered, event <= time {
@@ -122,10 +120,11 @@ struct PodTimeline: Sendable {
                 break
             }
         }
-        if inboxStart == inbox.count {
+        if inboxStart == inbox.count, inboxStart > 0 {
             inbox.removeAll(keepingCapacity: true)
             inboxStart = 0
         }
+        return !happenings.isEmpty || !interTokenGaps.isEmpty
     }
 
     private mutating func advance(now: Double, wantsInterTokenGaps: Bool) {
@@ -166,9 +165,10 @@ struct PodTimeline: Sendable {
     }
 }
 
-/// The fleet's timelines, handed to the threads of a catch-up. Unchecked: each thread runs a
-/// disjoint set of pods, and a pod's timeline touches nothing outside itself.
-struct SharedTimelines: @unchecked Sendable {
-    let timelines: UnsafeMutableBufferPointer<PodTimeline>
-    init(_ timelines: UnsafeMutableBufferPointer<PodTimeline>) { self.timelines = timelines }
+/// A buffer handed to the threads of a fleet-wide catch-up. Unchecked: each thread touches a
+/// disjoint set of its elements (its pods' timelines and news), and a pod's timeline touches
+/// nothing outside itself.
+struct DisjointElements<Element>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<Element>
+    init(_ buffer: UnsafeMutableBufferPointer<Element>) { self.buffer = buffer }
 }

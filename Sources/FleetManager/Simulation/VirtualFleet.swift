@@ -303,10 +303,10 @@ struct VirtualFleet {
                 pods[index].running = true
                 pods[index].draining = false
             case .markReady:
-                if pods[index].running { timelines[index].withDriver { $0.markReady() } }
+                if pods[index].running { timelines[index].driver.markReady() }
             case .stopAccepting:
                 pods[index].draining = true
-                if pods[index].running { timelines[index].withDriver { $0.beginDraining() } }
+                if pods[index].running { timelines[index].driver.beginDraining() }
             case .kill:
                 kill(index, sink: &sink)
             case .scheduleRestart, .readinessChanged:
@@ -402,7 +402,7 @@ struct VirtualFleet {
         guard let fault = action.podFault else { return }
         catchUp(index, sink: &sink)
         let wasHung = timelines[index].driver.core.faults.hung
-        timelines[index].withDriver { $0.apply(fault, now: now) }
+        timelines[index].driver.apply(fault, now: now)
         let faults = timelines[index].driver.core.faults
         if faults.partitioned {
             // Open connections are reset: every request in flight there ends.
@@ -425,8 +425,7 @@ struct VirtualFleet {
 
     /// Runs a pod's timeline to now and takes in what its clients saw on the way.
     private mutating func catchUp(_ index: Int, sink: inout some SimulationSink) {
-        guard pods[index].running, let time = timelines[index].nextTime, time <= now else { return }
-        timelines[index].run(until: now, wantsInterTokenGaps: sink.wantsInterTokenGaps)
+        guard pods[index].running, timelines[index].run(until: now, wantsInterTokenGaps: sink.wantsInterTokenGaps) else { return }
         takeHappenings(index, sink: &sink)
     }
 
@@ -434,20 +433,22 @@ struct VirtualFleet {
     /// in parallel: each touches only itself. What they saw is taken in pod by pod, in order, so a
     /// run does not depend on which thread ran which pod.
     private mutating func catchUpAll(sink: inout some SimulationSink) {
-        let due = pods.indices.filter { pods[$0].running && (timelines[$0].nextTime ?? .infinity) <= now }
-        guard !due.isEmpty else { return }
+        let running = pods.indices.map { pods[$0].running }
+        var news = [Bool](repeating: false, count: running.count)
         let (time, gaps) = (now, sink.wantsInterTokenGaps)
         // Contiguous runs of pods per task: neighbours in memory stay on one thread.
-        let tasks = min(due.count, Self.catchUpTasks)
+        let tasks = min(running.count, Self.catchUpTasks)
         timelines.withUnsafeMutableBufferPointer { timelines in
-            let shared = SharedTimelines(timelines)
-            DispatchQueue.concurrentPerform(iterations: tasks) { task in
-                for position in stride(from: task * due.count / tasks, to: (task + 1) * due.count / tasks, by: 1) {
-                    shared.timelines[due[position]].run(until: time, wantsInterTokenGaps: gaps)
+            news.withUnsafeMutableBufferPointer { news in
+                let (timelines, news) = (DisjointElements(timelines), DisjointElements(news))
+                DispatchQueue.concurrentPerform(iterations: tasks) { task in
+                    for index in task * running.count / tasks..<(task + 1) * running.count / tasks where running[index] {
+                        news.buffer[index] = timelines.buffer[index].run(until: time, wantsInterTokenGaps: gaps)
+                    }
                 }
             }
         }
-        for index in due { takeHappenings(index, sink: &sink) }
+        for index in news.indices where news[index] { takeHappenings(index, sink: &sink) }
     }
 
     /// Tasks a fleet-wide catch-up is cut into: enough to balance two to a few dozen cores.
@@ -550,21 +551,16 @@ struct VirtualFleet {
         let request = exchanges[slot].request
         let prompt: [Int]
         let lora: LoRAAdapter?
-        let core = timelines[index].driver.core
         do throws(APIError) {
-            if let refusal = core.unavailability { throw refusal }
-            lora = try core.resolveModel(exchanges[slot].inference.modelRewriteHeader ?? request.model)
-            prompt = core.withSpecialTokens(request.promptTokenIDs)
-            _ = try core.checkLength(promptTokens: prompt.count, maxTokens: request.outputTokens, kind: .completion)
+            let model = exchanges[slot].inference.modelRewriteHeader ?? request.model
+            (prompt, lora) = try timelines[index].admissionCheck(model: model, promptTokenIDs: request.promptTokenIDs, maxTokens: request.outputTokens)
         } catch {
             endpointTable.reportAnswer(pods[index].address, status: error.status, now: now)
             return fail(slot, .status(error.status), sink: &sink)
         }
         var cutAfterEvents: Int?
-        let injected = timelines[index].withDriver { driver in
-            driver.recordAccepted(model: request.model)
-            return driver.drawInjectedFault()
-        }
+        timelines[index].driver.recordAccepted(model: request.model)
+        let injected = timelines[index].driver.drawInjectedFault()
         if let injected {
             switch injected {
             case .status(let status):

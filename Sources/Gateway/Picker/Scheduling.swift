@@ -100,7 +100,17 @@ public protocol Filter: Sendable {
 /// Scores each candidate in [0, 1]; the result is indexed like `indices`.
 public protocol Scorer: Sendable {
     var typeName: String { get }
+    /// Whether the scores depend on the request or the cycle state, not only on the candidates.
+    var readsRequest: Bool { get }
     func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double]
+    /// For a scorer that gives most candidates 0: the others, by endpoint address (addresses
+    /// that are not candidates are ignored). Nil: ask `score`.
+    func scoresAboveZero(_ request: SchedulingRequest, _ state: CycleState) -> [(address: String, score: Double)]?
+}
+
+extension Scorer {
+    public var readsRequest: Bool { true }
+    public func scoresAboveZero(_ request: SchedulingRequest, _ state: CycleState) -> [(address: String, score: Double)]? { nil }
 }
 
 /// Chooses from scored candidates: the first result is the target, the rest fallbacks.
@@ -115,6 +125,8 @@ public struct SchedulerProfile: Sendable {
     public var filters: [any Filter]
     public var scorers: [(scorer: any Scorer, weight: Double)]
     public var picker: any Picker
+    /// The leading scorers that read only the candidates, summed, for the candidates last seen.
+    private var candidateScores = CandidateScores()
 
     public init(name: String, filters: [any Filter] = [], scorers: [(scorer: any Scorer, weight: Double)], picker: any Picker) {
         self.name = name
@@ -124,21 +136,81 @@ public struct SchedulerProfile: Sendable {
     }
 
     /// Runs the profile; nil when a filter leaves no candidate (the request then gets 429).
-    /// `total = Σ weight·clamp(score, 0, 1)`; weights are not normalised, as in GIE.
+    /// `total = Σ weight·clamp(score, 0, 1)` in the scorers' order; weights are not
+    /// normalised, as in GIE.
     public mutating func schedule(
         _ request: SchedulingRequest, _ candidates: [Candidate], state: inout CycleState, generator: inout SplitMix64
     ) -> [Int]? {
-        var indices = Array(candidates.indices)
-        for filter in filters {
-            indices = filter.filter(request, candidates, indices, &state)
-            if indices.isEmpty { return nil }
+        var scored: [(index: Int, score: Double)]
+        var scorersDone = 0
+        var positions: [String: Int]?
+        if filters.isEmpty, let kept = candidateScores.lookUp(candidates, scorers: scorers) {
+            (scored, scorersDone, positions) = (kept.scored, kept.scorersDone, kept.positions)
+        } else {
+            var indices = Array(candidates.indices)
+            for filter in filters {
+                indices = filter.filter(request, candidates, indices, &state)
+                if indices.isEmpty { return nil }
+            }
+            scored = indices.map { (index: $0, score: 0.0) }
         }
-        var scored = indices.map { (index: $0, score: 0.0) }
-        for (scorer, weight) in scorers {
-            let scores = scorer.score(request, candidates, indices, &state)
+        for (scorer, weight) in scorers[scorersDone...] {
+            if let positions, let sparse = scorer.scoresAboveZero(request, state) {
+                // The others would add weight·0: nothing.
+                for (address, score) in sparse {
+                    if let position = positions[address] { scored[position].score += weight * min(1, max(0, score)) }
+                }
+                continue
+            }
+            let scores = scorer.score(request, candidates, scored.map(\.index), &state)
             for position in scored.indices { scored[position].score += weight * min(1, max(0, scores[position])) }
         }
         let picked = picker.pick(scored, candidates, &generator)
         return picked.isEmpty ? nil : picked
+    }
+}
+
+/// What scoring a pool's candidates gives before it looks at the request. Between two scrapes
+/// every request sees the same candidates, and scoring a thousand of them again for each
+/// request was most of the picker's time; so the sum of the leading scorers that read only the
+/// candidates is kept while the caller passes the same candidates — the same array storage,
+/// which cannot change while this holds it. It is computed when the storage is seen a second
+/// time, so a caller building new candidates for each request pays only for holding them.
+struct CandidateScores: Sendable {
+    private var candidates: [Candidate] = []
+    private var kept: Kept?
+
+    struct Kept: Sendable {
+        var scored: [(index: Int, score: Double)]
+        var scorersDone: Int
+        /// Position by address, for scorers that name the few candidates they score above 0.
+        var positions: [String: Int]
+    }
+
+    /// The kept scores when `candidates` are the ones last seen; nil otherwise (then remembered).
+    mutating func lookUp(_ candidates: [Candidate], scorers: [(scorer: any Scorer, weight: Double)]) -> Kept? {
+        guard Self.sameStorage(candidates, self.candidates) else {
+            self.candidates = candidates
+            kept = nil
+            return nil
+        }
+        if let kept { return kept }
+        let leading = scorers.prefix { !$0.scorer.readsRequest }
+        var scored = candidates.indices.map { (index: $0, score: 0.0) }
+        var unused = CycleState(now: 0)
+        for (scorer, weight) in leading {
+            let scores = scorer.score(SchedulingRequest(targetModel: ""), candidates, Array(candidates.indices), &unused)
+            for position in scored.indices { scored[position].score += weight * min(1, max(0, scores[position])) }
+        }
+        var positions: [String: Int] = [:]
+        positions.reserveCapacity(candidates.count)
+        for (position, candidate) in candidates.enumerated() { positions[candidate.endpoint.address] = position }
+        kept = Kept(scored: scored, scorersDone: leading.count, positions: positions)
+        return kept
+    }
+
+    private static func sameStorage(_ lhs: [Candidate], _ rhs: [Candidate]) -> Bool {
+        guard lhs.count == rhs.count, !lhs.isEmpty else { return false }
+        return lhs.withUnsafeBufferPointer { lhs in rhs.withUnsafeBufferPointer { rhs in lhs.baseAddress == rhs.baseAddress } }
     }
 }

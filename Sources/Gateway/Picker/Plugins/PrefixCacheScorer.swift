@@ -10,4 +10,10 @@ public struct PrefixCacheScorer: Scorer {
         guard total > 0, !state.prefixMatches.isEmpty else { return Array(repeating: 0, count: indices.count) }
         return indices.map { Double(state.prefixMatches[candidates[$0].endpoint.address] ?? 0) / Double(total) }
     }
+
+    public func scoresAboveZero(_ request: SchedulingRequest, _ state: CycleState) -> [(address: String, score: Double)]? {
+        let total = state.prefixHashes.count
+        guard total > 0 else { return [] }
+        return state.prefixMatches.map { (address: $0.key, score: Double($0.value) / Double(total)) }
+    }
 }

@@ -2,6 +2,7 @@
 /// every queue is the same length. Candidates without metrics count as the longest queue.
 public struct QueueScorer: Scorer {
     public let typeName = "queue-scorer"
+    public var readsRequest: Bool { false }
     public init() {}
 
     public func score(_ request: SchedulingRequest, _ candidates: [Candidate], _ indices: [Int], _ state: inout CycleState) -> [Double] {
