@@ -114,8 +114,12 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
         var afresh = try Scheduler(config: .default, seed: 3)
         let prompts = (0..<6).map { String(repeating: "Context \($0) for a long conversation about trains. ", count: 12) }
         for round in 0..<3 {
-            // Queues and caches differ by round; pods 2 and 5 share the shortest queue.
-            let candidates = (1...8).map { candidate($0, queue: ($0 * 3 + round * 5) % 7, kv: Double(($0 + round) % 4) / 4) }
+            // Queues and caches differ by round, with ties among them.
+            let candidates = (1...8).map { number -> Candidate in
+                let queue = (number * 3 + round * 5) % 7
+                let kv = Double((number + round) % 4) / 4
+                return candidate(number, queue: queue, kv: kv)
+            }
             for request in 0..<40 {
                 let scheduling = SchedulingRequest(targetModel: "m", prefixText: prompts[request % prompts.count] + "Question \(request)?")
                 let fromKept = kept.schedule(scheduling, candidates: candidates, now: 0)?.first?.address
