@@ -9,7 +9,7 @@ import Testing
 /// `understudy serve` started as `vllm serve` and llm-d-inference-sim are started.
 @Suite struct DropInTests {
     static func get(_ url: String) async throws -> (status: Int, body: String) {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        let response = try await HTTPClient.forTests.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
         return (Int(response.status.code), String(buffer: try await response.body.collect(upTo: 1 << 20)))
     }
 

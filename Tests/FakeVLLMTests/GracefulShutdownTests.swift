@@ -17,7 +17,7 @@ struct GracefulShutdownTests {
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hello", "max_tokens": \#(tokens), "ignore_eos": true, "stream": true}"#))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.forTests.execute(request, timeout: .seconds(60))
         guard response.status == .ok else { throw ServeProcessError("the stream was answered \(response.status)") }
         var body = response.body.makeAsyncIterator()
         let first = try await body.next()
@@ -83,7 +83,7 @@ struct GracefulShutdownTests {
         refused.method = .POST
         refused.headers.add(name: "content-type", value: "application/json")
         refused.body = .bytes(ByteBuffer(string: #"{"prompt": "no model"}"#))
-        #expect(try await HTTPClient.shared.execute(refused, timeout: .seconds(10)).status == .badRequest)
+        #expect(try await HTTPClient.forTests.execute(refused, timeout: .seconds(10)).status == .badRequest)
         #expect(try await gateway.waitForLine(within: 10) { $0.hasPrefix("INFO") && $0.contains("refused 400") } != nil, "\(gateway.output)")
         kill(gateway.process.processIdentifier, SIGTERM)
         #expect(try await eventually { await Self.refusesConnections(port) }, "new connections refused")

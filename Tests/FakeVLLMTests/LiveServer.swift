@@ -4,6 +4,7 @@ import Foundation
 import InferenceAPI
 import NIOCore
 import NIOHTTP1
+import TestSupport
 
 /// A real server on an ephemeral loopback port, with the checkout's profiles.
 struct LiveServer {
@@ -42,7 +43,7 @@ struct LiveServer {
         request.headers.add(name: "content-type", value: "application/json")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await HTTPClient.forTests.execute(request, timeout: .seconds(30))
         let bytes = try await response.body.collect(upTo: 64 * 1024 * 1024)
         return Response(status: Int(response.status.code), headers: response.headers, body: String(buffer: bytes))
     }

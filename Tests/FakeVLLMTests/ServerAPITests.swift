@@ -4,6 +4,7 @@ import Foundation
 import InferenceAPI
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 @Suite struct ServerAPITests {
@@ -98,7 +99,7 @@ import Testing
         plain.method = .POST
         plain.headers.add(name: "content-type", value: "text/plain")
         plain.body = .bytes(ByteBuffer(string: #"{"prompt":"x"}"#))
-        let notJSON = try await HTTPClient.shared.execute(plain, timeout: .seconds(10))
+        let notJSON = try await HTTPClient.forTests.execute(plain, timeout: .seconds(10))
         #expect(notJSON.status.code == 400)
         #expect(String(buffer: try await notJSON.body.collect(upTo: 4096)).contains("Unsupported Media Type"))
 
@@ -211,7 +212,7 @@ import Testing
         bad.method = .POST
         bad.headers.add(name: "content-type", value: "application/json")
         bad.body = .bytes(ByteBuffer(bytes: Array(#"{"prompt":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)))
-        let response = try await HTTPClient.shared.execute(bad, timeout: .seconds(10))
+        let response = try await HTTPClient.forTests.execute(bad, timeout: .seconds(10))
         #expect(response.status.code == 400)
         #expect(String(buffer: try await response.body.collect(upTo: 4096)).contains("There was an error parsing the body"))
     }

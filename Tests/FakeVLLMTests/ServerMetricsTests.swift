@@ -75,11 +75,10 @@ import Testing
         var text = ""
         var samples: [PrometheusSample] = []
         func value(_ name: String) -> Double? { samples.first { $0.name == name }?.value }
-        for _ in 0..<60 {
+        _ = try await eventually {
             text = try await live.get("/metrics").body
             samples = try Prometheus.parse(text)
-            if (value("vllm:num_requests_running") ?? 0) + (value("vllm:num_requests_waiting") ?? 0) == 6 { break }
-            try await Task.sleep(for: .milliseconds(50))
+            return (value("vllm:num_requests_running") ?? 0) + (value("vllm:num_requests_waiting") ?? 0) == 6
         }
         #expect(value("vllm:num_requests_running") == 2)
         #expect(value("vllm:num_requests_waiting") == 4)
@@ -119,9 +118,9 @@ import Testing
         #expect(try #require(try await live.metric("vllm:kv_cache_usage_perc")) > idleUsage)
         try await client.shutdown()
         var running = 1.0
-        for _ in 0..<100 where running > 0 {
-            try await Task.sleep(for: .milliseconds(20))
+        _ = try await eventually {
             running = try await live.metric("vllm:num_requests_running") ?? -1
+            return running == 0
         }
         #expect(running == 0)
         let usageAfter = try await live.metric("vllm:kv_cache_usage_perc")
@@ -143,15 +142,15 @@ import Testing
         try await channel.writeAndFlush(ByteBuffer(string: post(#"{"prompt":"hi","max_tokens":1}"#)
             + post(#"{"prompt":"hi","max_tokens":3000,"ignore_eos":true,"stream":true}"#))).get()
         var running = 0.0
-        for _ in 0..<100 where running < 1 {
-            try await Task.sleep(for: .milliseconds(20))
+        _ = try await eventually {
             running = try await live.metric("vllm:num_requests_running") ?? 0
+            return running >= 1
         }
         #expect(running == 1)
         try await channel.close().get()
-        for _ in 0..<100 where running > 0 {
-            try await Task.sleep(for: .milliseconds(20))
+        _ = try await eventually {
             running = try await live.metric("vllm:num_requests_running") ?? -1
+            return running == 0
         }
         #expect(running == 0)
     }

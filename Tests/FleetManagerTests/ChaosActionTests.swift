@@ -46,7 +46,7 @@ extension FleetEndToEnd {
         #expect(cut.body.contains(#""code":502"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
         #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
         await #expect(throws: (any Error).self) {
-            _ = try await HTTPClient.shared.get(url: "http://\(victim.address)/health").get()
+            _ = try await HTTPClient.forTests.get(url: "http://\(victim.address)/health").get()
         }
         for index in 0..<8 {
             let answer = try await KillScenarioTests.post(port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "During \#(index)", "max_tokens": 4}"#)
@@ -67,7 +67,7 @@ extension FleetEndToEnd {
 
     /// `vllm:kv_cache_usage_perc` as the pod reports it.
     static func kvUsage(_ address: String) async throws -> Double? {
-        let response = try await HTTPClient.shared.get(url: "http://\(address)/metrics").get()
+        let response = try await HTTPClient.forTests.get(url: "http://\(address)/metrics").get()
         let page = String(buffer: response.body ?? ByteBuffer())
         let line = page.split(separator: "\n").first { $0.hasPrefix("vllm:kv_cache_usage_perc{") }
         return line.flatMap { Double($0.split(separator: " ").last ?? "") }

@@ -31,7 +31,7 @@ extension FleetEndToEnd {
 
         var kill = HTTPClientRequest(url: admin + "/pods/fast-0/kill")
         kill.method = .POST
-        let response = try await HTTPClient.shared.execute(kill, timeout: .seconds(10))
+        let response = try await HTTPClient.forTests.execute(kill, timeout: .seconds(10))
         #expect(response.status == .ok)
         #expect(try await up.waitForLine(within: 10) { $0.contains("pod fast-0 killed") } != nil, "\(up.output)")
         #expect(try await up.waitForLine(within: 10) { $0.contains("pod fast-0 CrashLoopBackOff: restarting in 10 s") } != nil, "\(up.output)")

@@ -4,6 +4,7 @@ import FakeVLLM
 import Foundation
 import Gateway
 import NIOCore
+import TestSupport
 import Testing
 
 /// A fleet in this process: pods, registry, gateway, lifecycle, in real time.
@@ -29,17 +30,13 @@ extension FleetEndToEnd {
         request.method = .POST
         request.headers.add(name: "content-type", value: "application/json")
         request.body = .bytes(ByteBuffer(string: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 2}"#))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response = try await HTTPClient.forTests.execute(request, timeout: .seconds(10))
         _ = try await response.body.collect(upTo: 1 << 20)
         return (Int(response.status.code), response.headers.first(name: "x-gateway-destination-endpoint-served"))
     }
 
     func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-        for _ in 0..<200 {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
+        try await TestSupport.eventually(condition)
     }
 
     @Test func podsStartLoadBecomeReadyAndServeThroughTheGateway() async throws {

@@ -43,7 +43,7 @@ extension FleetEndToEnd {
             request.method = .POST
             request.headers.add(name: "content-type", value: "application/json")
             request.body = .bytes(.init(string: #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 2}"#))
-            let direct = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let direct = try await HTTPClient.forTests.execute(request, timeout: .seconds(10))
             #expect(direct.status.code == 503)
             try await fleet.perform(.restore(pod: victim.name))
 

@@ -3,6 +3,7 @@ import Foundation
 @testable import Gateway
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 /// Real FakeVLLM pods on ephemeral loopback ports, scraped over HTTP.
@@ -21,13 +22,9 @@ extension EndToEnd {
         return try await VLLMServer.start(configuration, profiles: profiles)
     }
 
-    /// Polls `condition` on the datastore's loop until it holds or `attempts` run out.
-    func eventually(_ store: Datastore, attempts: Int = 100, _ condition: @escaping @Sendable (Datastore) -> Bool) async throws -> Bool {
-        for _ in 0..<attempts {
-            if try await store.loop.submit({ condition(store) }).get() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
+    /// Polls `condition` on the datastore's loop until it holds.
+    func eventually(_ store: Datastore, _ condition: @escaping @Sendable (Datastore) -> Bool) async throws -> Bool {
+        try await TestSupport.eventually { try await store.loop.submit({ condition(store) }).get() }
     }
 
     @Test func scrapedPodsBecomeCandidatesAndAStoppedPodLeaves() async throws {

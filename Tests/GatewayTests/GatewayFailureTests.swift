@@ -6,6 +6,7 @@ import InferenceAPI
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import TestSupport
 import Testing
 
 /// What clients see when parts fail, and how endpoints come and go.
@@ -136,10 +137,10 @@ extension EndToEnd {
         ])
         let store = gateway.picker.datastore
         func names() -> [String] { store.candidates(now: store.now).map(\.endpoint.podName).sorted() }
-        for _ in 0..<100 where names().count < 2 { try await Task.sleep(for: .milliseconds(20)) }
+        _ = try await eventually { names().count >= 2 }
         #expect(names() == ["vllm-0-rank-0", "vllm-0-rank-1"])
         source.set([DiscoveredPod(name: "vllm-0", ip: "127.0.0.1", labels: ["app": "vllm"], ready: false)])
-        for _ in 0..<100 where !names().isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        _ = try await eventually { names().isEmpty }
         #expect(names().isEmpty, "a pod that is not Ready is not a candidate")
     }
 }

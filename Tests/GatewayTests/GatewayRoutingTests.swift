@@ -66,14 +66,14 @@ extension EndToEnd {
 
     /// The pod whose scraped metrics list `adapter` as running.
     func eventuallyActive(_ adapter: String, _ stack: GatewayStack) async throws -> String {
-        for _ in 0..<100 {
-            let store = stack.gateway.picker.datastore
-            if let holder = store.candidates(now: store.now).first(where: { $0.metrics?.activeAdapters.contains(adapter) == true }) {
-                return holder.endpoint.address
-            }
-            try await Task.sleep(for: .milliseconds(20))
+        let store = stack.gateway.picker.datastore
+        func holder() -> String? {
+            store.candidates(now: store.now).first { $0.metrics?.activeAdapters.contains(adapter) == true }?.endpoint.address
         }
-        throw GatewayStartError("\(adapter) never showed as running")
+        guard try await eventually({ holder() != nil }), let address = holder() else {
+            throw GatewayStartError("\(adapter) never showed as running")
+        }
+        return address
     }
 
     @Test func aSharedPrefixStaysOnOnePodAndHitsItsCache() async throws {
@@ -150,9 +150,7 @@ extension EndToEnd {
         #expect(try await send("batch", 2) == 200)
         // 36 long critical requests on 3 pods of 2 slots: about 10 waiting on each, for seconds.
         let critical = (0..<36).map { _ in Task { try await send("critical", 200) } }
-        for _ in 0..<100 where stack.gateway.picker.saturation() < 1 {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        _ = try await eventually { stack.gateway.picker.saturation() >= 1 }
         #expect(stack.gateway.picker.saturation() >= 1)
         var sheddable: [Int] = []
         var moreCritical: [Task<Int, Error>] = []
@@ -198,16 +196,16 @@ extension EndToEnd {
         #expect(try await running(on: stack.pods[0]) == 1)
         try await client.shutdown()  // closes the connection mid-stream
         var remaining = 1.0
-        for _ in 0..<100 where remaining > 0 {
-            try await Task.sleep(for: .milliseconds(20))
+        _ = try await eventually {
             remaining = try await running(on: stack.pods[0])
+            return remaining == 0
         }
         #expect(remaining == 0, "the pod still runs the abandoned request")
         withExtendedLifetime(body) {}
     }
 
     func running(on pod: VLLMServer) async throws -> Double {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(pod.port)/metrics"), timeout: .seconds(5))
+        let response = try await HTTPClient.forTests.execute(HTTPClientRequest(url: "http://127.0.0.1:\(pod.port)/metrics"), timeout: .seconds(5))
         let text = String(buffer: try await response.body.collect(upTo: 1 << 22))
         return try Prometheus.parse(text).first { $0.name == "vllm:num_requests_running" }?.value ?? -1
     }

@@ -5,6 +5,7 @@ import Foundation
 import InferenceAPI
 import NIOCore
 import NIOHTTP1
+import TestSupport
 import Testing
 
 /// The suites that start pods and gateways. They run one test at a time: together they would
@@ -96,11 +97,10 @@ struct GatewayStack {
 
     /// Waits until the picker sees `count` candidates (first scrapes done).
     func waitForCandidates(_ count: Int) async throws {
-        for _ in 0..<200 {
-            if gateway.picker.datastore.candidates(now: gateway.picker.datastore.now).count == count { return }
-            try await Task.sleep(for: .milliseconds(10))
+        let store = gateway.picker.datastore
+        guard try await eventually({ store.candidates(now: store.now).count == count }) else {
+            throw GatewayStartError("timed out waiting for \(count) candidates")
         }
-        throw GatewayStartError("timed out waiting for \(count) candidates")
     }
 
     /// A client that opens as many connections as the test has requests in flight (the shared
