@@ -97,9 +97,12 @@ public struct ScenarioReport: Sendable {
 
     /// The load streams' names, in the order they first sent.
     public var streamNames: [String] {
-        var seen: [String] = []
-        for record in records.sorted(by: { $0.sent < $1.sent }) where !seen.contains(record.stream) { seen.append(record.stream) }
-        return seen
+        // Each stream's earliest send, ties to the earlier record (as a stable sort by send would).
+        var first: [String: (sent: Double, index: Int)] = [:]
+        for (index, record) in records.enumerated() where record.sent < first[record.stream]?.sent ?? .infinity {
+            first[record.stream] = (record.sent, index)
+        }
+        return first.sorted { ($0.value.sent, $0.value.index) < ($1.value.sent, $1.value.index) }.map(\.key)
     }
 
     // MARK: Faults

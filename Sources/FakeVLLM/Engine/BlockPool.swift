@@ -10,13 +10,19 @@ struct BlockPool {
     typealias BlockID = Int32
 
     let numBlocks: Int
-    /// Every block's record, and at index `numBlocks` the free queue's sentinel. One record
-    /// per block rather than an array per field: taking a block from the queue's head (the one
-    /// freed longest ago, cold in the cache) then misses once, not once per field.
+    /// The records of the blocks handed out so far, by ID. A block never used yet comes before
+    /// every freed one in vLLM's free queue (the queue starts as all blocks in order and freed
+    /// blocks join its tail), so it needs no record until it is taken: a pod's memory grows
+    /// with the blocks it has used, and starting a thousand pods writes next to nothing. One
+    /// record per block rather than an array per field: taking a block from the queue's head
+    /// (the one freed longest ago, cold in the cache) then misses once, not once per field.
     private var blocks: [Block]
-    /// Sized for every block at once (a block holds one hash): growing it as the cache fills
-    /// rehashed each pod's table several times over.
-    private var blockForHash: HashKeyedTable<BlockID>
+    /// The first block never handed out; blocks from here to `numBlocks` are the queue's head.
+    private var fresh: Int
+    /// The freed part of the free queue, a doubly linked list through the records (−1: none).
+    private var freedHead: BlockID = -1
+    private var freedTail: BlockID = -1
+    private var blockForHash = HashKeyedTable<BlockID>(filler: -1)
     private(set) var numFree: Int
     /// Blocks held out of use by KV pressure (chaos: memory taken by something else), as a
     /// request holds blocks, so usage counts them and the scheduler cannot have them.
@@ -27,22 +33,22 @@ struct BlockPool {
     private struct Block {
         /// The full block of tokens it holds for the prefix cache, when `cached`.
         var hash: UInt64 = 0
-        var refCount: Int32 = 0
-        // The doubly linked free queue.
-        var next: BlockID
-        var previous: BlockID
+        var refCount: Int32 = 1
+        // The freed queue's links.
+        var next: BlockID = -1
+        var previous: BlockID = -1
         var cached = false
     }
 
     init(numBlocks: Int) {
         precondition(numBlocks >= 2, "a KV cache needs at least two blocks")
         self.numBlocks = numBlocks
-        blockForHash = HashKeyedTable(filler: -1, minimumCapacity: numBlocks)
-        let sentinel = BlockID(numBlocks)
-        blocks = Array(repeating: Block(next: sentinel, previous: sentinel), count: numBlocks + 1)
-        numFree = 0
-        for block in 1..<numBlocks { pushBack(BlockID(block)) }
-        blocks[0].refCount = 1  // the null block is never free
+        // Reserved, not written: pages are touched as blocks are first taken.
+        blocks = []
+        blocks.reserveCapacity(numBlocks)
+        blocks.append(Block())  // the null block, never free
+        fresh = 1
+        numFree = numBlocks - 1
     }
 
     /// Fraction of blocks held by requests, as `vllm:kv_cache_usage_perc`.
@@ -51,7 +57,7 @@ struct BlockPool {
     /// The cached block holding exactly these tokens, if any.
     func cachedBlock(for hash: UInt64) -> BlockID? { blockForHash[hash] }
 
-    func isFree(_ block: BlockID) -> Bool { blocks[Int(block)].refCount == 0 }
+    func isFree(_ block: BlockID) -> Bool { Int(block) >= fresh || blocks[Int(block)].refCount == 0 }
 
     /// Takes a reference on a cached block, removing it from the free queue if it was there.
     mutating func touch(_ block: BlockID) {
@@ -63,7 +69,14 @@ struct BlockPool {
     mutating func allocate(_ count: Int, into table: inout [BlockID]) {
         precondition(count <= numFree)
         for _ in 0..<count {
-            let block = blocks[numBlocks].next
+            if fresh < numBlocks {
+                table.append(BlockID(fresh))
+                blocks.append(Block())
+                fresh += 1
+                numFree -= 1
+                continue
+            }
+            let block = freedHead
             unlink(block)
             if blocks[Int(block)].cached {
                 // A block and its hash are registered together and only this drops them.
@@ -113,20 +126,18 @@ struct BlockPool {
     }
 
     private mutating func pushBack(_ block: BlockID) {
-        let sentinel = BlockID(numBlocks)
-        let last = blocks[numBlocks].previous
-        blocks[Int(last)].next = block
-        blocks[Int(block)].previous = last
-        blocks[Int(block)].next = sentinel
-        blocks[numBlocks].previous = block
+        blocks[Int(block)].previous = freedTail
+        blocks[Int(block)].next = -1
+        if freedTail >= 0 { blocks[Int(freedTail)].next = block } else { freedHead = block }
+        freedTail = block
         numFree += 1
     }
 
     private mutating func unlink(_ block: BlockID) {
         let before = blocks[Int(block)].previous
         let after = blocks[Int(block)].next
-        blocks[Int(before)].next = after
-        blocks[Int(after)].previous = before
+        if before >= 0 { blocks[Int(before)].next = after } else { freedHead = after }
+        if after >= 0 { blocks[Int(after)].previous = before } else { freedTail = before }
         numFree -= 1
     }
 }

@@ -242,8 +242,7 @@ struct VirtualFleet {
             tick(sink: &sink)
             schedule(.tick, at: now + Self.tickInterval, subject: 0)
         case .scrape:
-            catchUpAll(sink: &sink)
-            scrape()
+            scrape(catchUpAll(sink: &sink, scraping: true))
             schedule(.scrape, at: now + scrapeInterval, subject: 0)
         case .probeAnswer:
             guard let answer = pendingProbes.removeValue(forKey: event.subject) else { return }
@@ -431,24 +430,31 @@ struct VirtualFleet {
 
     /// Runs every pod's timeline to now (the scrape and the tick look at all of them), the pods
     /// in parallel: each touches only itself. What they saw is taken in pod by pod, in order, so a
-    /// run does not depend on which thread ran which pod.
-    private mutating func catchUpAll(sink: inout some SimulationSink) {
+    /// run does not depend on which thread ran which pod. When `scraping`, each running pod's
+    /// gauges are read on its thread too and returned by pod index (nil for the others).
+    @discardableResult
+    private mutating func catchUpAll(sink: inout some SimulationSink, scraping: Bool = false) -> [EndpointMetrics?] {
         let running = pods.indices.map { pods[$0].running }
         var news = [Bool](repeating: false, count: running.count)
+        var gauges = [EndpointMetrics?](repeating: nil, count: scraping ? running.count : 0)
         let (time, gaps) = (now, sink.wantsInterTokenGaps)
         // Contiguous runs of pods per task: neighbours in memory stay on one thread.
         let tasks = min(running.count, Self.catchUpTasks)
         timelines.withUnsafeMutableBufferPointer { timelines in
             news.withUnsafeMutableBufferPointer { news in
-                let (timelines, news) = (DisjointElements(timelines), DisjointElements(news))
-                DispatchQueue.concurrentPerform(iterations: tasks) { task in
-                    for index in task * running.count / tasks..<(task + 1) * running.count / tasks where running[index] {
-                        news.buffer[index] = timelines.buffer[index].run(until: time, wantsInterTokenGaps: gaps)
+                gauges.withUnsafeMutableBufferPointer { gauges in
+                    let (timelines, news, gauges) = (DisjointElements(timelines), DisjointElements(news), DisjointElements(gauges))
+                    DispatchQueue.concurrentPerform(iterations: tasks) { task in
+                        for index in task * running.count / tasks..<(task + 1) * running.count / tasks where running[index] {
+                            news.buffer[index] = timelines.buffer[index].run(until: time, wantsInterTokenGaps: gaps)
+                            if scraping { gauges.buffer[index] = EndpointMetrics(engine: timelines.buffer[index].driver.core.engine, now: time) }
+                        }
                     }
                 }
             }
         }
         for index in news.indices where news[index] { takeHappenings(index, sink: &sink) }
+        return gauges
     }
 
     /// Tasks a fleet-wide catch-up is cut into: enough to balance two to a few dozen cores.
@@ -649,14 +655,15 @@ struct VirtualFleet {
 
     /// The gateway's scrape: every pod's gauges as its `/metrics` page shows them now. A hung
     /// server answers nothing (its metrics go stale); a partitioned or gone one refuses.
-    private mutating func scrape() {
+    /// `gauges`: each running pod's, by index, as `catchUpAll` read them.
+    private mutating func scrape(_ gauges: [EndpointMetrics?]) {
         for (address, index) in podByAddress {
             guard pods[index].running, !timelines[index].driver.core.faults.partitioned else {
                 endpointTable.scrapeFailed(address, unreachable: true)
                 continue
             }
             if timelines[index].driver.core.faults.hung { continue }
-            endpointTable.scraped(address, metrics: EndpointMetrics(engine: timelines[index].driver.core.engine, now: now))
+            endpointTable.scraped(address, metrics: gauges[index])
         }
         candidatesValidUntil = -.infinity
         if watching { _ = currentCandidates() }
