@@ -149,7 +149,12 @@ struct BlockHasher {
 
     init(parent: UInt64) { state = parent ^ 0x9E37_79B9_7F4A_7C15 }
 
-    mutating func combine(_ token: Int) { state = mix(state ^ UInt64(bitPattern: Int64(token))) }
+    /// One multiply and a fold per token (the full finaliser runs once per block): hashing every
+    /// token through `mix` was a tenth of a simulated fleet's engine time.
+    mutating func combine(_ token: Int) {
+        state = (state ^ UInt64(bitPattern: Int64(token))) &* 0x9E37_79B9_7F4A_7C15
+        state ^= state >> 29
+    }
 
     func finalize(adapter: String?) -> UInt64 {
         var hash = state
