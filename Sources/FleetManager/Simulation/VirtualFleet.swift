@@ -117,6 +117,9 @@ struct VirtualFleet {
         /// The request's handle on its pod's timeline, once admitted.
         var handle = -1
         var done = false
+        /// When its pending timeout check is due; an earlier check for its slot (an earlier
+        /// attempt's, or the request's that had the slot before) finds it is not its own.
+        var timeoutDue = Double.infinity
     }
 
     init(_ spec: FleetSpec, profiles: ProfileStore, policy: PickerPolicy, seed: UInt64) throws {
@@ -531,7 +534,7 @@ struct VirtualFleet {
         }
         pods[index].active.insert(slot)
         exchanges[slot].lastActivity = now
-        scheduleTimeout(slot)
+        scheduleTimeout(slot, at: now + upstreamTimeout)
         if pathLatency > 0 {
             schedule(.delivery, at: now + pathLatency, subject: slot)
         } else {
@@ -591,12 +594,15 @@ struct VirtualFleet {
 
     /// The gateway's upstream timeout: a pod silent for `upstreamTimeout` (before its head, or
     /// between two events of a stream) ends the request with 504.
-    private mutating func scheduleTimeout(_ slot: Int) {
-        schedule(.timeout, at: exchanges[slot].lastActivity + upstreamTimeout, subject: slot)
+    private mutating func scheduleTimeout(_ slot: Int, at time: Double) {
+        exchanges[slot].timeoutDue = time
+        schedule(.timeout, at: time, subject: slot)
     }
 
     private mutating func checkTimeout(_ slot: Int, sink: inout some SimulationSink) {
-        guard !exchanges[slot].done, exchanges[slot].pod >= 0 else { return }
+        // Only the slot's own pending check: one left by a request that ended and gave up the
+        // slot would catch up another request's pod for nothing (a pod's catch-up per request).
+        guard !exchanges[slot].done, exchanges[slot].pod >= 0, exchanges[slot].timeoutDue == now else { return }
         let index = exchanges[slot].pod
         // The pod's news first: the request may have ended, or a stream moved, since.
         catchUp(index, sink: &sink)
@@ -604,7 +610,7 @@ struct VirtualFleet {
         let streamOnPod = exchanges[slot].running && exchanges[slot].request.streaming && pods[index].running
         let lastActivity = streamOnPod ? timelines[index].lastActivity(exchanges[slot].handle) : exchanges[slot].lastActivity
         let silentUntil = lastActivity + upstreamTimeout
-        guard now >= silentUntil else { return schedule(.timeout, at: silentUntil, subject: slot) }
+        guard now >= silentUntil else { return scheduleTimeout(slot, at: silentUntil) }
         if exchanges[slot].running, pods[index].running { timelines[index].abort(exchanges[slot].handle, now: now) }
         if !exchanges[slot].headSent { endpointTable.reportAnswer(pods[index].address, status: 504, now: now) }
         fail(slot, exchanges[slot].headSent ? .streamError(504) : .status(504), sink: &sink)
