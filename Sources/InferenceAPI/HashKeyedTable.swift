@@ -30,12 +30,10 @@ public struct HashKeyedTable<Value> {
 
     /// An empty table; `filler` is any value of the type (empty slots need one).
     @inlinable
-    public init(filler: Value, minimumCapacity: Int = 8) {
+    public init(filler: Value) {
         self.filler = filler
-        var size = 8
-        while size * 5 < minimumCapacity * 8 { size *= 2 }
-        slots = ContiguousArray(repeating: Slot(key: 0, value: filler), count: size)
-        mask = size - 1
+        slots = ContiguousArray(repeating: Slot(key: 0, value: filler), count: 8)
+        mask = 7
     }
 
     @inlinable

@@ -26,7 +26,7 @@ extension FleetEndToEnd {
         let admin = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0)
         let port = admin.localAddress!.port!
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
 
         let listing = try await call(port, .GET, "/pods")
         #expect(listing.status == 200)
@@ -37,11 +37,11 @@ extension FleetEndToEnd {
         let hung = try await call(port, .POST, "/pods/fast-0/hang")
         #expect(hung.json?.array?.first?["faults"]?.array?.first?.string == "hang")
         // Its scrapes hang too, so it goes stale and leaves the candidates; requests go to fast-1.
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).map(\.endpoint.podName) == ["fast-1"] })
+        #expect(try await eventually { store.candidates(now: store.now).map(\.endpoint.podName) == ["fast-1"] })
         let address = fleet.list()[1].address
         for _ in 0..<5 { #expect(try await FleetTests().complete(fleet).servedBy == address) }
         _ = try await call(port, .POST, "/pods/fast-0/restore")
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
 
         #expect(try await call(port, .POST, "/pods/nope/kill").status == 404)
         #expect(try await call(port, .POST, "/pods/fast-1/slow").status == 400)
@@ -55,7 +55,7 @@ extension FleetEndToEnd.AdminServerTests {
     @Test func injectedErrorsAreWhatClientsSeeThroughTheGateway() async throws {
         let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
         let port = fleet.gateway.port
         let faulty = fleet.list()[0].address
         let body = #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Hi", "max_tokens": 8, "ignore_eos": true}"#
@@ -80,7 +80,7 @@ extension FleetEndToEnd.AdminServerTests {
 
         try await fleet.perform(.restore(pod: "fast-0"))
         // A cut before any byte also counts as a connection failure: the pod is out until its next scrape.
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
         #expect(try await KillScenarioTests.post(port, body, onlyTo: faulty).status == 200)
         await fleet.stop()
     }
@@ -208,7 +208,7 @@ extension FleetEndToEnd.AdminServerTests {
         let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
         let admin = try await AdminServer.start(fleet: fleet, host: "127.0.0.1", port: 0)
         let url = "http://127.0.0.1:\(admin.localAddress!.port!)"
-        #expect(try await FleetTests().eventually { fleet.list().allSatisfy(\.isReady) })
+        #expect(try await eventually { fleet.list().allSatisfy(\.isReady) })
         let before = try await runUnderstudy(["chaos", "list", "--admin", url])
         let rows = before.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
         #expect(rows.first == ["POD", "POOL", "ADDRESS", "READY", "STATE", "RESTARTS", "FAULTS"], "\(before.output)")

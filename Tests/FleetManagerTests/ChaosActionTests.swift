@@ -32,7 +32,7 @@ extension FleetEndToEnd {
     @Test func aPartitionedPodIsCutOffButKeepsRunningAndComesBackOnRestore() async throws {
         let fleet = try await Fleet.start(try KillScenarioTests.fourPods(), profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         let port = fleet.gateway.port
         let victim = fleet.list()[1]
         let stream = try await KillScenarioTests.open(
@@ -44,7 +44,7 @@ extension FleetEndToEnd {
         // and the pod leaves the candidates; nobody reaches it, not even directly.
         let cut = try await stream.value
         #expect(cut.body.contains(#""code":502"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
-        #expect(try await FleetTests().eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
+        #expect(try await eventually { !store.candidates(now: store.now).map(\.endpoint.address).contains(victim.address) })
         await #expect(throws: (any Error).self) {
             _ = try await HTTPClient.forTests.get(url: "http://\(victim.address)/health").get()
         }
@@ -60,7 +60,7 @@ extension FleetEndToEnd {
         #expect(await fleet.faults(of: victim.name) == ["partition"])
 
         try await fleet.perform(.restore(pod: victim.name))
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         #expect(try await KillScenarioTests.post(port, #"{"model": "meta-llama/Meta-Llama-3-8B", "prompt": "Back", "max_tokens": 4}"#, onlyTo: victim.address).status == 200)
         await fleet.stop()
     }
@@ -76,7 +76,7 @@ extension FleetEndToEnd {
     @Test func kvPressureShowsInThePodsMetricsAndTheGatewayRoutesAway() async throws {
         let fleet = try await Fleet.start(try FleetTests.spec(startup: 0), profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 2 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 2 })
         let pressed = fleet.list()[0]
         #expect(try await Self.kvUsage(pressed.address) == 0)
 
@@ -98,7 +98,7 @@ extension FleetEndToEnd {
     @Test func aDrainedPodFinishesItsStreamWhileAReplacementStarts() async throws {
         let fleet = try await Fleet.start(try KillScenarioTests.fourPods(), profiles: FleetTests.profiles, gracePeriod: 20)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         let drained = fleet.list()[0]
         let stream = try await KillScenarioTests.open(
             fleet.gateway.port,
@@ -111,8 +111,8 @@ extension FleetEndToEnd {
         // The stream finishes whole; the Deployment's replacement, gpu-4, starts and joins.
         let finished = try await stream.value
         #expect(finished.status == 200 && !finished.body.contains(#""error""#) && finished.body.hasSuffix("data: [DONE]\n\n"))
-        #expect(try await FleetTests().eventually { fleet.list().map(\.name) == ["gpu-1", "gpu-2", "gpu-3", "gpu-4"] })
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { fleet.list().map(\.name) == ["gpu-1", "gpu-2", "gpu-3", "gpu-4"] })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         await fleet.stop()
     }
 }

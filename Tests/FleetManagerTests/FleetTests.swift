@@ -35,10 +35,6 @@ extension FleetEndToEnd {
         return (Int(response.status.code), response.headers.first(name: "x-gateway-destination-endpoint-served"))
     }
 
-    func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
-        try await TestSupport.eventually(condition)
-    }
-
     @Test func podsStartLoadBecomeReadyAndServeThroughTheGateway() async throws {
         let fleet = try await Fleet.start(try Self.spec(), profiles: Self.profiles)
         // Loading: Starting, not Ready, so the gateway has nothing to route to.

@@ -3,6 +3,7 @@ import FakeVLLM
 import Foundation
 import InferenceAPI
 import Load
+import TestSupport
 import Testing
 
 /// The fuzzer, bounded: a few thousand mutated requests against a pod and through a fleet's
@@ -49,7 +50,7 @@ extension FleetEndToEnd {
             """, file: "fuzz.yaml")
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 3 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 3 })
         let report = await FuzzRun(cases: 2000, seed: 12, hangAfter: .seconds(60)).run(host: "127.0.0.1", port: fleet.gateway.port)
         #expect(report.failed == 0, "\(report)\n\(report.failures.joined(separator: "\n"))")
         expectVariety(report)

@@ -13,7 +13,7 @@ extension FleetEndToEnd {
         let spec = try KillScenarioTests.fourPods(gateway: ", upstreamTimeoutSeconds: 1")
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         let port = fleet.gateway.port
         let victim = fleet.list()[2]
 
@@ -51,7 +51,7 @@ extension FleetEndToEnd {
         #expect(cut.body.contains(#""code":504"#) && cut.body.hasSuffix("data: [DONE]\n\n"))
 
         try await fleet.perform(.restore(pod: victim.name))
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         await fleet.stop()
     }
 
@@ -70,12 +70,12 @@ extension FleetEndToEnd {
                  probes: {periodSeconds: 0.2, timeoutSeconds: 0.2}}
             """, file: "probed.yaml")
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles, backoff: RestartBackoff(initial: 0.5, maximum: 5))
-        #expect(try await FleetTests().eventually { fleet.list().allSatisfy(\.isReady) })
+        #expect(try await eventually { fleet.list().allSatisfy(\.isReady) })
         try await fleet.perform(.hang(pod: "fast-0"))
-        #expect(try await FleetTests().eventually { fleet.list()[0].phase.status == "Running" && !fleet.list()[0].isReady })
-        #expect(try await FleetTests().eventually { fleet.list()[0].phase.status == "CrashLoopBackOff" })
+        #expect(try await eventually { fleet.list()[0].phase.status == "Running" && !fleet.list()[0].isReady })
+        #expect(try await eventually { fleet.list()[0].phase.status == "CrashLoopBackOff" })
         // Restarted fresh: Ready again, its hang gone with the old process.
-        #expect(try await FleetTests().eventually { fleet.list()[0].isReady })
+        #expect(try await eventually { fleet.list()[0].isReady })
         #expect(fleet.list()[0].restarts == 1 && fleet.list()[1].restarts == 0)
         #expect(await fleet.faults(of: "fast-0").isEmpty)
         await fleet.stop()

@@ -6,6 +6,7 @@ import Gateway
 import InferenceAPI
 import NIOCore
 import NIOConcurrencyHelpers
+import TestSupport
 import Testing
 
 /// Issue 4's kill scenario at steady load on four pods: what clients see when a pod dies.
@@ -67,7 +68,7 @@ extension FleetEndToEnd {
         let spec = try Self.fourPods(gateway: retryOnReset ? ", retryOnReset: true" : "")
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles, backoff: RestartBackoff(initial: 0.5, maximum: 5))
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         let port = fleet.gateway.port
 
         // Steady load: eight clients sending short completions until told to stop.
@@ -102,8 +103,8 @@ extension FleetEndToEnd {
         #expect(fleet.list()[1].phase.status == "CrashLoopBackOff")
 
         // It restarts after its back-off and rejoins once Ready.
-        #expect(try await FleetTests().eventually { fleet.list()[1].isReady })
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { fleet.list()[1].isReady })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         #expect(fleet.list()[1].restarts == 1)
         stop.withLockedValue { $0 = true }
 

@@ -2,6 +2,7 @@
 import Foundation
 import FakeVLLM
 import Load
+import TestSupport
 import Testing
 
 /// Issue 4's overload scenario: at three times what the fleet can serve, sheddable requests
@@ -57,7 +58,7 @@ extension FleetEndToEnd {
         let spec = try Self.fleet()
         let fleet = try await Fleet.start(spec, profiles: FleetTests.profiles)
         let store = fleet.gateway.picker.datastore
-        #expect(try await FleetTests().eventually { store.candidates(now: store.now).count == 4 })
+        #expect(try await eventually { store.candidates(now: store.now).count == 4 })
         let capacity = try Self.capacity(of: spec)
 
         // Three times capacity: half of capacity critical, the rest sheddable.
