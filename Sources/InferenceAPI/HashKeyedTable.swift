@@ -27,6 +27,8 @@ public struct HashKeyedTable<Value> {
     @usableFromInline let filler: Value
     /// Entries in `slots` (not counting the key 0).
     @usableFromInline var occupied = 0
+    /// The last `preload`'s reads, folded (never used otherwise).
+    @usableFromInline var preloaded: UInt64 = 0
 
     /// An empty table; `filler` is any value of the type (empty slots need one).
     @inlinable
@@ -110,6 +112,17 @@ public struct HashKeyedTable<Value> {
         }
         let (index, found) = slot(of: key)
         return found ? body(&slots[index].value) : nil
+    }
+
+    /// Reads the home slots of a batch of keys ahead of looking them up one by one. In a table
+    /// far larger than the caches each lookup misses, and a lookup's work waits on its miss;
+    /// these reads depend on nothing, so their misses overlap, and the lookups then hit. What
+    /// they read is kept in `preloaded` only so that the reads are not optimised away.
+    @inlinable
+    public mutating func preload(_ keys: some Collection<UInt64>) {
+        var folded: UInt64 = 0
+        for key in keys { folded ^= slots[Int(truncatingIfNeeded: key) & mask].key }
+        preloaded = folded
     }
 
     /// Where a key (not 0) is, or the empty slot that ends its probe when it is absent.

@@ -88,8 +88,7 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
     }
 
     @Test func prefixHashesChainWithXXHash64() {
-        let index = PrefixIndex(blockSizeTokens: 1)  // 4-character blocks
-        let hashes = index.hashes(model: "m", text: "abcdefgh!")
+        let hashes = PrefixHasher(blockSizeTokens: 1).hashes(model: "m", text: "abcdefgh!")  // 4-character blocks
         #expect(hashes.count == 2)
         var first = Array("abcd".utf8)
         withUnsafeBytes(of: XXHash64.hash(Array("m".utf8)).littleEndian) { first.append(contentsOf: $0) }

@@ -97,6 +97,9 @@ struct BlockPool {
         }
     }
 
+    /// Brings the hash map's slots for these hashes into the cache before they are registered.
+    mutating func preload(_ hashes: some Collection<UInt64>) { blockForHash.preload(hashes) }
+
     /// Records that `block` holds the full block of tokens with this hash.
     mutating func register(_ block: BlockID, hash: UInt64) {
         guard !blocks[Int(block)].cached else { return }

@@ -26,6 +26,8 @@ public struct Engine: Sendable {
     private var running: [Int] = []
     private var kv: KVCacheManager
     private var adapters: LoRAResidency
+    /// The requests the last step scheduled and their tokens, kept for the next step's list.
+    private var batch: [(slot: Int, tokens: Int)] = []
 
     public init(config: EngineConfig, costModel: CostModel) {
         self.config = config
@@ -100,8 +102,10 @@ public struct Engine: Sendable {
     public mutating func step(now: Double) -> StepOutcome? {
         guard hasWork else { return nil }
         var budget = config.maxNumBatchedTokens
-        var scheduled: [(slot: Int, tokens: Int)] = []
-        scheduled.reserveCapacity(running.count + 8)
+        // The last step's list, emptied: a step allocates none of its own.
+        var scheduled = batch
+        batch = []
+        scheduled.removeAll(keepingCapacity: true)
         var preemptions = 0
         var queries = 0, hits = 0
         var batchAdapters: [LoRAAdapter] = []
@@ -207,6 +211,7 @@ public struct Engine: Sendable {
         }
         // Not `slots[$0] == nil`: that copies each running request's state to compare it.
         if !finishedSlots.isEmpty { running.removeAll { finishedSlots.contains($0) } }
+        batch = scheduled
         return outcome
     }
 
@@ -279,8 +284,11 @@ struct RequestState: Sendable {
 
     var numTokens: Int { promptCount + numOutputTokens }
 
-    func token(at index: Int) -> Int {
-        index < promptCount ? request.promptTokens[index] : request.plannedOutput[index - promptCount]
+    /// Calls `body` with the tokens at these positions, prompt then output, in order.
+    func forEachToken(in positions: Range<Int>, _ body: (Int) -> Void) {
+        for token in request.promptTokens[positions.clamped(to: 0..<promptCount)] { body(token) }
+        guard positions.upperBound > promptCount else { return }
+        for token in request.plannedOutput[(max(positions.lowerBound, promptCount) - promptCount)..<(positions.upperBound - promptCount)] { body(token) }
     }
 
     func finished(reason: FinishReason, at time: Double) -> FinishedRequest {

@@ -40,6 +40,11 @@ struct KVCacheManager {
         let computed = state.numComputedTokens + cachedHits.count * blockSize
         let neededBlocks = (computed + newTokens + blockSize - 1) / blockSize
         let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
+        if fresh == 0, cachedHits.isEmpty {
+            // A decode token inside the request's last block (15 steps in 16): nothing to take.
+            cacheFullBlocks(&state, upTo: min(computed + newTokens, state.numTokens))
+            return true
+        }
         var revived = 0
         for block in cachedHits where pool.isFree(block) { revived += 1 }
         guard fresh + revived <= pool.numFree else { return false }
@@ -68,7 +73,10 @@ struct KVCacheManager {
         let computedBlocks = min(tokens / blockSize, state.blockTable.count)
         guard computedBlocks > state.numRegisteredBlocks else { return }
         extendHashes(&state)
-        for index in state.numRegisteredBlocks..<min(computedBlocks, state.blockHashes.count) {
+        let newlyFull = state.numRegisteredBlocks..<min(computedBlocks, state.blockHashes.count)
+        // A prefill fills many blocks at once.
+        if newlyFull.count > 1 { pool.preload(state.blockHashes[newlyFull]) }
+        for index in newlyFull {
             pool.register(state.blockTable[index], hash: state.blockHashes[index])
         }
         state.numRegisteredBlocks = computedBlocks
@@ -80,9 +88,7 @@ struct KVCacheManager {
         while state.blockHashes.count < fullBlocks {
             let index = state.blockHashes.count
             var hasher = BlockHasher(parent: state.blockHashes.last ?? 0)
-            for position in (index * blockSize)..<((index + 1) * blockSize) {
-                hasher.combine(state.token(at: position))
-            }
+            state.forEachToken(in: (index * blockSize)..<((index + 1) * blockSize)) { hasher.combine($0) }
             state.blockHashes.append(hasher.finalize(adapter: state.request.lora?.name))
         }
     }

@@ -4,15 +4,11 @@
 public struct VirtualPodDriver: Sendable {
     public private(set) var core: PodCore
     /// The step in flight; its tokens become visible at its end.
-    public private(set) var step: StepOutcome? {
-        didSet { nextEvent = step?.end ?? wake }
-    }
+    public private(set) var step: StepOutcome?
     /// When an idle pod that was given work takes its first step.
-    private var wake: Double? {
-        didSet { nextEvent = step?.end ?? wake }
-    }
+    private var wake: Double?
     /// When this pod next needs the time: its step ends, or it wakes to start one. Stored, as
-    /// the simulator reads it after every event.
+    /// the simulator reads it after every event; every change of `step` or `wake` sets it.
     public private(set) var nextEvent: Double?
 
     public init(core: PodCore) {
@@ -49,8 +45,9 @@ public struct VirtualPodDriver: Sendable {
     /// out) and starts the next one if the core's rule says stepping goes on; when the pod
     /// woke, starts its first step and returns nil.
     public mutating func advance(now: Double) -> StepOutcome? {
-        if let finished = step {
-            step = nil
+        defer { nextEvent = step?.end ?? wake }
+        // Moved out, not copied: a copy would retain and release the step's progress list.
+        if let finished = step.take() {
             if core.continuesStepping(after: finished) { step = core.step(at: core.stepStart(now: now, continuing: true)) }
             return finished
         }
@@ -64,5 +61,6 @@ public struct VirtualPodDriver: Sendable {
     private mutating func wakeIfIdle(now: Double) {
         guard step == nil, wake == nil, core.canStep else { return }
         wake = now + PodCore.arrivalWindow
+        nextEvent = wake
     }
 }

@@ -16,6 +16,8 @@ struct SimulatedRequest {
     var promptTokenIDs: [Int]
     /// The prompt's text, for the prefix-cache scorer (empty when the picker has none).
     var prefixText: String
+    /// Its block hashes for `model`, made ahead (`run` makes them when the picker has an index).
+    var prefixHashes: PrefixHashes?
     /// Tokens generated (`max_tokens` with `ignore_eos`).
     var outputTokens: Int
     var streaming: Bool
@@ -168,9 +170,15 @@ struct VirtualFleet {
     /// until every request has ended; finished requests go to `sink`, their times counted from
     /// `start`. Returns the actions as they ran.
     mutating func run(
-        _ arrivals: [Double], request: (Int) -> SimulatedRequest, from start: Double, timeline: ChaosTimeline = ChaosTimeline([]), watch: Bool = false,
-        sink: inout some SimulationSink, progress: ((Double) -> Void)? = nil
+        _ arrivals: [Double], request: @escaping @Sendable (Int) -> SimulatedRequest, from start: Double, timeline: ChaosTimeline = ChaosTimeline([]),
+        watch: Bool = false, sink: inout some SimulationSink, progress: ((Double) -> Void)? = nil
     ) -> [ScenarioReport.ActionRecord] {
+        let hasher = director.scheduler.prefixIndex?.hasher
+        var requests = RequestPrefetch(count: arrivals.count) { number in
+            var made = request(number)
+            if let hasher { made.prefixHashes = PrefixHashes(model: made.model, hashes: hasher.hashes(model: made.model, text: made.prefixText)) }
+            return made
+        }
         recordStart = start
         watching = watch
         if watch { recordMembership(initial: true) }
@@ -193,7 +201,7 @@ struct VirtualFleet {
                 }
             } else {
                 now = arrival
-                send(request(next), sink: &sink)
+                send(requests.request(next), sink: &sink)
                 next += 1
             }
             steps += 1
@@ -479,7 +487,8 @@ struct VirtualFleet {
     private mutating func send(_ request: SimulatedRequest, sink: inout some SimulationSink) {
         let slot = freeSlots.popLast() ?? exchanges.count
         let exchange = Exchange(
-            request: request, scheduled: now, inference: InferenceRequest(model: request.model, objectiveHeader: request.objective, prefixText: request.prefixText),
+            request: request, scheduled: now, inference: InferenceRequest(
+                model: request.model, objectiveHeader: request.objective, prefixText: request.prefixText, prefixHashes: request.prefixHashes),
             lastActivity: now)
         if slot == exchanges.count { exchanges.append(exchange) } else { exchanges[slot] = exchange }
         outstanding += 1

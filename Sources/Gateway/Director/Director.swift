@@ -10,12 +10,17 @@ public struct InferenceRequest: Sendable {
     public var modelRewriteHeader: String?
     /// The text prefix caching is judged on.
     public var prefixText: String
+    /// The text's block hashes, when made ahead (for the model they name).
+    public var prefixHashes: PrefixHashes?
 
-    public init(model: String?, objectiveHeader: String? = nil, modelRewriteHeader: String? = nil, prefixText: String = "") {
+    public init(
+        model: String?, objectiveHeader: String? = nil, modelRewriteHeader: String? = nil, prefixText: String = "", prefixHashes: PrefixHashes? = nil
+    ) {
         self.model = model
         self.objectiveHeader = objectiveHeader
         self.modelRewriteHeader = modelRewriteHeader
         self.prefixText = prefixText
+        self.prefixHashes = prefixHashes
     }
 }
 
@@ -84,7 +89,7 @@ public struct Director: Sendable {
         if priority < 0, scheduler.saturation(candidates, now: now) >= 1 {
             return .reject(status: 429, code: "ResourceExhausted", message: "system saturated, sheddable request dropped")
         }
-        let schedulingRequest = SchedulingRequest(targetModel: targetModel, prefixText: request.prefixText, priority: priority)
+        let schedulingRequest = SchedulingRequest(targetModel: targetModel, prefixText: request.prefixText, prefixHashes: request.prefixHashes, priority: priority)
         lastDecisionScheduled = true
         guard let endpoints = scheduler.schedule(schedulingRequest, candidates: candidates, now: now) else {
             return .reject(status: 429, code: "ResourceExhausted", message: "failed to find target endpoint")

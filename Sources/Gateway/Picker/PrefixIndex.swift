@@ -1,15 +1,13 @@
 import InferenceAPI
 
 /// GIE's approximate prefix index (`approx-prefix-cache-producer`): which endpoint was last sent
-/// which prompt blocks. Blocks are `blockSizeTokens × 4` characters; hashes chain with xxhash64
-/// (`h0 = xxhash(model)`, `h_i = xxhash(block_i ‖ littleEndian64(h_{i−1}))`); each endpoint keeps
-/// an LRU of hashes, and a reverse map answers "who holds this block".
+/// which prompt blocks (hashed as `PrefixHasher` says); each endpoint keeps an LRU of hashes,
+/// and a reverse map answers "who holds this block".
 public struct PrefixIndex: Sendable {
-    public var blockSizeTokens: Int
-    public var maxPrefixBlocksToMatch: Int
+    /// How a request's prefix text becomes block hashes.
+    public let hasher: PrefixHasher
     /// Hashes kept per endpoint (`lruCapacityPerServer`).
     public var capacityPerEndpoint: Int
-    static let charactersPerToken = 4
     /// An endpoint's count of blocks sent to it, telling a block's latest send from earlier,
     /// stale entries of its LRU. 32 bits, wrapping: a stale entry is evicted or compacted away
     /// within a few LRU capacities of sends, long before the count comes round to it again;
@@ -25,31 +23,9 @@ public struct PrefixIndex: Sendable {
     private var lru: [LRU] = []
 
     public init(blockSizeTokens: Int = 16, maxPrefixBlocksToMatch: Int = 256, capacityPerEndpoint: Int = 31_250) {
-        self.blockSizeTokens = blockSizeTokens
-        self.maxPrefixBlocksToMatch = maxPrefixBlocksToMatch
+        hasher = PrefixHasher(blockSizeTokens: blockSizeTokens, maxPrefixBlocksToMatch: maxPrefixBlocksToMatch)
         // At most 2^28 blocks an endpoint (8 GiB of prompt text): `Use` relies on it.
         self.capacityPerEndpoint = min(capacityPerEndpoint, 1 << 28)
-    }
-
-    /// The chained block hashes of a request's prefix text; none under one block.
-    public func hashes(model: String, text: String) -> [UInt64] {
-        let blockCharacters = blockSizeTokens * Self.charactersPerToken
-        let bytes = Array(text.utf8)
-        let blocks = min(bytes.count / blockCharacters, maxPrefixBlocksToMatch)
-        guard blocks > 0 else { return [] }
-        var previous = XXHash64.hash(Array(model.utf8))
-        var result: [UInt64] = []
-        result.reserveCapacity(blocks)
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(blockCharacters + 8)
-        for block in 0..<blocks {
-            buffer.removeAll(keepingCapacity: true)
-            buffer.append(contentsOf: bytes[(block * blockCharacters)..<((block + 1) * blockCharacters)])
-            withUnsafeBytes(of: previous.littleEndian) { buffer.append(contentsOf: $0) }
-            previous = XXHash64.hash(buffer)
-            result.append(previous)
-        }
-        return result
     }
 
     /// Matched blocks per endpoint address: walking from the first block, stopping at the first
@@ -66,6 +42,7 @@ public struct PrefixIndex: Sendable {
     /// Records that `address` was sent these blocks (after a pick).
     public mutating func add(_ hashes: [UInt64], to address: String) {
         let endpoint = number(of: address)
+        holders.preload(hashes)
         for hash in hashes {
             let use = lru[Int(endpoint)].record(hash)
             // In place: one lookup of the block, whether it is new to the endpoint or not.
@@ -200,5 +177,54 @@ public struct PrefixIndex: Sendable {
             }
             return order[head]
         }
+    }
+}
+
+/// How GIE's prefix producer cuts a prompt into blocks and hashes them: blocks of
+/// `blockSizeTokens × 4` characters, at most `maxPrefixBlocksToMatch` of them, chained with
+/// xxhash64 (`h0 = xxhash(model)`, `h_i = xxhash(block_i ‖ littleEndian64(h_{i−1}))`). Apart from the index, so that hashes can be made where the
+/// index is not (the simulator makes them ahead, on another thread).
+public struct PrefixHasher: Sendable {
+    public let blockSizeTokens: Int
+    public let maxPrefixBlocksToMatch: Int
+    static let charactersPerToken = 4
+
+    public init(blockSizeTokens: Int = 16, maxPrefixBlocksToMatch: Int = 256) {
+        self.blockSizeTokens = blockSizeTokens
+        self.maxPrefixBlocksToMatch = maxPrefixBlocksToMatch
+    }
+
+    /// The chained block hashes of a request's prefix text; none under one block.
+    public func hashes(model: String, text: String) -> [UInt64] {
+        let blockCharacters = blockSizeTokens * Self.charactersPerToken
+        let bytes = Array(text.utf8)
+        let blocks = min(bytes.count / blockCharacters, maxPrefixBlocksToMatch)
+        guard blocks > 0 else { return [] }
+        var previous = XXHash64.hash(Array(model.utf8))
+        var result: [UInt64] = []
+        result.reserveCapacity(blocks)
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(blockCharacters + 8)
+        for block in 0..<blocks {
+            buffer.removeAll(keepingCapacity: true)
+            buffer.append(contentsOf: bytes[(block * blockCharacters)..<((block + 1) * blockCharacters)])
+            withUnsafeBytes(of: previous.littleEndian) { buffer.append(contentsOf: $0) }
+            previous = XXHash64.hash(buffer)
+            result.append(previous)
+        }
+        return result
+    }
+}
+
+/// A request's prefix block hashes made ahead of its decision, for the model they were made
+/// with: the picker uses them when the request goes to that model, and hashes the text itself
+/// when a rewrite or split sends it to another.
+public struct PrefixHashes: Sendable {
+    public var model: String
+    public var hashes: [UInt64]
+
+    public init(model: String, hashes: [UInt64]) {
+        self.model = model
+        self.hashes = hashes
     }
 }

@@ -28,7 +28,11 @@ public struct Scheduler: Sendable {
         var state = CycleState(now: now, seed: generator.next())
         if let index = prefixIndex {
             // GIE's approx-prefix-cache-producer, before scheduling.
-            state.prefixHashes = index.hashes(model: request.targetModel, text: request.prefixText)
+            if let made = request.prefixHashes, made.model == request.targetModel {
+                state.prefixHashes = made.hashes
+            } else {
+                state.prefixHashes = index.hasher.hashes(model: request.targetModel, text: request.prefixText)
+            }
             state.prefixMatches = index.matches(state.prefixHashes)
         }
         guard let picked = profile.schedule(request, candidates, state: &state, generator: &generator) else { return nil }

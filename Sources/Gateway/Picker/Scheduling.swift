@@ -64,12 +64,15 @@ public struct SchedulingRequest: Sendable {
     public var targetModel: String
     /// The text prefix caching is judged on (the prompt, or the chat messages as JSON).
     public var prefixText: String
+    /// The text's block hashes, when made ahead.
+    public var prefixHashes: PrefixHashes?
     /// Negative means sheddable.
     public var priority: Int
 
-    public init(targetModel: String, prefixText: String = "", priority: Int = 0) {
+    public init(targetModel: String, prefixText: String = "", prefixHashes: PrefixHashes? = nil, priority: Int = 0) {
         self.targetModel = targetModel
         self.prefixText = prefixText
+        self.prefixHashes = prefixHashes
         self.priority = priority
     }
 }
