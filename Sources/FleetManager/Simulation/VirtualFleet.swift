@@ -104,10 +104,10 @@ struct VirtualFleet {
     struct Exchange {
         var request: SimulatedRequest
         var scheduled: Double
+        /// The pod of the last endpoint tried.
         var pod = -1
-        var attempts = 0
-        var tried: Set<String> = []
-        var fallbacks: [Endpoint] = []
+        /// Its search for an endpoint that answers, as the live data plane's.
+        var search: EndpointSearch
         var inference: InferenceRequest
         var running = false
         /// The response head reached the client (a stream's, at admission).
@@ -370,12 +370,12 @@ struct VirtualFleet {
         pods[index].running = false
         for slot in pods[index].active.sorted() {
             // The connection closed under the request: a stream already relaying ends with an
-            // error event; one still waiting for its head gets 503 (no retry on reset).
+            // error event; one still waiting for its head is reset before it, which its search
+            // ends with a 503 or, with `retryOnReset`, retries.
             if exchanges[slot].headSent {
                 fail(slot, .streamError(502), sink: &sink)
             } else {
-                if !retryOnReset { endpointTable.reportConnectFailure(pods[index].address, now: now) }
-                fail(slot, .status(503), sink: &sink)
+                closedBeforeHead(slot, sink: &sink)
             }
         }
         pods[index].held = []
@@ -477,7 +477,8 @@ struct VirtualFleet {
         for happening in happenings {
             switch happening {
             case .finished(let slot, let time, let firstToken): finish(slot, at: time, firstToken: firstToken, sink: &sink)
-            case .cut(let slot, let time, let streaming): fail(slot, streaming ? .streamError(502) : .status(503), at: time, sink: &sink)
+            case .cut(let slot, let time, streaming: true): fail(slot, .streamError(502), at: time, sink: &sink)
+            case .cut(let slot, let time, streaming: false): closedBeforeHead(slot, at: time, sink: &sink)
             }
         }
     }
@@ -487,67 +488,85 @@ struct VirtualFleet {
     private mutating func send(_ request: SimulatedRequest, sink: inout some SimulationSink) {
         let slot = freeSlots.popLast() ?? exchanges.count
         let exchange = Exchange(
-            request: request, scheduled: now, inference: InferenceRequest(
+            request: request, scheduled: now, search: EndpointSearch(endpoints: [], maxAttempts: maxAttempts, retryOnReset: retryOnReset),
+            inference: InferenceRequest(
                 model: request.model, objectiveHeader: request.objective, prefixText: request.prefixText, prefixHashes: request.prefixHashes),
             lastActivity: now)
         if slot == exchanges.count { exchanges.append(exchange) } else { exchanges[slot] = exchange }
         outstanding += 1
-        attemptNext(slot, sink: &sink)
+        proceed(slot, exchanges[slot].search.next(), sink: &sink)
     }
 
     /// Load start, subtracted from every time a record carries.
     private var recordStart = 0.0
 
-    /// The next endpoint to try: the picker's fallbacks, then a new decision without those
-    /// tried; none left (or attempts used up) is Envoy's 503.
-    private mutating func attemptNext(_ slot: Int, sink: inout some SimulationSink) {
-        var endpoint: Endpoint?
-        while endpoint == nil, !exchanges[slot].fallbacks.isEmpty {
-            let candidate = exchanges[slot].fallbacks.removeFirst()
-            if !exchanges[slot].tried.contains(candidate.address) { endpoint = candidate }
-        }
-        if endpoint == nil {
-            let tried = exchanges[slot].tried
-            var available = currentCandidates()
-            if !tried.isEmpty { available.removeAll { tried.contains($0.endpoint.address) } }
-            let decision = director.decide(exchanges[slot].inference, candidates: available, now: now)
-            switch decision {
-            case .route(let endpoints, let target, _, _):
-                let untried = endpoints.filter { !tried.contains($0.address) }
-                endpoint = untried.first
-                exchanges[slot].fallbacks = Array(untried.dropFirst())
-                exchanges[slot].inference.modelRewriteHeader = target
-            case .reject(let status, _, _):
-                // Refused by the picker (shed, no endpoint, no model): the first attempt's
-                // refusal is the client's answer; a retry finding nothing is Envoy's 503.
-                return fail(slot, .status(exchanges[slot].attempts == 0 ? status : 503), sink: &sink)
+    /// Follows the request's search for an endpoint (`EndpointSearch`, the live data plane's
+    /// retries) from `step` until the request is sent to a pod or fails.
+    private mutating func proceed(_ slot: Int, _ step: EndpointSearch.Step, sink: inout some SimulationSink) {
+        var step = step
+        while true {
+            switch step {
+            case .exhausted:
+                return fail(slot, .status(503), sink: &sink)
+            case .pick(let tried):
+                var available = currentCandidates()
+                if !tried.isEmpty { available.removeAll { tried.contains($0.endpoint.address) } }
+                switch director.decide(exchanges[slot].inference, candidates: available, now: now) {
+                case .route(let endpoints, let target, _, _):
+                    exchanges[slot].inference.modelRewriteHeader = target
+                    step = exchanges[slot].search.picked(endpoints)
+                case .reject(let status, _, _):
+                    // Refused by the picker (shed, no endpoint, no model): the first attempt's
+                    // refusal is the client's answer; a retry finding nothing is Envoy's 503.
+                    return fail(slot, .status(exchanges[slot].search.attempts == 0 ? status : 503), sink: &sink)
+                }
+            case .attempt(let endpoint):
+                let index = podByAddress[endpoint.address]
+                if let index { exchanges[slot].pod = index }
+                guard let index, pods[index].running else {
+                    // Nothing listens: the connection is refused, and the next endpoint is tried.
+                    endpointTable.reportConnectFailure(endpoint.address, now: now)
+                    candidatesValidUntil = -.infinity
+                    step = exchanges[slot].search.connectFailed("connection refused")
+                    continue
+                }
+                if timelines[index].driver.core.faults.partitioned {
+                    // Accepted and reset at once.
+                    return closedBeforeHead(slot, sink: &sink)
+                }
+                exchanges[slot].search.sent()
+                pods[index].active.insert(slot)
+                exchanges[slot].lastActivity = now
+                scheduleTimeout(slot, at: now + upstreamTimeout)
+                if pathLatency > 0 {
+                    schedule(.delivery, at: now + pathLatency, subject: slot)
+                } else {
+                    deliver(slot, sink: &sink)
+                }
+                return
             }
         }
-        guard let endpoint, exchanges[slot].attempts < maxAttempts, let index = podByAddress[endpoint.address] else {
-            return fail(slot, .status(503), sink: &sink)
-        }
-        exchanges[slot].attempts += 1
-        exchanges[slot].tried.insert(endpoint.address)
-        exchanges[slot].pod = index
-        guard pods[index].running else {
-            // Nothing listens: the connection is refused, and the next endpoint is tried.
+    }
+
+    /// The pod closed the request's connection before any response head (a partition, a kill,
+    /// a cut, at `time` if not now): as its search says, the request fails with a 503 or is
+    /// tried again (with `retryOnReset`, on the next endpoint). A retry after a cut starts when
+    /// the fleet learns of the cut, at the next catch-up.
+    private mutating func closedBeforeHead(_ slot: Int, at time: Double? = nil, sink: inout some SimulationSink) {
+        guard let endpoint = exchanges[slot].search.current else { return fail(slot, .status(503), at: time, sink: &sink) }
+        switch exchanges[slot].search.resetBeforeHead(connectionWasReused: false) {
+        case .giveUp(let blameEndpoint):
+            if blameEndpoint { endpointTable.reportConnectFailure(endpoint.address, now: now) }
+            candidatesValidUntil = -.infinity
+            fail(slot, .status(503), at: time, sink: &sink)
+        case .retryFresh(let same):
+            detach(slot)
+            proceed(slot, .attempt(same), sink: &sink)
+        case .moveOn(let next):
             endpointTable.reportConnectFailure(endpoint.address, now: now)
             candidatesValidUntil = -.infinity
-            return attemptNext(slot, sink: &sink)
-        }
-        if timelines[index].driver.core.faults.partitioned {
-            // Accepted and reset at once: a reset before headers, not retried.
-            if !retryOnReset { endpointTable.reportConnectFailure(endpoint.address, now: now) }
-            candidatesValidUntil = -.infinity
-            return fail(slot, .status(503), sink: &sink)
-        }
-        pods[index].active.insert(slot)
-        exchanges[slot].lastActivity = now
-        scheduleTimeout(slot, at: now + upstreamTimeout)
-        if pathLatency > 0 {
-            schedule(.delivery, at: now + pathLatency, subject: slot)
-        } else {
-            deliver(slot, sink: &sink)
+            detach(slot)
+            proceed(slot, next, sink: &sink)
         }
     }
 
@@ -632,7 +651,7 @@ struct VirtualFleet {
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
             head: (exchange.request.streaming ? firstToken ?? time : time) - recordStart,
             firstToken: exchange.request.streaming ? firstToken.map { $0 - recordStart } : nil, finished: time - recordStart,
-            outcome: .ok, servedBy: pods[exchange.pod].endpoint?.address ?? pods[exchange.pod].address, attempts: exchange.attempts,
+            outcome: .ok, servedBy: pods[exchange.pod].endpoint?.address ?? pods[exchange.pod].address, attempts: exchange.search.attempts,
             outputTokens: exchange.request.outputTokens)
         record.inputTokens = exchange.inputTokens
         end(slot)
@@ -643,11 +662,11 @@ struct VirtualFleet {
         let time = time ?? now
         let exchange = exchanges[slot]
         guard !exchange.done else { return }
-        let served = exchange.pod >= 0 && exchange.attempts > 0 ? pods[exchange.pod].endpoint?.address : nil
+        let served = exchange.pod >= 0 && exchange.search.attempts > 0 ? pods[exchange.pod].endpoint?.address : nil
         var record = RequestRecord(
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
             head: time - recordStart, firstToken: nil, finished: time - recordStart, outcome: outcome, servedBy: served,
-            attempts: exchange.attempts == 0 ? nil : exchange.attempts)
+            attempts: exchange.search.attempts == 0 ? nil : exchange.search.attempts)
         record.inputTokens = nil
         end(slot)
         sink.add(record)
@@ -655,12 +674,18 @@ struct VirtualFleet {
 
     private mutating func end(_ slot: Int) {
         exchanges[slot].done = true
-        if exchanges[slot].pod >= 0 {
-            pods[exchanges[slot].pod].active.remove(slot)
-            if exchanges[slot].handle >= 0 { timelines[exchanges[slot].pod].release(exchanges[slot].handle) }
-        }
+        detach(slot)
         freeSlots.append(slot)
         outstanding -= 1
+    }
+
+    /// Takes the request off the pod it was sent to (it ended, or is tried elsewhere).
+    private mutating func detach(_ slot: Int) {
+        guard exchanges[slot].pod >= 0 else { return }
+        pods[exchanges[slot].pod].active.remove(slot)
+        if exchanges[slot].handle >= 0 { timelines[exchanges[slot].pod].release(exchanges[slot].handle) }
+        exchanges[slot].handle = -1
+        exchanges[slot].running = false
     }
 
     /// The names records give their streams.

@@ -7,9 +7,8 @@ import NIOHTTP1
 /// client is sent, what the picker and GIE's metrics are told. `ProxyExchange` performs the
 /// actions; tests drive the machine with no sockets and no clock.
 ///
-/// Invariants: each endpoint is tried at most once per request, and at most `maxAttempts` are
-/// tried; a reset before the response head is retried (with `retryOnReset`) once on a fresh
-/// connection to the same endpoint (`FreshConnectionRetry`), then on the next endpoint; nothing
+/// Invariants: endpoints are tried as `EndpointSearch` says (each at most once, at most
+/// `maxAttempts`, a reset before the response head retried only with `retryOnReset`); nothing
 /// is retried once the upstream answered; the request ends exactly once, with one `.finish`.
 struct ProxyExchangeStateMachine {
     struct Configuration: Equatable {
@@ -105,26 +104,6 @@ struct ProxyExchangeStateMachine {
         case finish(Ending, closeConnection: Bool, completion: Completion?)
     }
 
-    /// The search for an endpoint that answers.
-    private struct Search {
-        /// The picker's fallbacks still to try; after them the picker is asked again.
-        var fallbacks: [Endpoint]
-        var tried: Set<String> = []
-        var attempts = 0
-        /// How the last attempt failed, for the 503 when no endpoint answers.
-        var lastFailure: String?
-        /// The endpoint the request was last sent to (the served-endpoint header names it).
-        var sentTo: String?
-
-        var served: Served? { sentTo.map { Served(endpoint: $0, attempts: attempts) } }
-    }
-
-    /// One endpoint being tried, and its one retry on a fresh connection.
-    private struct Attempt {
-        var endpoint: Endpoint
-        var retry = FreshConnectionRetry()
-    }
-
     /// A response being relayed as it arrives.
     private struct Relay {
         var served: Served
@@ -150,13 +129,13 @@ struct ProxyExchangeStateMachine {
     }
 
     private enum State {
-        case initial(Search)
+        case initial(EndpointSearch)
         /// The picker is asked for endpoints.
-        case choosing(Search)
-        /// A connection to the attempt's endpoint is being borrowed.
-        case connecting(Search, Attempt)
+        case choosing(EndpointSearch)
+        /// A connection to the search's current endpoint is being borrowed.
+        case connecting(EndpointSearch)
         /// The request is on its way; the upstream has sent nothing.
-        case awaitingHead(Search, Attempt, connectionWasReused: Bool)
+        case awaitingHead(EndpointSearch, connectionWasReused: Bool)
         case relaying(Relay)
         case collecting(Collection)
         case done
@@ -171,7 +150,7 @@ struct ProxyExchangeStateMachine {
 
     /// `endpoints`: the picker's choice, then its fallbacks.
     init(endpoints: [Endpoint], rewriter: ModelNameRewriter?, configuration: Configuration) {
-        state = .initial(Search(fallbacks: endpoints))
+        state = .initial(EndpointSearch(endpoints: endpoints, maxAttempts: configuration.maxAttempts, retryOnReset: configuration.retryOnReset))
         self.rewriter = rewriter
         self.configuration = configuration
     }
@@ -181,29 +160,26 @@ struct ProxyExchangeStateMachine {
     // MARK: Attempts
 
     mutating func start() -> Action {
-        guard case .initial(let search) = state else { return .wait }
-        return attemptNext(search)
+        guard case .initial(var search) = state else { return .wait }
+        return take(search.next(), search)
     }
 
     /// The picker's answer to `.pickEndpoints` (empty when it has none or refuses).
     mutating func endpointsPicked(_ endpoints: [Endpoint]) -> Action {
         guard case .choosing(var search) = state else { return .wait }
-        let untried = endpoints.filter { !search.tried.contains($0.address) }
-        guard let next = untried.first else { return noEndpointAnswered(search) }
-        search.fallbacks = Array(untried.dropFirst())
-        return begin(next, search)
+        return take(search.picked(endpoints), search)
     }
 
     /// A connection was borrowed (`reused`: it already carried a response).
     mutating func connected(reused: Bool) -> Action {
-        guard case .connecting(var search, let attempt) = state else { return .releaseConnection }
-        search.sentTo = attempt.endpoint.address
-        state = .awaitingHead(search, attempt, connectionWasReused: reused)
-        return .sendRequest(to: attempt.endpoint)
+        guard case .connecting(var search) = state, let endpoint = search.current else { return .releaseConnection }
+        search.sent()
+        state = .awaitingHead(search, connectionWasReused: reused)
+        return .sendRequest(to: endpoint)
     }
 
     mutating func connectFailed(_ failure: ConnectFailure) -> Action {
-        guard case .connecting(var search, let attempt) = state else { return .wait }
+        guard case .connecting(var search) = state, let endpoint = search.current else { return .wait }
         switch failure {
         case .outOfFiles(let limit):
             return finishBeforeHead(APIError(
@@ -211,32 +187,26 @@ struct ProxyExchangeStateMachine {
                 message: "upstream connect error or disconnect/reset before headers: the gateway ran out of open files "
                     + "(its limit is \(limit), ulimit -n)"), served: search.served)
         case .failed(let description):
-            search.lastFailure = "connecting to \(attempt.endpoint.address) failed: \(description)"
-            return .report(.connectFailure(attempt.endpoint.address), then: attemptNext(search))
+            let next = search.connectFailed(description)
+            return .report(.connectFailure(endpoint.address), then: take(next, search))
         }
     }
 
-    /// The picker's fallbacks first, then a new decision without the endpoints already tried.
-    private mutating func attemptNext(_ search: Search) -> Action {
-        var search = search
-        guard search.attempts < configuration.maxAttempts else { return noEndpointAnswered(search) }
-        while !search.fallbacks.isEmpty {
-            let candidate = search.fallbacks.removeFirst()
-            if !search.tried.contains(candidate.address) { return begin(candidate, search) }
+    /// Acts on the search's next step.
+    private mutating func take(_ step: EndpointSearch.Step, _ search: EndpointSearch) -> Action {
+        switch step {
+        case .attempt(let endpoint):
+            state = .connecting(search)
+            return .connect(to: endpoint, fresh: false)
+        case .pick(let excluding):
+            state = .choosing(search)
+            return .pickEndpoints(excluding: excluding)
+        case .exhausted:
+            return noEndpointAnswered(search)
         }
-        state = .choosing(search)
-        return .pickEndpoints(excluding: search.tried)
     }
 
-    private mutating func begin(_ endpoint: Endpoint, _ search: Search) -> Action {
-        var search = search
-        search.attempts += 1
-        search.tried.insert(endpoint.address)
-        state = .connecting(search, Attempt(endpoint: endpoint))
-        return .connect(to: endpoint, fresh: false)
-    }
-
-    private mutating func noEndpointAnswered(_ search: Search) -> Action {
+    private mutating func noEndpointAnswered(_ search: EndpointSearch) -> Action {
         finishBeforeHead(APIError(
             status: 503, type: "ServiceUnavailable",
             message: "upstream connect error or disconnect/reset before headers: no endpoint answered after \(search.attempts) attempt(s)"
@@ -246,10 +216,10 @@ struct ProxyExchangeStateMachine {
     // MARK: Upstream events
 
     mutating func upstreamHead(_ head: HTTPResponseHead) -> Action {
-        guard case .awaitingHead(let search, let attempt, _) = state else { return .wait }
+        guard case .awaitingHead(let search, _) = state, let endpoint = search.current else { return .wait }
         let status = Int(head.status.code)
-        let report = EndpointReport.answer(attempt.endpoint.address, status: status)
-        let served = Served(endpoint: attempt.endpoint.address, attempts: search.attempts)
+        let report = EndpointReport.answer(endpoint.address, status: status)
+        let served = Served(endpoint: endpoint.address, attempts: search.attempts)
         let eventStream = head.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true
         if let rewriter, !eventStream {
             state = .collecting(Collection(head: head, served: served, rewriter: rewriter))
@@ -323,26 +293,25 @@ struct ProxyExchangeStateMachine {
     /// The connection closed or failed before the response ended.
     mutating func upstreamFailed() -> Action {
         switch state {
-        case .awaitingHead(var search, var attempt, let reused):
-            let address = attempt.endpoint.address
-            // The request reached the pod, which closed without answering: as Envoy without a
-            // retry policy, the client is told (a request that crashed its pod stays there).
-            guard configuration.retryOnReset else {
+        case .awaitingHead(var search, let reused):
+            guard let address = search.current?.address else { return .wait }
+            switch search.resetBeforeHead(connectionWasReused: reused) {
+            case .giveUp(let blameEndpoint):
+                // The request reached the pod, which closed without answering: as Envoy without a
+                // retry policy, the client is told (a request that crashed its pod stays there).
+                // A kept-alive connection may have been closed by the pod as it was reused (the
+                // pool drops them at 4 s, below uvicorn's 5 s): that says nothing of the pod.
                 let finish = finishBeforeHead(APIError(
                     status: 503, type: "ServiceUnavailable",
                     message: "upstream connect error or disconnect/reset before headers. reset reason: connection termination (\(address))"),
                     served: search.served)
-                // A kept-alive connection may have been closed by the pod as it was reused (the
-                // pool drops them at 4 s, below uvicorn's 5 s): that says nothing of the pod.
-                return reused ? finish : .report(.connectFailure(address), then: finish)
+                return blameEndpoint ? .report(.connectFailure(address), then: finish) : finish
+            case .retryFresh(let endpoint):
+                state = .connecting(search)
+                return .connect(to: endpoint, fresh: true)
+            case .moveOn(let next):
+                return .report(.connectFailure(address), then: take(next, search))
             }
-            // retry_on reset: the endpoint gets one fresh connection before the next endpoint.
-            if attempt.retry.shouldRetry(after: .beforeResponse(connectionWasReused: reused)) {
-                state = .connecting(search, attempt)
-                return .connect(to: attempt.endpoint, fresh: true)
-            }
-            search.lastFailure = "\(address) closed the connection before answering"
-            return .report(.connectFailure(address), then: attemptNext(search))
         case .collecting(let collection):
             // The upstream answered and then failed: not retried (it may have done the work).
             return finishBeforeHead(
@@ -361,9 +330,10 @@ struct ProxyExchangeStateMachine {
     mutating func upstreamTimedOut() -> Action {
         let error = APIError(status: 504, type: "GatewayTimeout", message: "upstream request timeout")
         switch state {
-        case .awaitingHead(let search, let attempt, _):
+        case .awaitingHead(let search, _):
+            guard let endpoint = search.current else { return .wait }
             return .report(
-                .answer(attempt.endpoint.address, status: 504),
+                .answer(endpoint.address, status: 504),
                 then: finishBeforeHead(error, served: search.served, closeConnection: true))
         case .collecting(let collection):
             return finishBeforeHead(error, served: collection.served, closeConnection: true, responseBytes: collection.responseBytes)
@@ -426,4 +396,9 @@ struct ProxyExchangeStateMachine {
         guard configuration.measured else { return nil }
         return Completion(outcome: outcome, status: status, responseBytes: responseBytes, usage: usage)
     }
+}
+
+extension EndpointSearch {
+    /// The served-endpoint and attempt-count headers, once the request was sent somewhere.
+    var served: ProxyExchangeStateMachine.Served? { sentTo.map { .init(endpoint: $0, attempts: attempts) } }
 }
