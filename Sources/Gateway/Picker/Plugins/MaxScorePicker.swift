@@ -12,8 +12,16 @@ public struct MaxScorePicker: Picker {
         if maxNumOfEndpoints == 1 {
             // What shuffling then taking the first top score picks — any of the tied top scores,
             // each as likely — with one draw instead of a shuffle of the whole pool.
-            guard let top = scored.lazy.map(\.score).max() else { return [] }
-            let ties = scored.reduce(0) { $0 + ($1.score == top ? 1 : 0) }
+            // The top score and how many share it, in one pass over the pool.
+            guard var top = scored.first?.score else { return [] }
+            var ties = 0
+            for entry in scored {
+                if entry.score > top {
+                    (top, ties) = (entry.score, 1)
+                } else if entry.score == top {
+                    ties += 1
+                }
+            }
             var chosen = Int.random(in: 0..<ties, using: &generator)
             for entry in scored where entry.score == top {
                 if chosen == 0 { return [entry.index] }
