@@ -717,7 +717,7 @@ struct VirtualFleet {
             let until = endpointTable.candidatesUnchanged(after: now)
             if watching, until < .infinity, until != candidatesValidUntil { schedule(.candidatesExpire, at: until, subject: 0) }
             candidatesValidUntil = until
-            if watching, !candidates.map(\.endpoint.address).elementsEqual(routableAddresses) { recordMembership(initial: false) }
+            if watching, !candidates.lazy.map(\.endpoint.address).elementsEqual(routableAddresses) { recordMembership(initial: false) }
         }
         return candidates
     }

@@ -63,7 +63,14 @@ public struct EndpointTable: Sendable {
 
     /// Ready endpoints with fresh metrics and not ejected, ordered by address.
     public func candidates(now: Double) -> [Candidate] {
-        entries.filter { isCandidate($0, now: now) }.map { Candidate(endpoint: $0.discovered.endpoint, metrics: $0.metrics) }
+        // One pass, reading entries in place: filtering first copied every entry (its labels,
+        // metrics and page) into an array of its own, a thousand after every scrape.
+        var candidates: [Candidate] = []
+        candidates.reserveCapacity(entries.count)
+        for index in entries.indices where isCandidate(entries[index], now: now) {
+            candidates.append(Candidate(endpoint: entries[index].discovered.endpoint, metrics: entries[index].metrics))
+        }
+        return candidates
     }
 
     /// Until when `candidates(now:)` stays as it is if nothing else happens: the first moment
