@@ -530,11 +530,11 @@ struct VirtualFleet {
                     step = exchanges[slot].search.connectFailed("connection refused")
                     continue
                 }
+                exchanges[slot].search.sent()
                 if timelines[index].driver.core.faults.partitioned {
-                    // Accepted and reset at once.
+                    // Accepted, the request written, and reset at once.
                     return closedBeforeHead(slot, sink: &sink)
                 }
-                exchanges[slot].search.sent()
                 pods[index].active.insert(slot)
                 exchanges[slot].lastActivity = now
                 scheduleTimeout(slot, at: now + upstreamTimeout)
@@ -662,7 +662,8 @@ struct VirtualFleet {
         let time = time ?? now
         let exchange = exchanges[slot]
         guard !exchange.done else { return }
-        let served = exchange.pod >= 0 && exchange.search.attempts > 0 ? pods[exchange.pod].endpoint?.address : nil
+        // As the gateway's served-endpoint header: the pod the request was last sent to, if any.
+        let served = exchange.search.sentTo
         var record = RequestRecord(
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
             head: time - recordStart, firstToken: nil, finished: time - recordStart, outcome: outcome, servedBy: served,
