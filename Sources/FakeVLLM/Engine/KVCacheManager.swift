@@ -40,19 +40,17 @@ struct KVCacheManager {
         let computed = state.numComputedTokens + cachedHits.count * blockSize
         let neededBlocks = (computed + newTokens + blockSize - 1) / blockSize
         let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
-        if fresh == 0, cachedHits.isEmpty {
-            // A decode token inside the request's last block (15 steps in 16): nothing to take.
-            cacheFullBlocks(&state, upTo: min(computed + newTokens, state.numTokens))
-            return true
-        }
         var revived = 0
         for block in cachedHits where pool.isFree(block) { revived += 1 }
         guard fresh + revived <= pool.numFree else { return false }
-        for block in cachedHits { pool.touch(block) }
-        state.blockTable.append(contentsOf: cachedHits)
-        state.numComputedTokens = computed
-        state.numRegisteredBlocks = max(state.numRegisteredBlocks, cachedHits.count)
-        pool.allocate(fresh, into: &state.blockTable)
+        // Most calls are a decode token inside the request's last block: no hits, nothing to take.
+        if !cachedHits.isEmpty {
+            for block in cachedHits { pool.touch(block) }
+            state.blockTable.append(contentsOf: cachedHits)
+            state.numComputedTokens = computed
+            state.numRegisteredBlocks = max(state.numRegisteredBlocks, cachedHits.count)
+        }
+        if fresh > 0 { pool.allocate(fresh, into: &state.blockTable) }
         // Like vLLM, blocks are findable as soon as they are allocated for tokens this step
         // computes, so an identical prompt admitted in the same step shares them.
         cacheFullBlocks(&state, upTo: min(computed + newTokens, state.numTokens))

@@ -651,7 +651,7 @@ struct VirtualFleet {
             stream: streamNames[exchange.request.stream], scheduled: exchange.scheduled - recordStart, sent: exchange.scheduled - recordStart,
             head: (exchange.request.streaming ? firstToken ?? time : time) - recordStart,
             firstToken: exchange.request.streaming ? firstToken.map { $0 - recordStart } : nil, finished: time - recordStart,
-            outcome: .ok, servedBy: pods[exchange.pod].endpoint?.address ?? pods[exchange.pod].address, attempts: exchange.search.attempts,
+            outcome: .ok, servedBy: exchange.search.sentTo, attempts: exchange.search.attempts,
             outputTokens: exchange.request.outputTokens)
         record.inputTokens = exchange.inputTokens
         end(slot)
