@@ -36,7 +36,7 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
     for _ in 0..<limit {
         guard let outcome = engine.step(now: now) else { break }
         now = outcome.end
-        finished += outcome.progress.compactMap(\.finished)
+        finished += outcome.finished
     }
     return finished
 }
@@ -133,7 +133,7 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         var finished: [FinishedRequest] = []
         while let outcome = engine.step(now: now) {
             preemptions += outcome.preemptions
-            finished += outcome.progress.compactMap(\.finished)
+            finished += outcome.finished
             now = outcome.end
         }
         #expect(preemptions >= 1)

@@ -19,7 +19,7 @@ struct PodCoreTests {
             scheduledTokens = outcome.scheduledTokens
             preemptions = outcome.preemptions
             prefixCacheHits = outcome.prefixCacheHits
-            progress = outcome.progress.map { "\($0.id):\($0.newTokens)\($0.finished.map { " \($0.reason.rawValue)" } ?? "")" }
+            progress = outcome.progress.map { "\($0.id):\($0.newTokens)\($0.finishReason.map { " \($0.rawValue)" } ?? "")" }
         }
 
         var description: String { "\(scheduledTokens) tokens, \(preemptions) preempted, \(prefixCacheHits) hits: \(progress)" }
@@ -103,7 +103,7 @@ struct PodCoreTests {
         }
 
         func receive(_ progress: RequestProgress) {
-            guard progress.finished != nil else { return }
+            guard progress.finishReason != nil else { return }
             remaining -= 1
             if remaining == 0 { done.succeed(steps) }
         }

@@ -202,11 +202,14 @@ public struct Engine: Sendable {
             var progress = Self.emitToken(&slots[slot], at: end, outcome: &outcome)
             // Field by field: copying the whole state would retain its arrays, every token.
             if slots[slot].numOutputTokens == slots[slot].plannedCount {
-                progress.finished = release(slot, reason: slots[slot].request.finishReason, at: end)
+                progress.finishReason = slots[slot].request.finishReason
             } else if slots[slot].numTokens >= config.maxModelLen {
-                progress.finished = release(slot, reason: .length, at: end)
+                progress.finishReason = .length
             }
-            if progress.finished != nil { finishedSlots.append(slot) }
+            if let reason = progress.finishReason {
+                outcome.finished.append(release(slot, reason: reason, at: end))
+                finishedSlots.append(slot)
+            }
             outcome.progress.append(progress)
         }
         // Not `slots[$0] == nil`: that copies each running request's state to compare it.
@@ -235,7 +238,7 @@ public struct Engine: Sendable {
         outcome.generatedTokens += 1
         return RequestProgress(
             id: state.request.id, newTokens: tokenIndex..<(tokenIndex + 1), cachedPromptTokens: state.cachedPromptTokens ?? 0,
-            arrival: state.request.arrival, previousTokenTime: previous, finished: nil)
+            arrival: state.request.arrival, previousTokenTime: previous, finishReason: nil)
     }
 
     /// Recompute preemption: the request loses its blocks and goes back to the head of the queue.

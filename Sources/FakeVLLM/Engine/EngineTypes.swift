@@ -113,7 +113,9 @@ public struct RequestProgress: Sendable, Equatable {
     public var arrival: Double
     /// Time of the previous token, for inter-token latency; nil for the first token.
     public var previousTokenTime: Double?
-    public var finished: FinishedRequest?
+    /// Why the request left the engine, when it did this step (its record is in the step's
+    /// `finished`: kept apart, as this is copied for every token).
+    public var finishReason: FinishReason?
 }
 
 /// The result of one engine iteration. Tokens become visible at `end`.
@@ -131,4 +133,6 @@ public struct StepOutcome: Sendable {
     public var prefixCacheHits: Int
     /// Per request with something to report: tokens or a finish.
     public var progress: [RequestProgress]
+    /// The requests that left the engine this step, in the order of `progress`.
+    public var finished: [FinishedRequest] = []
 }

@@ -171,9 +171,7 @@ public final class EngineMetrics {
                 ttft.observe(outcome.end - progress.arrival)
             }
         }
-        for progress in outcome.progress {
-            if let finished = progress.finished { recordFinished(finished) }
-        }
+        for finished in outcome.finished { recordFinished(finished) }
         refreshGauges(engine, wallClock: wallClock)
     }
 

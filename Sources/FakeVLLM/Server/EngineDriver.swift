@@ -167,7 +167,7 @@ final class EngineDriver: @unchecked Sendable {
         stepObserver?(outcome)
         for progress in outcome.progress {
             guard let sink = sinks[progress.id] else { continue }
-            if progress.finished != nil { sinks[progress.id] = nil }
+            if progress.finishReason != nil { sinks[progress.id] = nil }
             sink.receive(progress)
         }
     }

@@ -82,8 +82,8 @@ final class GenerationResponder: GenerationSink {
     func receive(_ progress: RequestProgress) {
         guard !done, let index = indexOfSequence[progress.id] else { return }
         choices[index].cachedTokens = progress.cachedPromptTokens
-        if let finished = progress.finished {
-            choices[index].finished = finished.reason == .abort ? .abort : choices[index].plan.finishReason
+        if let reason = progress.finishReason {
+            choices[index].finished = reason == .abort ? .abort : choices[index].plan.finishReason
             remaining -= 1
         }
         if request.stream {

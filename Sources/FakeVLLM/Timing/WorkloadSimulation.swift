@@ -89,7 +89,7 @@ public struct WorkloadSimulation {
                 } else {
                     firstToken[index] = outcome.end
                 }
-                if progress.finished != nil {
+                if progress.finishReason != nil {
                     finish[index] = outcome.end
                     if let more = onFinish(outcome.end) { arrivals.append(more) }
                 }

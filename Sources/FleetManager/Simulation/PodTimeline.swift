@@ -148,7 +148,7 @@ struct PodTimeline: Sendable {
             } else if clients[handle].firstToken == nil {
                 clients[handle].firstToken = now
             }
-            guard progress.finished != nil else { continue }
+            guard progress.finishReason != nil else { continue }
             if clients[handle].cutAfterEvents != nil, !clients[handle].streaming {
                 // A whole response cut before its first byte: reset before headers.
                 end(handle, .cut(slot: clients[handle].slot, at: now, streaming: false))

@@ -56,6 +56,8 @@ struct VirtualFleet {
     private let pool: InferencePool
     private var director: Director
     private var endpointTable: EndpointTable
+    /// The pod behind each of the endpoint table's entries, by the entry's position (-1: none).
+    private var podOfEntry: [Int] = []
     private var candidates: [Candidate] = []
     private var candidatesValidUntil = -Double.infinity
     private var events = Heap<Event>()
@@ -359,6 +361,7 @@ struct VirtualFleet {
                 ports: [Int(pod.address.split(separator: ":").last!)!]))
         }
         endpointTable.update(pool.endpoints(from: discovered))
+        podOfEntry = endpointTable.addresses.map { podByAddress[$0] ?? -1 }
         candidatesValidUntil = -.infinity
         if watching { recordMembership(initial: false) }
     }
@@ -698,13 +701,13 @@ struct VirtualFleet {
     /// server answers nothing (its metrics go stale); a partitioned or gone one refuses.
     /// `gauges`: each running pod's, by index, as `catchUpAll` read them.
     private mutating func scrape(_ gauges: [EndpointMetrics?]) {
-        for (address, index) in podByAddress {
+        for (position, index) in podOfEntry.enumerated() where index >= 0 {
             guard pods[index].running, !timelines[index].driver.core.faults.partitioned else {
-                endpointTable.scrapeFailed(address, unreachable: true)
+                endpointTable.scrapeFailed(at: position, unreachable: true)
                 continue
             }
             if timelines[index].driver.core.faults.hung { continue }
-            endpointTable.scraped(address, metrics: gauges[index])
+            endpointTable.scraped(at: position, metrics: gauges[index])
         }
         candidatesValidUntil = -.infinity
         if watching { _ = currentCandidates() }
