@@ -69,7 +69,8 @@ public enum ScenarioRunner {
         let streams = scenario.load.map { spec in
             LoadStream(name: spec.name, rate: spec.rate) { index in Self.request(spec, index: index, defaultModel: defaultModel) }
         }
-        let records = await OpenLoop.run(streams, client: client, from: 0, duration: scenario.duration, seed: scenario.seed)
+        let arrivals = OpenLoop.schedule(rates: streams.map(\.rate), from: 0, duration: scenario.duration, seed: scenario.seed)
+        let records = await OpenLoop.run(streams, arrivals: arrivals, client: client)
         let actions = await timeline.value
         watching.cancel()
         let membership = await watching.value

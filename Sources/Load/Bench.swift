@@ -4,7 +4,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 
 /// A benchmark plan: stages of open-loop Poisson load, one per rate, each `duration` seconds
-/// and then drained, sending workload items as OpenAI completions. The live bench and the
+/// and then drained, sending workload items as OpenAI completions (or one stage replaying a
+/// trace: its requests at its times, for `duration` seconds). The live bench and the
 /// simulator both follow it, so they send the same requests at the same moments.
 public struct BenchPlan: Sendable {
     public var workload: Workload
@@ -19,16 +20,20 @@ public struct BenchPlan: Sendable {
         self.streaming = streaming
     }
 
-    /// Stage `stage`'s arrival times, seconds from the stage's start.
+    /// Stage `stage`'s arrival times, seconds from the stage's start: Poisson at the stage's
+    /// rate, or a trace's own times.
     public func arrivals(stage: Int) -> [Double] {
-        LoadStream.poissonArrivals(rate: rates[stage], from: 0, to: duration, seed: arrivalSeed(stage))
+        if case .trace(let trace) = workload.source { return trace.entries(before: duration).map(\.time) }
+        return LoadStream.poissonArrivals(rate: rates[stage], from: 0, to: duration, seed: arrivalSeed(stage))
     }
 
     func arrivalSeed(_ stage: Int) -> UInt64 { workload.seed &+ UInt64(stage) &* 0x9E37_79B9_7F4A_7C15 }
 
     /// The workload item of a stage's `index`-th request: stages never repeat a prompt.
     public func item(stage: Int, index: Int) -> WorkloadItem {
-        workload.item(stage * 10_000_000 + index)
+        // A trace's stages replay the same requests at the same times.
+        if case .trace = workload.source { return workload.item(index) }
+        return workload.item(stage * 10_000_000 + index)
     }
 
     /// The HTTP request for an item: a completion of exactly `outputTokens` tokens
@@ -80,9 +85,9 @@ public enum Bench {
                 state.withLockedValue { $0.sent += 1 }
                 return plan.request(plan.item(stage: stage, index: index), stage: stage)
             }
-            let records = await OpenLoop.run(
-                [stream], client: client, from: start, duration: plan.duration, seed: plan.arrivalSeed(stage)
-            ) { record in
+            // The plan's schedule, as the simulator sends it, on the client's clock.
+            let schedule = arrivals.enumerated().map { (time: start + $0.element, stream: 0, index: $0.offset) }
+            let records = await OpenLoop.run([stream], arrivals: schedule, client: client) { record in
                 state.withLockedValue {
                     $0.finished += 1
                     if !record.outcome.isSuccess { $0.failed += 1 }

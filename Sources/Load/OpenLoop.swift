@@ -15,11 +15,6 @@ public struct LoadStream: Sendable {
         self.request = request
     }
 
-    /// Arrival times within [start, end), seeded.
-    func arrivals(from start: Double, to end: Double, seed: UInt64) -> [Double] {
-        Self.poissonArrivals(rate: rate, from: start, to: end, seed: seed)
-    }
-
     /// Times of a Poisson process at `rate` per second within [start, end), seeded.
     public static func poissonArrivals(rate: Double, from start: Double, to end: Double, seed: UInt64) -> [Double] {
         guard rate > 0 else { return [] }
@@ -36,8 +31,8 @@ public struct LoadStream: Sendable {
     }
 }
 
-/// Runs streams open loop against a client from `start` for `duration` seconds (both on the
-/// client's clock) and returns every request's record once the last has ended.
+/// Runs streams open loop against a client: requests leave on their schedule, independent of
+/// how fast they are answered.
 public enum OpenLoop {
     /// Every stream's Poisson arrivals within [start, start + duration), merged in time order:
     /// when each request is sent, of which stream, and its index there. Seeded: the live run
@@ -52,12 +47,14 @@ public enum OpenLoop {
         return arrivals
     }
 
+    /// Sends each of `arrivals` (times on the client's clock, in order; `stream` indexes
+    /// `streams`) when its time comes, whatever the answers before it, and returns every
+    /// request's record once the last has ended.
     public static func run(
-        _ streams: [LoadStream], client: LoadClient, from start: Double, duration: Double, seed: UInt64 = 1,
+        _ streams: [LoadStream], arrivals: [(time: Double, stream: Int, index: Int)], client: LoadClient,
         onRecord: (@Sendable (RequestRecord) -> Void)? = nil
     ) async -> [RequestRecord] {
-        let arrivals = schedule(rates: streams.map(\.rate), from: start, duration: duration, seed: seed)
-        return await withTaskGroup(of: RequestRecord.self) { group in
+        await withTaskGroup(of: RequestRecord.self) { group in
             for arrival in arrivals {
                 let wait = arrival.time - client.now()
                 // Cancelled only with the run: the remaining arrivals go at once and end with it.

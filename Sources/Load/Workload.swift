@@ -75,6 +75,8 @@ public struct Workload: Sendable {
         case synthetic(LengthDistribution)
         /// Prompts (token ids) and output lengths read from a dataset, drawn with replacement.
         case dataset(name: String, pairs: [(prompt: [Int], output: Int)])
+        /// A recorded trace's requests in order, at its times (`BenchPlan` sends them then).
+        case trace(RequestTrace)
     }
 
     public var source: Source
@@ -99,6 +101,7 @@ public struct Workload: Sendable {
         switch source {
         case .synthetic: "sharegpt-synthetic"
         case .dataset(let name, _): name
+        case .trace(let trace): trace.name
         }
     }
 
@@ -117,6 +120,11 @@ public struct Workload: Sendable {
             let pair = pairs[Int(generator.next() % UInt64(pairs.count))]
             prompt = pair.prompt
             output = pair.output
+        case .trace(let trace):
+            let entry = trace.entries[index % trace.entries.count]
+            // The trace's count includes BOS, as the service's tokenizer counts it.
+            prompt = Self.words(entry.inputTokens - 1, &generator)
+            output = entry.outputTokens
         }
         if prefixGroups > 0, prefixTokens > 0 {
             let group = Int(generator.next() % UInt64(prefixGroups))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FakeVLLM
 import Foundation
 import Load
 import NIOPosix
@@ -10,7 +11,9 @@ struct PlanOptions: ParsableArguments {
     @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String?
     @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double?
     @Flag(help: "Stream the responses (server-sent events): measures TTFT and inter-token latency.") var streaming = false
-    @Option(help: "sharegpt-synthetic, or a ShareGPT-format JSON file.") var dataset = "sharegpt-synthetic"
+    @Option(help: "sharegpt-synthetic; azure-conv or azure-code (Azure's LLM inference traces of 2023, replayed at their own times); or a ShareGPT-format JSON file.")
+    var dataset = "sharegpt-synthetic"
+    @Option(help: "With a trace: multiply its times by this (0.5 sends the same requests in half the time).") var timeScale: Double?
     @Option(help: "Seed of arrivals, prompts and lengths: the same seed sends the same requests.") var seed: UInt64 = 1
     @Option(help: "Shared-prefix groups: requests fall into this many groups sharing a prompt prefix.") var prefixGroups = 0
     @Option(help: "Tokens of each group's shared prefix.") var prefixTokens = 0
@@ -25,9 +28,31 @@ struct PlanOptions: ParsableArguments {
         return rates.map { $0! }
     }
 
+    /// The traces `--dataset` names, and their files under profiles/workloads/.
+    static let traces = ["azure-conv": "azure-llm-2023-conv.csv", "azure-code": "azure-llm-2023-code.csv"]
+
+    /// The trace `--dataset` names, time-scaled, or nil for other datasets.
+    func trace() throws -> RequestTrace? {
+        guard let file = Self.traces[dataset] else {
+            if timeScale != nil { throw ValidationError("--time-scale applies to a trace (--dataset \(Self.traces.keys.sorted().joined(separator: " or ")))") }
+            return nil
+        }
+        if rate != nil { throw ValidationError("--rate: \(dataset) is a trace and sends at its own times; --time-scale speeds it up or slows it down") }
+        let scale = timeScale ?? 1
+        guard scale > 0, scale.isFinite else { throw ValidationError("--time-scale must be a positive number") }
+        let url = try ProfileStore.locate().root.appendingPathComponent("workloads").appendingPathComponent(file)
+        do {
+            return try RequestTrace.azure(String(contentsOf: url, encoding: .utf8), name: dataset).timeScaled(by: scale)
+        } catch {
+            throw ValidationError("--dataset \(dataset): \(url.path): \(error)")
+        }
+    }
+
     /// The plan, with `defaultModel` when --model is not given.
     func plan(defaultModel: String?) throws -> BenchPlan {
-        guard let duration else { throw ValidationError("--duration is required: seconds of arrivals per stage") }
+        let trace = try trace()
+        // A trace's one stage is the whole trace unless --duration cuts it.
+        guard let duration = duration ?? trace.map({ $0.span.nextUp }) else { throw ValidationError("--duration is required: seconds of arrivals per stage") }
         guard duration > 0, duration.isFinite else { throw ValidationError("--duration must be a positive number of seconds") }
         guard prefixGroups >= 0, prefixTokens >= 0 else { throw ValidationError("--prefix-groups and --prefix-tokens must be ≥ 0") }
         guard let names = (model ?? defaultModel)?.split(separator: ",").map(String.init), !names.isEmpty else {
@@ -42,7 +67,9 @@ struct PlanOptions: ParsableArguments {
             for index in models.indices { models[index].weight = values[index]! }
         }
         let source: Workload.Source
-        if dataset == "sharegpt-synthetic" {
+        if let trace {
+            source = .trace(trace)
+        } else if dataset == "sharegpt-synthetic" {
             source = .synthetic(.shareGPTSynthetic)
         } else {
             do {
@@ -52,7 +79,9 @@ struct PlanOptions: ParsableArguments {
             }
         }
         let workload = Workload(source: source, models: models, prefixGroups: prefixGroups, prefixTokens: prefixTokens, seed: seed)
-        return BenchPlan(workload: workload, rates: try rates(), duration: duration, streaming: streaming)
+        // A trace's stage is labelled with the rate it sends at.
+        let rates = try trace.map { [Double($0.entries(before: duration).count) / duration] } ?? rates()
+        return BenchPlan(workload: workload, rates: rates, duration: duration, streaming: streaming)
     }
 
     /// Prints the table and writes the files.
