@@ -66,6 +66,51 @@ public struct LengthDistribution: Sendable, Equatable {
     private static func rounded(_ value: Double) -> Int { value.isFinite ? Int(min(value, 1e9).rounded()) : Int(1e9) }
 }
 
+/// Input and output lengths drawn independently from published quantiles, interpolated
+/// log-linearly between them (lengths are heavy-tailed: a log scale keeps the interpolation
+/// from piling mass onto the long end).
+public struct QuantileLengths: Sendable, Equatable {
+    /// (quantile, tokens) from 0 to 1, both increasing; input tokens count BOS.
+    public var input: [(quantile: Double, tokens: Double)]
+    public var output: [(quantile: Double, tokens: Double)]
+
+    /// The lengths of GIE's launch benchmark, as LPG (AI-Hypercomputer/inference-benchmark)
+    /// sent ShareGPT to vLLM v1 serving meta-llama/Llama-2-7b-hf: the quantiles of its
+    /// `sample.json` (gateway-api-inference-extension, site-src/performance/benchmark/sample.json
+    /// at 61125a81, 59,999 requests; Apache-2.0), counted with the Llama-2 tokenizer, BOS included:
+    /// - prompts: min 4, p50 109, p90 714, p99 987, max 1024 (mean 251.5, sd 281.6); LPG keeps
+    ///   ShareGPT pairs whose prompt is 4…1024 tokens;
+    /// - outputs as served (EOS allowed, `max_tokens` the conversation's completion length, the
+    ///   text re-tokenized): min 3, p50 144, p90 564, p99 948, max 1025 (mean 225.3, sd 234.5),
+    ///   here less the BOS the re-tokenization added.
+    /// No joint statistics are published: the two are drawn independently. Interpolated, the
+    /// means are 230 and 215 tokens, 9 % and 4 % under the published 251.5 and 224.3: five
+    /// quantiles do not fix the shape between them (a check, not fitted to);
+    /// `LoadTests.lpgShareGPTHasThePublishedQuantiles` checks the quantiles.
+    public static let lpgShareGPT = QuantileLengths(
+        input: [(0, 4), (0.5, 109), (0.9, 714), (0.99, 987), (1, 1024)],
+        output: [(0, 2), (0.5, 143), (0.9, 563), (0.99, 947), (1, 1024)])
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.input.elementsEqual(b.input) { $0 == $1 } && a.output.elementsEqual(b.output) { $0 == $1 }
+    }
+
+    /// One (input, output) pair.
+    public func draw(_ generator: inout SplitMix64) -> (input: Int, output: Int) {
+        (Self.value(input, at: generator.nextUnit()), Self.value(output, at: generator.nextUnit()))
+    }
+
+    static func value(_ points: [(quantile: Double, tokens: Double)], at unit: Double) -> Int {
+        var tokens = points[points.count - 1].tokens
+        for (low, high) in zip(points, points.dropFirst()) where unit <= high.quantile {
+            let fraction = (unit - low.quantile) / (high.quantile - low.quantile)
+            tokens = exp(log(low.tokens) + (log(high.tokens) - log(low.tokens)) * fraction)
+            break
+        }
+        return Int(tokens.rounded())
+    }
+}
+
 /// What a benchmark sends: prompts and output lengths (synthetic, or from a ShareGPT file), a
 /// mix of models or adapters, and optional shared-prefix groups. Deterministic: item `i` of a
 /// workload with a given seed is always the same request, whoever asks (the live bench and the
@@ -77,6 +122,8 @@ public struct Workload: Sendable {
         case dataset(name: String, pairs: [(prompt: [Int], output: Int)])
         /// A recorded trace's requests in order, at its times (`BenchPlan` sends them then).
         case trace(RequestTrace)
+        /// Lengths from a benchmark's published quantiles (`lpg-sharegpt`).
+        case quantiles(name: String, QuantileLengths)
     }
 
     public var source: Source
@@ -102,6 +149,7 @@ public struct Workload: Sendable {
         case .synthetic: "sharegpt-synthetic"
         case .dataset(let name, _): name
         case .trace(let trace): trace.name
+        case .quantiles(let name, _): name
         }
     }
 
@@ -120,6 +168,15 @@ public struct Workload: Sendable {
             let pair = pairs[Int(generator.next() % UInt64(pairs.count))]
             prompt = pair.prompt
             output = pair.output
+        case .quantiles(_, let lengths):
+            let drawn = lengths.draw(&generator)
+            prompt = Self.words(drawn.input - 1, &generator)
+            output = drawn.output
+        case .quantiles(_, let lengths):
+            let drawn = lengths.draw(&generator)
+            // The drawn prompt length counts BOS.
+            prompt = Self.words(drawn.input - 1, &generator)
+            output = drawn.output
         case .trace(let trace):
             let entry = trace.entries[index % trace.entries.count]
             // The trace's count includes BOS, as the service's tokenizer counts it.

@@ -11,7 +11,7 @@ struct PlanOptions: ParsableArguments {
     @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String?
     @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double?
     @Flag(help: "Stream the responses (server-sent events): measures TTFT and inter-token latency.") var streaming = false
-    @Option(help: "sharegpt-synthetic; azure-conv or azure-code (Azure's LLM inference traces of 2023, replayed at their own times); or a ShareGPT-format JSON file.")
+    @Option(help: "sharegpt-synthetic; lpg-sharegpt (the lengths GIE's launch benchmark sent and got); azure-conv or azure-code (Azure's LLM inference traces of 2023, replayed at their own times); or a ShareGPT-format JSON file.")
     var dataset = "sharegpt-synthetic"
     @Option(help: "With a trace: multiply its times by this (0.5 sends the same requests in half the time).") var timeScale: Double?
     @Option(help: "Seed of arrivals, prompts and lengths: the same seed sends the same requests.") var seed: UInt64 = 1
@@ -71,6 +71,8 @@ struct PlanOptions: ParsableArguments {
             source = .trace(trace)
         } else if dataset == "sharegpt-synthetic" {
             source = .synthetic(.shareGPTSynthetic)
+        } else if dataset == "lpg-sharegpt" {
+            source = .quantiles(name: dataset, .lpgShareGPT)
         } else {
             do {
                 source = .dataset(name: URL(fileURLWithPath: dataset).lastPathComponent, pairs: try Workload.shareGPTPairs(Data(contentsOf: URL(fileURLWithPath: dataset))))

@@ -24,6 +24,28 @@ struct WorkloadTests {
         #expect(abs(meanOutput - 179) / 179 < 0.02, "mean output \(meanOutput)")
     }
 
+    @Test func lpgShareGPTHasThePublishedQuantiles() {
+        // GIE's sample.json: prompts p50/p90/p99 109/714/987 tokens, served outputs 144/564/948
+        // with BOS (143/563/947 without), within 4…1024 and 2…1024.
+        var generator = SplitMix64(seed: 9)
+        let count = 200_000
+        let pairs = (0..<count).map { _ in QuantileLengths.lpgShareGPT.draw(&generator) }
+        let inputs = pairs.map(\.input).sorted(), outputs = pairs.map(\.output).sorted()
+        func quantile(_ values: [Int], _ q: Double) -> Int { values[Int(q * Double(values.count - 1))] }
+        for (values, published) in [(inputs, [109, 714, 987]), (outputs, [143, 563, 947])] {
+            for (q, expected) in zip([0.5, 0.9, 0.99], published) {
+                let drawn = quantile(values, q)
+                #expect(abs(drawn - expected) <= max(2, expected / 100), "p\(Int(q * 100)): \(drawn), published \(expected)")
+            }
+        }
+        #expect(inputs.first! >= 4 && inputs.last! <= 1024 && outputs.first! >= 2 && outputs.last! <= 1024)
+        // A workload's items carry such lengths (the prompt's count with BOS).
+        let workload = Workload(source: .quantiles(name: "lpg-sharegpt", .lpgShareGPT), models: [("m", 1)], seed: 9)
+        let items = (0..<2_000).map { workload.item($0) }
+        #expect(items.allSatisfy { (4...1024).contains($0.inputTokens) && (2...1024).contains($0.outputTokens) })
+        #expect(Set(items.map(\.outputTokens)).count > 300, "lengths spread")
+    }
+
     @Test func itemsAreTheSameForTheSameSeedAndTheServerCountsTheirPromptsExactly() {
         let workload = Self.synthetic()
         for index in [0, 1, 17, 99_999] {
