@@ -56,6 +56,11 @@ public struct StageSummary: Codable, Sendable, Equatable {
     /// Successful requests and their generated tokens per second.
     public var requestsPerSecond: Double
     public var outputTokensPerSecond: Double
+    /// Successful requests that finished in the second half of the sending, per second: once
+    /// warmed up, what the target keeps up with (what it was offered below its capacity, its
+    /// capacity above). Unlike `requestsPerSecond`, not diluted by the answers after the last
+    /// send, which a short stage of long requests is mostly made of. Nil in older reports.
+    public var steadyRequestsPerSecond: Double?
     public var meanInputTokens: Double?
     public var meanOutputTokens: Double?
     /// Time to first token and inter-token latency (streams only), time per output token after
@@ -112,6 +117,7 @@ public struct StageStatistics: Sendable {
     private var lateSends = 0
     private var maxLateness = 0.0
     private var unanswered = 0
+    private var finishedInSecondHalf = 0
 
     public init(rate: Double, duration: Double, start: Double) {
         self.rate = rate
@@ -135,6 +141,7 @@ public struct StageStatistics: Sendable {
             return
         }
         succeeded += 1
+        if record.finished >= start + duration / 2, record.finished <= start + duration { finishedInSecondHalf += 1 }
         if let endpoint = record.servedBy { served[endpoint, default: 0] += 1 }
         latency.append(record.latency)
         if let value = record.timeToFirstToken { ttft.append(value) }
@@ -171,6 +178,7 @@ public struct StageStatistics: Sendable {
         return StageSummary(
             rate: rate, duration: duration, span: span, sent: sent, succeeded: succeeded, shed: shed, errors: errors,
             requestsPerSecond: Double(succeeded) / span, outputTokensPerSecond: Double(outputTokens) / span,
+            steadyRequestsPerSecond: Double(finishedInSecondHalf) / (duration / 2),
             meanInputTokens: inputTokenCount > 0 ? Double(inputTokenSum) / Double(inputTokenCount) : nil,
             meanOutputTokens: outputTokenCount > 0 ? Double(outputTokens) / Double(outputTokenCount) : nil,
             ttft: MetricSummary(ttft), itl: MetricSummary(gaps), tpot: MetricSummary(tpot), ntpot: MetricSummary(ntpot),

@@ -8,7 +8,8 @@ import NIOPosix
 struct PlanOptions: ParsableArguments {
     @Option(help: "Models or adapters to ask for, comma-separated; requests pick one at random.") var model: String?
     @Option(help: "Weights of the models, comma-separated, in the same order (default: equal).") var weights: String?
-    @Option(help: "Offered rates in requests per second, comma-separated: one stage each.") var rate: String?
+    @Option(help: "Offered rates in requests per second, comma-separated: one stage each; or fractions of the capacity (0.8x,1.0x,1.2x), found first by stages at doubling rates until throughput stops growing.")
+    var rate: String?
     @Option(help: "Seconds of arrivals per stage (each stage then drains).") var duration: Double?
     @Flag(help: "Stream the responses (server-sent events): measures TTFT and inter-token latency.") var streaming = false
     @Option(help: "sharegpt-synthetic; lpg-sharegpt (the lengths GIE's launch benchmark sent and got); azure-conv or azure-code (Azure's LLM inference traces of 2023, replayed at their own times); or a ShareGPT-format JSON file.")
@@ -19,13 +20,36 @@ struct PlanOptions: ParsableArguments {
     @Option(help: "Tokens of each group's shared prefix.") var prefixTokens = 0
     @Option(help: "Write report.json, summary.csv, summary.md and SVG charts here.") var out: String?
 
-    func rates() throws -> [Double] {
+    func rates() throws -> CapacitySearch.Rates {
         guard let rate else { throw ValidationError("--rate is required: the offered rates, requests per second") }
-        let rates = rate.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
-        guard !rates.isEmpty, rates.allSatisfy({ $0.map { $0 > 0 && $0.isFinite } == true }) else {
-            throw ValidationError("--rate: positive numbers separated by commas, got \(rate)")
+        do {
+            return try CapacitySearch.Rates(rate)
+        } catch {
+            throw ValidationError(error.description)
         }
-        return rates.map { $0! }
+    }
+
+    /// With rates relative to the capacity: finds it (`measure` runs one stage of the plan at a
+    /// rate), prints the search, and returns the plan at those fractions of it.
+    func atCapacityFractions(_ plan: BenchPlan, measuredBy who: String, measure: (BenchPlan) async throws -> StageSummary) async throws -> BenchPlan {
+        guard rate != nil, case .relative(let fractions) = try rates() else { return plan }
+        let seconds = max(plan.duration, CapacitySearch.minimumStageSeconds)
+        print("capacity search (\(who)): doubling the rate until throughput stops growing, \(seconds.formatted()) s stages")
+        fflush(nil)
+        let result = try await CapacitySearch.find { rate in
+            var probe = plan
+            probe.rates = [rate]
+            probe.duration = seconds
+            let stage = try await measure(probe)
+            print("  offered \(BenchOutput.number(rate)) req/s: served \(String(format: "%.2f", stage.steadyRequestsPerSecond ?? 0)) req/s once warmed up")
+            fflush(nil)
+            return stage
+        }
+        var scaled = plan
+        scaled.rates = fractions.map { $0 * result.capacity }
+        print("capacity: \(String(format: "%.2f", result.capacity)) req/s; stages at \(scaled.rates.map { String(format: "%.2f", $0) }.joined(separator: ", ")) req/s")
+        fflush(nil)
+        return scaled
     }
 
     /// The traces `--dataset` names, and their files under profiles/workloads/.
@@ -81,8 +105,16 @@ struct PlanOptions: ParsableArguments {
             }
         }
         let workload = Workload(source: source, models: models, prefixGroups: prefixGroups, prefixTokens: prefixTokens, seed: seed)
-        // A trace's stage is labelled with the rate it sends at.
-        let rates = try trace.map { [Double($0.entries(before: duration).count) / duration] } ?? rates()
+        // A trace's stage is labelled with the rate it sends at; fractions of the capacity are
+        // placeholders until the search (`atCapacityFractions`).
+        let rates: [Double]
+        if let trace {
+            rates = [Double(trace.entries(before: duration).count) / duration]
+        } else {
+            switch try self.rates() {
+            case .absolute(let values), .relative(let values): rates = values
+            }
+        }
         return BenchPlan(workload: workload, rates: rates, duration: duration, streaming: streaming)
     }
 
@@ -126,9 +158,11 @@ struct BenchCommand: AsyncParsableCommand {
             throw ValidationError("--target must be an http:// URL with a host, got \(target)")
         }
         let port = url.port ?? 80
-        let plan = try options.plan(defaultModel: nil)
         let client = LoadClient(host: host, port: port, group: MultiThreadedEventLoopGroup.singleton, timeout: .nanoseconds(Int64(timeout * 1e9)))
         defer { client.close() }
+        let plan = try await options.atCapacityFractions(try options.plan(defaultModel: nil), measuredBy: target) { probe in
+            await Bench.run(probe, client: client)[0]
+        }
         print("understudy bench: \(target), \(plan.rates.count) stages of \(plan.duration.formatted()) s, dataset \(plan.workload.datasetName)\(plan.streaming ? ", streaming" : "")")
         fflush(nil)
         let bar = ProgressBar(stages: plan.rates.count)

@@ -6,7 +6,7 @@ import Gateway
 import Load
 
 /// `understudy sim`: the same fleet, engine and picker in virtual time.
-struct SimCommand: ParsableCommand {
+struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
         abstract: "Simulate a fleet file in virtual time (same engine, same picker, 50 ms scrapes) under bench's load; same report as bench. Given a scenario file, run the scenario; same report as `understudy scenario`.",
@@ -23,7 +23,7 @@ struct SimCommand: ParsableCommand {
     var pathLatency = 0.0
     @OptionGroup var options: PlanOptions
 
-    func run() throws {
+    func run() async throws {
         let profiles = try ProfileStore.locate()
         if UnderstudyDocument.kind(file: fleetFile) == "Scenario" { return try runScenario(profiles: profiles) }
         let spec: FleetSpec
@@ -36,20 +36,28 @@ struct SimCommand: ParsableCommand {
             guard let policy = PickerPolicy(rawValue: String(name)) else { throw ValidationError("--policy: no policy \(name); policies: \(PickerPolicy.names)") }
             return policy
         }
-        let plan = try options.plan(defaultModel: spec.pools.first?.model)
+        guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
+        // One simulation of the fleet under a policy, from start-up.
+        func simulation(_ policy: PickerPolicy, seed: UInt64) throws -> FleetSimulation {
+            do {
+                var simulation = try FleetSimulation(spec, profiles: profiles, policy: policy, seed: seed)
+                simulation.pathLatency = pathLatency
+                return simulation
+            } catch {
+                throw ValidationError("\(fleetFile): \(error)")
+            }
+        }
+        // Every policy runs at the same rates: fractions of the capacity under the first.
+        let plan = try await options.atCapacityFractions(try options.plan(defaultModel: spec.pools.first?.model), measuredBy: "policy \(policies[0].rawValue)") { probe in
+            var fresh = try simulation(policies[0], seed: probe.workload.seed)
+            return try fresh.run(probe)[0]
+        }
         let pods = spec.pools.reduce(0) { $0 + $1.replicas }
         print("understudy sim: fleet \(spec.name), \(pods) pods, \(plan.rates.count) stages of \(plan.duration.formatted()) s, dataset \(plan.workload.datasetName)")
         fflush(nil)
         var reports: [BenchReport] = []
         for policy in policies {
-            var simulation: FleetSimulation
-            do {
-                simulation = try FleetSimulation(spec, profiles: profiles, policy: policy, seed: plan.workload.seed)
-            } catch {
-                throw ValidationError("\(fleetFile): \(error)")
-            }
-            guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
-            simulation.pathLatency = pathLatency
+            var simulation = try simulation(policy, seed: plan.workload.seed)
             let started = ContinuousClock.now
             let bar = ProgressBar(stages: plan.rates.count)
             let stages = try simulation.run(plan) { stage, done in

@@ -50,4 +50,28 @@ struct TraceReplayTests {
         let scaled = try await runUnderstudy(["sim", "profiles/fleets/demo.yaml", "--rate", "5", "--duration", "1", "--time-scale", "2"])
         #expect(scaled.status != 0 && scaled.output.contains("--time-scale applies to a trace"), "\(scaled.output)")
     }
+
+    @Test func simRatesAsFractionsOfTheCapacityItFindsFirst() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("capacity-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fleet = directory.appendingPathComponent("one.yaml")
+        try """
+            apiVersion: understudy.dev/v1alpha1
+            kind: Fleet
+            metadata: {name: one}
+            spec:
+              pools:
+              - {name: gpu, accelerator: l4, model: meta-llama/Meta-Llama-3-8B, replicas: 1, labels: {app: llama}}
+            """.write(to: fleet, atomically: true, encoding: .utf8)
+        let out = directory.appendingPathComponent("report")
+        let run = try await runUnderstudy(["sim", fleet.path, "--rate", "0.5x,1x", "--duration", "5", "--out", out.path], timeout: 300)
+        #expect(run.status == 0, "\(run.output)")
+        let line = try #require(run.output.split(separator: "\n").first { $0.hasPrefix("capacity: ") }, "\(run.output)")
+        let capacity = try #require(Double(line.dropFirst("capacity: ".count).prefix { $0 != " " }))
+        // The search's stages, doubling, are printed before it.
+        #expect(run.output.contains("offered 1 req/s: served") && run.output.contains("offered 2 req/s: served"))
+        let rates = try #require(try BenchOutput.read(from: out).first).stages.map(\.rate)
+        #expect(rates.count == 2 && abs(rates[1] - capacity) < 0.01 && abs(rates[0] * 2 - rates[1]) < 1e-9, "\(rates) at capacity \(capacity)")
+    }
 }
