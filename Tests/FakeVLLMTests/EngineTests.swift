@@ -4,7 +4,7 @@ import Testing
 /// A small engine on an H100-shaped cost model, built without reading profile files.
 func makeEngine(
     maxNumSeqs: Int = 8, maxNumBatchedTokens: Int = 256, blocks: Int = 200, prefixCaching: Bool = true,
-    maxLoras: Int = 0, maxCPULoras: Int? = nil
+    maxLoras: Int = 0, maxCPULoras: Int? = nil, scheduling: EngineConfig.Scheduling = .v1
 ) -> Engine {
     let accelerator = AcceleratorProfile(
         name: "test", description: "test", instant: nil, memoryMiB: 81559, memoryBandwidthTBps: 3.35, bf16TFLOPs: 989.4,
@@ -18,7 +18,7 @@ func makeEngine(
         outputLength: .init(median: 100, sigma: 1))
     let config = EngineConfig(
         maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: 8192, numGPUBlocks: blocks,
-        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxCPULoras ?? maxLoras)
+        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxCPULoras ?? maxLoras, scheduling: scheduling)
     return Engine(config: config, costModel: CostModel(accelerator: accelerator, model: model))
 }
 
@@ -246,5 +246,77 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         let prediction = Prediction.run(engineConfig: engine.config, costModel: engine.costModel, batch: 8, input: 32, output: 128)
         #expect(abs(prediction.interTokenLatency - 0.00844) < 0.0005)
         #expect(abs(prediction.endToEndLatency - (prediction.timeToFirstToken + 127 * prediction.interTokenLatency)) < 1e-6)
+    }
+}
+
+/// vLLM V0's scheduler (`_schedule_default`, chunked prefill off): prompts first and whole, a
+/// step all prefill or all decode.
+@Suite struct V0SchedulingTests {
+    /// Two requests decoding, then a third arrives.
+    static func decodingPair(_ scheduling: EngineConfig.Scheduling) throws -> (Engine, Double) {
+        var engine = makeEngine(maxNumBatchedTokens: 512, scheduling: scheduling)
+        engine.add(request(0, prompt: Array(0..<40), output: 50))
+        engine.add(request(1, prompt: Array(100..<140), output: 50))
+        var now = 0.0
+        for _ in 0..<3 {
+            let outcome = engine.step(now: now)
+            now = try #require(outcome).end
+        }
+        engine.add(request(2, prompt: Array(200..<300), output: 5, at: now))
+        return (engine, now)
+    }
+
+    @Test func aNewPromptStallsTheDecodesForAStepUnderV0AndJoinsThemUnderV1() throws {
+        var (v0, now0) = try Self.decodingPair(.v0)
+        let prefillStep = v0.step(now: now0)
+        let prefill = try #require(prefillStep)
+        // Only the new prompt: 100 tokens, its first token out, the two decodes waiting.
+        #expect(prefill.scheduledTokens == 100 && prefill.progress.map(\.id) == [2])
+        let decodeStep = v0.step(now: prefill.end)
+        let decode = try #require(decodeStep)
+        #expect(decode.scheduledTokens == 3 && Set(decode.progress.map(\.id)) == [0, 1, 2])
+
+        var (v1, now1) = try Self.decodingPair(.v1)
+        let mixedStep = v1.step(now: now1)
+        let mixed = try #require(mixedStep)
+        #expect(mixed.scheduledTokens == 102 && Set(mixed.progress.map(\.id)) == [0, 1, 2])
+    }
+
+    @Test func aPromptThatDoesNotFitTheBudgetHoldsBackThoseBehindItUnderV0() throws {
+        // 300 + 300 tokens in a 512-token budget: V0 takes the first whole and stops; V1 chunks
+        // the second into what is left.
+        for (scheduling, expected) in [(EngineConfig.Scheduling.v0, [300]), (.v1, [300, 212])] {
+            var engine = makeEngine(maxNumBatchedTokens: 512, blocks: 400, scheduling: scheduling)
+            engine.add(request(0, prompt: Array(0..<300), output: 4))
+            engine.add(request(1, prompt: Array(1000..<1300), output: 4))
+            engine.add(request(2, prompt: Array(2000..<2010), output: 4))
+            let first = engine.step(now: 0)
+            let step = try #require(first)
+            #expect(step.scheduledTokens == expected.reduce(0, +), "\(scheduling)")
+            #expect(engine.numRunning == expected.count, "\(scheduling)")
+            #expect(drain(&engine, from: step.end).count == 3, "\(scheduling)")
+        }
+    }
+
+    @Test func v0AdmitsAPromptOnlyIfAWatermarkOfBlocksStaysFree() throws {
+        // 300 blocks (one is vLLM's null block, 299 free): V0 keeps 3 free. With 40 blocks
+        // taken by a running request, a prompt of 257 blocks fits V1 but would leave V0 2: it
+        // waits until they are freed.
+        for scheduling in [EngineConfig.Scheduling.v0, .v1] {
+            var engine = makeEngine(maxNumBatchedTokens: 8192, blocks: 300, scheduling: scheduling)
+            engine.add(request(0, prompt: Array(0..<(40 * 16 - 1)), output: 3))
+            let first = engine.step(now: 0)
+            engine.add(request(1, prompt: Array(10_000..<(10_000 + 257 * 16)), output: 2))
+            let second = engine.step(now: try #require(first).end)
+            #expect(try #require(second).scheduledTokens == (scheduling == .v0 ? 1 : 1 + 257 * 16), "\(scheduling)")
+            #expect(drain(&engine, from: second!.end).map(\.generatedTokens) == [3, 2], "\(scheduling)")
+        }
+        // One that could never fit with the watermark (297 of 299 blocks) is finished unanswered
+        // under V0, as vLLM's FINISHED_IGNORED, reported as "length".
+        var engine = makeEngine(maxNumBatchedTokens: 8192, blocks: 300, scheduling: .v0)
+        engine.add(request(0, prompt: Array(0..<(297 * 16)), output: 2))
+        let ignored = engine.step(now: 0)
+        #expect(ignored?.finished.map(\.reason) == [.length] && ignored?.finished.first?.generatedTokens == 0)
+        #expect(ignored?.progress.map(\.finishReason) == [.length] && !engine.hasWork)
     }
 }

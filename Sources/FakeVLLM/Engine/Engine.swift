@@ -50,10 +50,12 @@ public struct Engine: Sendable {
 
     public func contains(_ id: RequestID) -> Bool { slotOfRequest[id] != nil }
 
-    private func adapterNames(_ queue: some Sequence<Int>) -> [String] {
-        var seen: [String] = []
+    private func adapterNames(_ queue: some Sequence<Int>) -> [String] { distinctAdapters(queue).map(\.name) }
+
+    private func distinctAdapters(_ queue: some Sequence<Int>) -> [LoRAAdapter] {
+        var seen: [LoRAAdapter] = []
         for slot in queue {
-            if let name = slots[slot].request.lora?.name, !seen.contains(name) { seen.append(name) }
+            if let lora = slots[slot].request.lora, !seen.contains(lora) { seen.append(lora) }
         }
         return seen
     }
@@ -101,73 +103,30 @@ public struct Engine: Sendable {
     /// Runs one iteration starting at `now`, or returns nil when there is nothing to run.
     public mutating func step(now: Double) -> StepOutcome? {
         guard hasWork else { return nil }
-        var budget = config.maxNumBatchedTokens
         // The last step's list, emptied: a step allocates none of its own.
         var scheduled = batch
         batch = []
         scheduled.removeAll(keepingCapacity: true)
-        var preemptions = 0
-        var queries = 0, hits = 0
-        var batchAdapters: [LoRAAdapter] = []
-
-        // 1. Running requests: one decode token each, or the next chunk of a partial prefill.
-        var index = 0
-        while index < running.count, budget > 0 {
-            let slot = running[index]
-            let tokens = min(slots[slot].numTokens - slots[slot].numComputedTokens, longPrefillCap, budget)
-            var selfPreempted = false
-            while !kv.allocate(&slots[slot], newTokens: tokens) {
-                let victim = running.removeLast()
-                preemptions += 1
-                preempt(victim)
-                if victim == slot {
-                    selfPreempted = true
-                    break
-                }
+        var round = Round(budget: config.maxNumBatchedTokens)
+        switch config.scheduling {
+        case .v1:
+            // Running requests first; waiting ones after, unless this step had to preempt.
+            continueRunning(into: &scheduled, &round)
+            if round.preemptions == 0 { admitWaiting(into: &scheduled, &round, now: now) }
+        case .v0:
+            // Waiting prompts first (V0 counts the running requests' adapters against
+            // max_loras then too); the running requests' decodes only if none was admitted.
+            round.loraLimit = distinctAdapters(running)
+            admitWaiting(into: &scheduled, &round, now: now)
+            if scheduled.isEmpty {
+                round.loraLimit = []
+                continueRunning(into: &scheduled, &round)
             }
-            if selfPreempted { break }
-            scheduled.append((slot, tokens))
-            budget -= tokens
-            if let lora = slots[slot].request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
-            index += 1
         }
+        let preemptions = round.preemptions, queries = round.queries, hits = round.hits
+        let batchAdapters = round.batchAdapters
 
-        // 2. Waiting requests, FCFS, unless this step had to preempt.
-        if preemptions == 0 {
-            var skipped: [Int] = []
-            while let slot = waiting.first, budget > 0, running.count < config.maxNumSeqs {
-                if let lora = slots[slot].request.lora, !batchAdapters.contains(lora), batchAdapters.count >= config.maxLoras {
-                    // Another adapter would exceed max_loras: it waits, the rest may go ahead.
-                    waiting.removeFirst()
-                    skipped.append(slot)
-                    continue
-                }
-                var cachedHits: [BlockPool.BlockID] = []
-                var recomputed = 0
-                if slots[slot].numComputedTokens == 0, config.enablePrefixCaching {
-                    // vLLM counts every lookup, also one whose allocation then fails.
-                    (cachedHits, recomputed) = kv.cachedPrefix(&slots[slot])
-                    queries += slots[slot].numTokens
-                    hits += cachedHits.count * config.blockSize
-                }
-                let computed = cachedHits.count * config.blockSize
-                let tokens = min(slots[slot].numTokens - computed, budget, longPrefillCap)
-                guard kv.allocate(&slots[slot], newTokens: tokens, cachedHits: cachedHits) else { break }
-                waiting.removeFirst()
-                if slots[slot].times.firstScheduled == nil {
-                    slots[slot].times.firstScheduled = now
-                    slots[slot].cachedPromptTokens = min(computed, slots[slot].promptCount)
-                    slots[slot].recomputedPromptTokens = recomputed
-                }
-                running.append(slot)
-                scheduled.append((slot, tokens))
-                budget -= tokens
-                if let lora = slots[slot].request.lora, !batchAdapters.contains(lora) { batchAdapters.append(lora) }
-            }
-            for slot in skipped.reversed() { waiting.prepend(slot) }
-        }
-
-        // 3. Cost of the batch.
+        // Cost of the batch.
         var shape = BatchShape()
         for (slot, tokens) in scheduled {
             let computed = slots[slot].numComputedTokens, total = slots[slot].numTokens
@@ -189,12 +148,18 @@ public struct Engine: Sendable {
         let duration = costModel.stepSeconds(shape) * slowdown
         let end = now + duration
 
-        // 4. Apply: advance computed tokens, cache full blocks, emit tokens, finish.
+        // Apply: advance computed tokens, cache full blocks, emit tokens, finish.
         var outcome = StepOutcome(
             start: now, duration: duration, scheduledTokens: shape.tokens, promptTokensCompleted: 0,
             generatedTokens: 0, preemptions: preemptions, prefixCacheQueries: queries, prefixCacheHits: hits,
             progress: [])
-        outcome.progress.reserveCapacity(scheduled.count)
+        outcome.progress.reserveCapacity(scheduled.count + round.ignored.count)
+        for slot in round.ignored {
+            outcome.progress.append(RequestProgress(
+                id: slots[slot].request.id, newTokens: 0..<0, cachedPromptTokens: 0, arrival: slots[slot].request.arrival,
+                previousTokenTime: nil, finishReason: .length))
+            outcome.finished.append(release(slot, reason: .length, at: end))
+        }
         var finishedSlots: [Int] = []
         for (slot, tokens) in scheduled {
             slots[slot].numComputedTokens += tokens
@@ -216,6 +181,111 @@ public struct Engine: Sendable {
         if !finishedSlots.isEmpty { running.removeAll { finishedSlots.contains($0) } }
         batch = scheduled
         return outcome
+    }
+
+    /// What a step's scheduling gathered besides its batch.
+    private struct Round {
+        /// Tokens the step may still schedule.
+        var budget: Int
+        var preemptions = 0
+        var queries = 0, hits = 0
+        /// The distinct adapters of the batch, for its cost.
+        var batchAdapters: [LoRAAdapter] = []
+        /// Adapters counted against max_loras besides the batch's (V0: the running requests').
+        var loraLimit: [LoRAAdapter] = []
+        /// Waiting requests V0 gave up on: they could never fit the KV cache.
+        var ignored: [Int] = []
+
+        mutating func add(_ lora: LoRAAdapter?) {
+            guard let lora, !batchAdapters.contains(lora) else { return }
+            batchAdapters.append(lora)
+        }
+
+        /// Whether one more adapter would exceed max_loras.
+        func refuses(_ lora: LoRAAdapter?, maxLoras: Int) -> Bool {
+            guard let lora, !batchAdapters.contains(lora), !loraLimit.contains(lora) else { return false }
+            return batchAdapters.count + loraLimit.count(where: { !batchAdapters.contains($0) }) >= maxLoras
+        }
+    }
+
+    /// Running requests, in order: one decode token each, or the next chunk of a partial
+    /// prefill; the newest is preempted while blocks run out.
+    private mutating func continueRunning(into scheduled: inout [(slot: Int, tokens: Int)], _ round: inout Round) {
+        var index = 0
+        while index < running.count, round.budget > 0 {
+            let slot = running[index]
+            let tokens = min(slots[slot].numTokens - slots[slot].numComputedTokens, longPrefillCap, round.budget)
+            var selfPreempted = false
+            while !kv.allocate(&slots[slot], newTokens: tokens) {
+                let victim = running.removeLast()
+                round.preemptions += 1
+                preempt(victim)
+                if victim == slot {
+                    selfPreempted = true
+                    break
+                }
+            }
+            if selfPreempted { break }
+            scheduled.append((slot, tokens))
+            round.budget -= tokens
+            round.add(slots[slot].request.lora)
+            index += 1
+        }
+    }
+
+    /// Waiting requests, first come first served, while the budget, max_num_seqs and the KV
+    /// cache allow: chunked under V1; whole under V0, where a prompt that does not fit stops
+    /// admission (and its block manager keeps a watermark of blocks free).
+    private mutating func admitWaiting(into scheduled: inout [(slot: Int, tokens: Int)], _ round: inout Round, now: Double) {
+        var skipped: [Int] = []
+        let reserve = config.admissionWatermarkBlocks
+        admission: while let slot = waiting.first, round.budget > 0, running.count < config.maxNumSeqs {
+            if round.refuses(slots[slot].request.lora, maxLoras: config.maxLoras) {
+                // Another adapter would exceed max_loras: it waits, the rest may go ahead.
+                waiting.removeFirst()
+                skipped.append(slot)
+                continue
+            }
+            var cachedHits: [BlockPool.BlockID] = []
+            var recomputed = 0
+            if slots[slot].numComputedTokens == 0, config.enablePrefixCaching {
+                // vLLM counts every lookup, also one whose allocation then fails.
+                (cachedHits, recomputed) = kv.cachedPrefix(&slots[slot])
+                round.queries += slots[slot].numTokens
+                round.hits += cachedHits.count * config.blockSize
+            }
+            let computed = cachedHits.count * config.blockSize
+            let remaining = slots[slot].numTokens - computed
+            let tokens: Int
+            switch config.scheduling {
+            case .v1:
+                tokens = min(remaining, round.budget, longPrefillCap)
+            case .v0:
+                // One that could never fit with the watermark kept is finished unanswered
+                // (FINISHED_IGNORED, reported as "length"), and admission goes on.
+                if (remaining + config.blockSize - 1) / config.blockSize + reserve > config.numGPUBlocks - 1 {
+                    waiting.removeFirst()
+                    round.ignored.append(slot)
+                    continue
+                }
+                // A prompt longer than the whole budget is a configuration V0 refuses
+                // (max_num_batched_tokens below max_model_len): chunked rather than left to wait forever.
+                guard remaining <= round.budget || (scheduled.isEmpty && remaining > config.maxNumBatchedTokens) else { break admission }
+                tokens = min(remaining, round.budget)
+            }
+            guard kv.allocate(&slots[slot], newTokens: tokens, cachedHits: cachedHits, reserve: reserve) else { break }
+            waiting.removeFirst()
+            if slots[slot].times.firstScheduled == nil {
+                slots[slot].times.firstScheduled = now
+                slots[slot].cachedPromptTokens = min(computed, slots[slot].promptCount)
+                slots[slot].recomputedPromptTokens = recomputed
+            }
+            running.append(slot)
+            scheduled.append((slot, tokens))
+            round.budget -= tokens
+            round.add(slots[slot].request.lora)
+        }
+        for slot in skipped.reversed() { waiting.prepend(slot) }
     }
 
     // MARK: Helpers

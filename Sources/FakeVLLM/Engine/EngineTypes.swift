@@ -21,12 +21,31 @@ public struct EngineConfig: Sendable, Equatable {
     public var maxLoras: Int
     /// Adapters kept in the host-memory LRU cache.
     public var maxCPULoras: Int
+    /// How each step's batch is formed: vLLM V1's, or V0's before it.
+    public var scheduling: Scheduling
+
+    /// vLLM's two schedulers. V1 (the default engine from vLLM 0.8.0) puts running requests
+    /// first and fills the rest of the token budget with waiting prompts, chunked. V0 (0.5–0.7,
+    /// `_schedule_default` in vllm/core/scheduler.py, chunked prefill off as it is by default
+    /// there) admits waiting prompts first, whole and in order, and runs the running requests'
+    /// decodes only in steps that admitted none: a step is all prefill or all decode.
+    public enum Scheduling: Sendable, Equatable {
+        case v1
+        case v0
+    }
+
+    /// V0's block manager admits a prompt only if 1 % of the blocks stay free after it
+    /// (`watermark=0.01`), so running requests have room to grow.
+    public var admissionWatermarkBlocks: Int {
+        scheduling == .v0 ? Int(0.01 * Double(numGPUBlocks)) : 0
+    }
 
     public init(
         maxNumSeqs: Int, maxNumBatchedTokens: Int, maxModelLen: Int, blockSize: Int = 16,
         numGPUBlocks: Int, enablePrefixCaching: Bool = true, longPrefillTokenThreshold: Int = 0,
-        maxLoras: Int = 0, maxCPULoras: Int = 0
+        maxLoras: Int = 0, maxCPULoras: Int = 0, scheduling: Scheduling = .v1
     ) {
+        self.scheduling = scheduling
         self.maxNumSeqs = maxNumSeqs
         self.maxNumBatchedTokens = maxNumBatchedTokens
         self.maxModelLen = maxModelLen

@@ -35,14 +35,14 @@ struct KVCacheManager {
     }
 
     /// Gives the request blocks for `newTokens` more tokens (after any cached hits); false when
-    /// the pool cannot, leaving everything as it was.
-    mutating func allocate(_ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = []) -> Bool {
+    /// the pool cannot and still keep `reserve` blocks free, leaving everything as it was.
+    mutating func allocate(_ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = [], reserve: Int = 0) -> Bool {
         let computed = state.numComputedTokens + cachedHits.count * blockSize
         let neededBlocks = (computed + newTokens + blockSize - 1) / blockSize
         let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
         var revived = 0
         for block in cachedHits where pool.isFree(block) { revived += 1 }
-        guard fresh + revived <= pool.numFree else { return false }
+        guard fresh + revived + reserve <= pool.numFree else { return false }
         // Most calls are a decode token inside the request's last block: no hits, nothing to take.
         if !cachedHits.isEmpty {
             for block in cachedHits { pool.touch(block) }

@@ -8,7 +8,10 @@ import Foundation
 /// - accelerator and model by name; a row whose GPU is not stated is not predicted;
 /// - precision "fp8 weights" is `--quantization fp8`; plain "fp8" adds `--kv-cache-dtype fp8`;
 /// - `max_num_seqs` from the row's notes, else 256 for engines before vLLM V1, else the device's
-///   V1 default; scheduling is always V1's chunked prefill (older engines prefilled first);
+///   V1 default;
+/// - vLLM before V1 schedules as V0 does by default (prompts first and whole, a step all
+///   prefill or all decode, `max_num_batched_tokens` = max(max_model_len, 2048), no prefix
+///   caching); vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill beside the decodes);
 /// - "batch N": N requests at once (vLLM's latency test, static batching); "concurrency N":
 ///   N closed-loop clients; "QPS r": Poisson arrivals; "inf", "offline", "max load": all at once;
 /// - prompt counts from the row (default 200; 1000 for "max load" and 10 × N for concurrency N);
@@ -133,7 +136,8 @@ public struct PublishedComparison {
             replicas = Double(count)
             assumptions.append("\(count) replicas simulated as one at 1/\(count) of the rate")
         }
-        let key = "\(acceleratorName)|\(modelName)|\(tp)|\(precision)|\(maxNumSeqs)|\(load)|\(inputText)|\(outputText)|\(notes.hashValue)"
+        let scheduling: EngineConfig.Scheduling = engineText.contains("vLLM") && !engineText.contains("v1") ? .v0 : .v1
+        let key = "\(acceleratorName)|\(modelName)|\(tp)|\(precision)|\(maxNumSeqs)|\(scheduling)|\(load)|\(inputText)|\(outputText)|\(notes.hashValue)"
         let measured: Measured
         if let cached = cache[key] {
             measured = cached
@@ -142,7 +146,7 @@ public struct PublishedComparison {
             case .batch(let batch):
                 maxNumSeqs = max(maxNumSeqs, batch)
                 let input = fixedInput ?? Int(meanInput), output = fixedOutput ?? Int(meanOutput)
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: input + output)
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: input + output, scheduling: scheduling)
                 let prediction = Prediction.run(engineConfig: config, costModel: costModel, batch: batch, input: input, output: output)
                 measured = Measured(values: [
                     "e2e_latency_ms": prediction.endToEndLatency * 1000, "ttft_ms": prediction.timeToFirstToken * 1000,
@@ -151,11 +155,11 @@ public struct PublishedComparison {
                 ])
             case .closedLoop(let clients):
                 let requests = workload(count: max(10 * clients, 100), rate: nil, fixed: (fixedInput, fixedOutput), means: (meanInput, meanOutput))
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model))
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling)
                 measured = Self.measured(WorkloadSimulation.runClosedLoop(engineConfig: config, costModel: costModel, requests: requests, concurrency: clients), replicas: 1)
             case .stream(let rate, let count):
                 let requests = workload(count: max(1, Int(Double(count) / replicas)), rate: rate.map { $0 / replicas }, fixed: (fixedInput, fixedOutput), means: (meanInput, meanOutput))
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model))
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling)
                 measured = Self.measured(WorkloadSimulation.run(engineConfig: config, costModel: costModel, arrivals: requests), replicas: replicas)
             }
             cache[key] = measured
@@ -202,11 +206,15 @@ public struct PublishedComparison {
         return nil
     }
 
-    private func engineConfig(accelerator: AcceleratorProfile, costModel: CostModel, maxNumSeqs: Int, maxModelLen: Int) -> EngineConfig {
-        EngineConfig(
-            maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs),
-            maxModelLen: max(maxModelLen, 16), numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)),
-            enablePrefixCaching: true)
+    private func engineConfig(
+        accelerator: AcceleratorProfile, costModel: CostModel, maxNumSeqs: Int, maxModelLen: Int, scheduling: EngineConfig.Scheduling
+    ) -> EngineConfig {
+        let maxModelLen = max(maxModelLen, 16)
+        let budget = scheduling == .v0 ? max(maxModelLen, 2048) : max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs)
+        return EngineConfig(
+            maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: budget, maxModelLen: maxModelLen,
+            numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)), enablePrefixCaching: scheduling == .v1,
+            scheduling: scheduling)
     }
 
     // MARK: Reading the rows
