@@ -5,7 +5,7 @@ import Foundation
 struct Profiles: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List accelerator and model profiles, and predict a batch's timing.",
-        subcommands: [List.self, Predict.self, Validate.self])
+        subcommands: [List.self, Predict.self, Validate.self, Fit.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the accelerator and model profiles.")
@@ -104,11 +104,78 @@ extension Profiles {
             guard !errors.isEmpty else { return }
             print("")
             print("Predicted \(errors.count) of \(rows.count) rows; median absolute error \(String(format: "%.1f", Self.median(errors))) %; within 10 %: \(errors.filter { $0 <= 10 }.count); within 20 %: \(errors.filter { $0 <= 20 }.count).")
+            print("")
+            print("| vLLM family | split | rows predicted | median abs error | within 10 % |")
+            print("|---|---|---:|---:|---:|")
+            for split in [true, false] {
+                for family in PublishedComparison.Family.allCases where family.isTraining == split {
+                    let errors = rows.filter { $0.family == family }.compactMap(\.errorPercent).map(abs)
+                    guard !errors.isEmpty else { continue }
+                    print("| \(family.rawValue) | \(split ? "training" : "validation") | \(errors.count) | \(String(format: "%.1f", Self.median(errors))) % | \(errors.filter { $0 <= 10 }.count) |")
+                }
+                let errors = rows.filter { $0.family?.isTraining == split }.compactMap(\.errorPercent).map(abs)
+                if !errors.isEmpty {
+                    print("| **all \(split ? "training" : "validation")** | | \(errors.count) | **\(String(format: "%.1f", Self.median(errors))) %** | \(errors.filter { $0 <= 10 }.count) |")
+                }
+            }
         }
 
         static func median(_ values: [Double]) -> Double {
             let sorted = values.sorted()
             return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
+    }
+}
+
+extension Profiles {
+    struct Fit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fit vLLM V0's host CPU time per step on the training sources of a published-serving CSV and write profiles/engines/vllm-v0.yaml.",
+            discussion: """
+                The split is fixed in docs/timing-validation.md ("Calibration plan"): only the training families' rows \
+                are read. Deterministic: Nelder–Mead from BLIS's published trained-physics values, a fixed number of \
+                iterations. `profiles validate` then reports training and validation errors apart.
+                """)
+
+        @Option(help: "reference/timing/published_serving.csv") var published: String
+        @Option(help: "Simplex iterations.") var iterations = 40
+
+        /// BLIS's trained-physics coefficients for vLLM v0.15.1 (inference-sim/inference-sim,
+        /// defaults.yaml trained_physics_coefficients): the starting point, not a result.
+        static let start = HostCost(perStepMs: 0.12602, perLayerUs: 32.095, perSequenceUs: 4.417)
+
+        func run() throws {
+            guard iterations > 0, iterations <= 1000 else { throw ValidationError("--iterations must be 1…1000") }
+            let store = try ProfileStore.locate()
+            let fit = try HostCostFit(profiles: store, csv: String(contentsOfFile: published, encoding: .utf8))
+            let families = PublishedComparison.Family.allCases.filter(\.isTraining).map(\.rawValue).joined(separator: ", ")
+            print("fitting vLLM V0's host time per step on \(families); start \(Self.describe(Self.start))")
+            let result = try fit.fit(from: Self.start, iterations: iterations) { iteration, best, loss in
+                print(String(format: "  iteration %3d  loss %.5f  ", iteration, loss) + Self.describe(best))
+                fflush(nil)
+            }
+            print(String(format: "fitted: loss %.5f after %d evaluations; ", result.loss, result.evaluations) + Self.describe(result.host))
+            let file = store.root.appendingPathComponent("engines/vllm-v0.yaml")
+            try """
+                # vLLM's V0 engine (0.5–0.7): its CPU time per step, beside the accelerator's. FITTED by
+                #   understudy profiles fit --published \(published) --iterations \(iterations)
+                # on the training families only (\(families); docs/timing-validation.md, "Calibration
+                # plan"), from BLIS's trained-physics values for vLLM v0.15.1 (126.02 µs per step, 32.095 µs
+                # per layer, 4.417 µs per request; inference-sim/inference-sim defaults.yaml). Loss (mean
+                # over families of the mean squared log error): \(String(format: "%.5f", result.loss)).
+                name: vllm-v0
+                description: vLLM V0 engine (0.5–0.7), host CPU time per step
+                host:
+                  perStepMs: \(String(format: "%.5f", result.host.perStepMs))
+                  perLayerUs: \(String(format: "%.4f", result.host.perLayerUs))
+                  perSequenceUs: \(String(format: "%.4f", result.host.perSequenceUs))
+
+                """.write(to: file, atomically: true, encoding: .utf8)
+            print("wrote \(file.path)")
+        }
+
+        static func describe(_ host: HostCost) -> String {
+            String(format: "%.4f ms per step, %.3f µs per layer, %.3f µs per sequence", host.perStepMs, host.perLayerUs, host.perSequenceUs)
         }
     }
 }

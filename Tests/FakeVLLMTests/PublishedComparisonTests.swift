@@ -44,3 +44,46 @@ import Testing
         #expect(rows.allSatisfy { $0.count == 12 })
     }
 }
+
+/// `understudy profiles fit`: V0's host time per step fitted on the training families only.
+@Suite struct HostCostFitTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let csv = root.appendingPathComponent("reference/timing/published_serving.csv")
+
+    @Test func theSimplexFindsAQuadraticsMinimum() {
+        let minimum = NelderMead.minimize([0, 0, 0], step: 1, iterations: 200) { point in
+            pow(point[0] - 1, 2) + 2 * pow(point[1] + 2, 2) + 3 * pow(point[2] - 0.5, 2)
+        }
+        #expect(abs(minimum.point[0] - 1) < 1e-3 && abs(minimum.point[1] + 2) < 1e-3 && abs(minimum.point[2] - 0.5) < 1e-3, "\(minimum.point)")
+    }
+
+    @Test func everyVLLMRowHasAFamilyAndOnlyTrainingRowsTeachTheFit() throws {
+        let text = try String(contentsOf: Self.csv, encoding: .utf8)
+        let table = PublishedComparison.parseCSV(text)
+        let header = table[0]
+        var families: [PublishedComparison.Family: Int] = [:]
+        for values in table.dropFirst() {
+            let field = Dictionary(uniqueKeysWithValues: zip(header, values))
+            let family = PublishedComparison.Family.of(source: field["source"]!, engine: field["engine"]!)
+            #expect((family != nil) == field["engine"]!.contains("vLLM"), "\(field["source"]!)")
+            if let family { families[family, default: 0] += 1 }
+        }
+        #expect(Set(families.keys) == Set(PublishedComparison.Family.allCases), "\(families)")
+
+        // Changing every validation row's published value changes nothing the fit sees.
+        let profiles = ProfileStore(root: Self.root.appendingPathComponent("profiles"))
+        let valueColumn = header.firstIndex(of: "value")!
+        var altered = [header]
+        for values in table.dropFirst() {
+            let field = Dictionary(uniqueKeysWithValues: zip(header, values))
+            var row = values
+            if PublishedComparison.Family.of(source: field["source"]!, engine: field["engine"]!)?.isTraining == false { row[valueColumn] = "1" }
+            altered.append(row)
+        }
+        let alteredText = altered.map { $0.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ",") }.joined(separator: "\n")
+        let host = HostCost(perStepMs: 0.5, perLayerUs: 20, perSequenceUs: 50)
+        let original = try HostCostFit(profiles: profiles, csv: text).loss(host)
+        #expect(original.isFinite && original > 0)
+        #expect(try HostCostFit(profiles: profiles, csv: alteredText).loss(host) == original)
+    }
+}

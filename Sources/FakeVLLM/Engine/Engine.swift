@@ -130,6 +130,7 @@ public struct Engine: Sendable {
         var shape = BatchShape()
         for (slot, tokens) in scheduled {
             let computed = slots[slot].numComputedTokens, total = slots[slot].numTokens
+            shape.sequences += 1
             if computed + tokens >= total { shape.sampledSequences += 1 }
             if computed + tokens == total, tokens == 1, slots[slot].numOutputTokens > 0 {
                 shape.decodeSequences += 1

@@ -11,6 +11,8 @@ public struct BatchShape: Sendable, Equatable {
     public var decodeContextTokens = 0
     /// Sequences sampling a token this step (through the LM head).
     public var sampledSequences = 0
+    /// Sequences in the batch, prefilling or decoding (the host's work grows with them).
+    public var sequences = 0
     /// Bytes of the distinct adapters in the batch (zero without LoRA).
     public var adapterBytes = 0
     /// Time spent loading adapters into GPU slots before this step can run.
@@ -43,6 +45,8 @@ public struct CostModel: Sendable {
     public let model: ModelProfile
     public let tensorParallel: Int
     public let precision: Precision
+    /// The engine's CPU time per step; nil: the accelerator's fixed `stepOverheadMs`.
+    public let host: HostCost?
     /// Bytes of one weight and of one cached K or V value.
     public let weightBytes: Double
     public let kvBytesPerToken: Double
@@ -60,8 +64,9 @@ public struct CostModel: Sendable {
     /// Extra fraction of linear-layer time while adapters are in the batch (MODEL.md §6, α).
     public static let loraLinearOverhead = 0.05
 
-    public init(accelerator: AcceleratorProfile, model: ModelProfile, tensorParallel: Int = 1, precision: Precision = .bf16) {
+    public init(accelerator: AcceleratorProfile, model: ModelProfile, tensorParallel: Int = 1, precision: Precision = .bf16, host: HostCost? = nil) {
         self.accelerator = accelerator
+        self.host = host
         self.model = model
         self.tensorParallel = tensorParallel
         self.precision = precision
@@ -111,7 +116,8 @@ public struct CostModel: Sendable {
         let kv = Double(batch.decodeContextTokens) * kvSecondsPerToken
         let prefillAttention = batch.prefillAttentionWork * attentionSecondsPerWork
         let allReduce = allReduceFixedSeconds + allReduceSecondsPerToken * n
-        return accelerator.stepOverheadMs * 1e-3 + linear + head + kv + prefillAttention + allReduce + batch.adapterLoadSeconds
+        let overhead = host?.seconds(layers: model.layers, sequences: batch.sequences) ?? accelerator.stepOverheadMs * 1e-3
+        return overhead + linear + head + kv + prefillAttention + allReduce + batch.adapterLoadSeconds
     }
 
     /// Seconds to bring an adapter of `bytes` into a GPU slot: `c_load + bytes / host_to_device_bw`

@@ -48,6 +48,33 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
     public var isInstant: Bool { instant ?? false }
 }
 
+/// A vLLM engine generation's costs on the host, read from `profiles/engines/NAME.yaml`.
+public struct EngineProfile: Codable, Sendable, Equatable {
+    public var name: String
+    public var description: String
+    public var host: HostCost
+}
+
+/// The engine's CPU time in a step, beside the accelerator's: scheduling, preparing inputs,
+/// processing outputs. It grows with the model's layers (kernel launches) and with the
+/// sequences in the batch (their metadata and tokens). The vLLM v0.6.0 blog measured v0.5.3
+/// spending 62 % of its time there for an 8B model on an H100.
+public struct HostCost: Codable, Sendable, Equatable {
+    public var perStepMs: Double
+    public var perLayerUs: Double
+    public var perSequenceUs: Double
+
+    public init(perStepMs: Double, perLayerUs: Double, perSequenceUs: Double) {
+        self.perStepMs = perStepMs
+        self.perLayerUs = perLayerUs
+        self.perSequenceUs = perSequenceUs
+    }
+
+    public func seconds(layers: Int, sequences: Int) -> Double {
+        perStepMs * 1e-3 + (perLayerUs * Double(layers) + perSequenceUs * Double(sequences)) * 1e-6
+    }
+}
+
 /// A model's architecture, read from `profiles/models/NAME.yaml`.
 public struct ModelProfile: Codable, Sendable, Equatable {
     public var name: String
@@ -139,6 +166,10 @@ public struct ProfileStore: Sendable {
 
     public func model(_ name: String) throws -> ModelProfile {
         try load(ModelProfile.self, kind: "models", name: name)
+    }
+
+    public func engine(_ name: String) throws -> EngineProfile {
+        try load(EngineProfile.self, kind: "engines", name: name)
     }
 
     /// The model profile for a `--model` value: a profile name, its Hugging Face id or an alias.

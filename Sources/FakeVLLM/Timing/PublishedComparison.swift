@@ -11,7 +11,9 @@ import Foundation
 ///   V1 default;
 /// - vLLM before V1 schedules as V0 does by default (prompts first and whole, a step all
 ///   prefill or all decode, `max_num_batched_tokens` = max(max_model_len, 2048), no prefix
-///   caching); vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill beside the decodes);
+///   caching), with V0's host CPU time per step (profiles/engines/vllm-v0.yaml) in place of the
+///   accelerator's fixed overhead; vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill beside
+///   the decodes);
 /// - "batch N": N requests at once (vLLM's latency test, static batching); "concurrency N":
 ///   N closed-loop clients; "QPS r": Poisson arrivals; "inf", "offline", "max load": all at once;
 /// - prompt counts from the row (default 200; 1000 for "max load" and 10 × N for concurrency N);
@@ -27,22 +29,56 @@ public struct PublishedComparison {
         public var predicted: Double?
         /// Why the row was not predicted, or which assumptions it needed.
         public var note: String
+        /// The vLLM source family it belongs to (docs/timing-validation.md, calibration plan).
+        public var family: Family?
         public var errorPercent: Double? { predicted.map { ($0 - published) / published * 100 } }
     }
 
     public let profiles: ProfileStore
+    /// vLLM V0's CPU time per step (profiles/engines/vllm-v0.yaml, or a fit's candidate).
+    public var v0Host: HostCost
 
-    public init(profiles: ProfileStore) { self.profiles = profiles }
+    public init(profiles: ProfileStore, v0Host: HostCost? = nil) throws {
+        self.profiles = profiles
+        self.v0Host = try v0Host ?? profiles.engine("vllm-v0").host
+    }
 
-    /// Every row of the CSV, predicted where expressible.
-    public func compare(csv text: String) throws -> [Row] {
+    /// The vLLM sources the step-time fit is trained and judged on, split by whole source
+    /// before any fit (docs/timing-validation.md, "Calibration plan").
+    public enum Family: String, Sendable, CaseIterable {
+        case lambdaLabs = "LambdaLabs v0.5.4"
+        case vllmBlogV060 = "vLLM v0.6.0 blog"
+        case vllmNightly = "vLLM nightly"
+        case amdMI300X = "AMD MI300X blog"
+        case gieSample = "GIE sample"
+
+        public var isTraining: Bool { self == .lambdaLabs || self == .vllmBlogV060 }
+
+        /// The family of a row, by its `source` and `engine` columns; nil for other engines.
+        public static func of(source: String, engine: String) -> Family? {
+            guard engine.contains("vLLM") else { return nil }
+            if source.contains("LambdaLabsML/vllm-benchmark") { return .lambdaLabs }
+            if source.contains("2024/09/05/perf-update") { return .vllmBlogV060 }
+            if source.contains("buildkite.com/vllm/performance-benchmark") { return .vllmNightly }
+            if source.contains("vllm-serving-amd") || source.contains("Serving LLMs on AMD MI300X") { return .amdMI300X }
+            if source.contains("gateway-api-inference-extension") { return .gieSample }
+            return nil
+        }
+    }
+
+    /// Every row of the CSV (or those `including` keeps), predicted where expressible.
+    public func compare(csv text: String, including: (Family?) -> Bool = { _ in true }) throws -> [Row] {
         let table = Self.parseCSV(text)
         guard let header = table.first else { return [] }
         var rows: [Row] = []
         var cache: [String: Measured] = [:]
         for (index, values) in table.dropFirst().enumerated() where values.count == header.count {
             let field = Dictionary(uniqueKeysWithValues: zip(header, values))
-            rows.append(try compare(index: index, field, cache: &cache))
+            let family = Family.of(source: field["source"] ?? "", engine: field["engine"] ?? "")
+            guard including(family) else { continue }
+            var row = try compare(index: index, field, cache: &cache)
+            row.family = family
+            rows.append(row)
         }
         return rows
     }
@@ -61,7 +97,7 @@ public struct PublishedComparison {
         let load = field["batch_or_concurrency"] ?? ""
         let inputText = field["input_len"] ?? "", outputText = field["output_len"] ?? ""
         let summary = "\(engineText) · \(acceleratorText) · \(modelText) · TP\(field["tp"] ?? "") · \(load) · \(inputText)/\(outputText)"
-        var row = Row(index: index, summary: summary, metric: metric, published: published, predicted: nil, note: "")
+        var row = Row(index: index, summary: summary, metric: metric, published: published, predicted: nil, note: "", family: nil)
         func refuse(_ reason: String) -> Row {
             row.note = "not expressible: " + reason
             return row
@@ -79,7 +115,9 @@ public struct PublishedComparison {
             fp8KVCache: precisionText.contains("fp8") && !precisionText.contains("weights"))
         let accelerator = try profiles.accelerator(acceleratorName)
         let model = try profiles.model(modelName)
-        let costModel = CostModel(accelerator: accelerator, model: model, tensorParallel: tp, precision: precision)
+        let scheduling: EngineConfig.Scheduling = engineText.contains("vLLM") && !engineText.contains("v1") ? .v0 : .v1
+        let costModel = CostModel(
+            accelerator: accelerator, model: model, tensorParallel: tp, precision: precision, host: scheduling == .v0 ? v0Host : nil)
         var assumptions: [String] = []
         if precision.fp8KVCache { assumptions.append("fp8 KV cache assumed") }
         if engineText.contains("steps=10") || engineText.contains("scheduler-steps") || engineText.contains("multi-step") {
@@ -136,7 +174,6 @@ public struct PublishedComparison {
             replicas = Double(count)
             assumptions.append("\(count) replicas simulated as one at 1/\(count) of the rate")
         }
-        let scheduling: EngineConfig.Scheduling = engineText.contains("vLLM") && !engineText.contains("v1") ? .v0 : .v1
         let key = "\(acceleratorName)|\(modelName)|\(tp)|\(precision)|\(maxNumSeqs)|\(scheduling)|\(load)|\(inputText)|\(outputText)|\(notes.hashValue)"
         let measured: Measured
         if let cached = cache[key] {
