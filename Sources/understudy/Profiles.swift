@@ -78,17 +78,35 @@ extension Profiles {
             abstract: "Predict every row of a published-serving CSV and report the errors (markdown).")
 
         @Option(help: "reference/timing/published_serving.csv") var published: String
+        @Option(help: "Replace what follows the generated-tables marker in this markdown file (docs/timing-validation.md) instead of printing.")
+        var write: String?
+
+        /// The line after which `--write` replaces a file's contents with the tables.
+        static let marker = "<!-- Everything below is written by `understudy profiles validate --write`. -->"
 
         func run() throws {
+            var lines: [String] = []
+            try tables { lines.append($0) }
+            guard let write else {
+                for line in lines { print(line) }
+                return
+            }
+            let document = try String(contentsOfFile: write, encoding: .utf8)
+            guard let range = document.range(of: Self.marker) else {
+                throw ValidationError("\(write) has no line \(Self.marker) to write the tables after")
+            }
+            try (document[..<range.upperBound] + "\n\n" + lines.joined(separator: "\n") + "\n").write(toFile: write, atomically: true, encoding: .utf8)
+            print("wrote the tables of \(published) into \(write)")
+        }
+
+        /// The summaries (per source, overall, per vLLM family and split), then every row.
+        private func tables(_ print: (String) -> Void) throws {
             let text = try String(contentsOfFile: published, encoding: .utf8)
             let rows = try PublishedComparison(profiles: ProfileStore.locate()).compare(csv: text)
-            print("| row | source setting | metric | published | predicted | error | note |")
-            print("|---:|---|---|---:|---:|---:|---|")
-            for row in rows {
-                let predicted = row.predicted.map { String(format: "%.4g", $0) } ?? "—"
-                let error = row.errorPercent.map { String(format: "%+.1f %%", $0) } ?? "—"
-                print("| \(row.index) | \(row.summary.replacingOccurrences(of: "|", with: "/")) | \(row.metric) | \(String(format: "%.4g", row.published)) | \(predicted) | \(error) | \(row.note) |")
+            func summary(_ errors: [Double]) -> String {
+                "\(errors.count) | \(String(format: "%.1f", Self.median(errors))) % | \(errors.filter { $0 <= 10 }.count)"
             }
+            print("## Per source")
             print("")
             print("| source (engine · metric) | rows | median abs error | within 10 % |")
             print("|---|---:|---:|---:|")
@@ -97,26 +115,33 @@ extension Profiles {
                 guard let error = row.errorPercent else { continue }
                 groups[row.summary.components(separatedBy: " · ").first! + " · " + row.metric, default: []].append(abs(error))
             }
-            for (group, errors) in groups.sorted(by: { $0.key < $1.key }) {
-                print("| \(group) | \(errors.count) | \(String(format: "%.1f", Self.median(errors))) % | \(errors.filter { $0 <= 10 }.count) |")
-            }
+            for (group, errors) in groups.sorted(by: { $0.key < $1.key }) { print("| \(group) | \(summary(errors)) |") }
             let errors = rows.compactMap(\.errorPercent).map(abs)
-            guard !errors.isEmpty else { return }
-            print("")
-            print("Predicted \(errors.count) of \(rows.count) rows; median absolute error \(String(format: "%.1f", Self.median(errors))) %; within 10 %: \(errors.filter { $0 <= 10 }.count); within 20 %: \(errors.filter { $0 <= 20 }.count).")
+            if !errors.isEmpty {
+                print("")
+                print("Predicted \(errors.count) of \(rows.count) rows; median absolute error \(String(format: "%.1f", Self.median(errors))) %; within 10 %: \(errors.filter { $0 <= 10 }.count); within 20 %: \(errors.filter { $0 <= 20 }.count).")
+            }
             print("")
             print("| vLLM family | split | rows predicted | median abs error | within 10 % |")
             print("|---|---|---:|---:|---:|")
             for split in [true, false] {
+                let name = split ? "training" : "validation"
                 for family in PublishedComparison.Family.allCases where family.isTraining == split {
                     let errors = rows.filter { $0.family == family }.compactMap(\.errorPercent).map(abs)
-                    guard !errors.isEmpty else { continue }
-                    print("| \(family.rawValue) | \(split ? "training" : "validation") | \(errors.count) | \(String(format: "%.1f", Self.median(errors))) % | \(errors.filter { $0 <= 10 }.count) |")
+                    if !errors.isEmpty { print("| \(family.rawValue) | \(name) | \(summary(errors)) |") }
                 }
                 let errors = rows.filter { $0.family?.isTraining == split }.compactMap(\.errorPercent).map(abs)
-                if !errors.isEmpty {
-                    print("| **all \(split ? "training" : "validation")** | | \(errors.count) | **\(String(format: "%.1f", Self.median(errors))) %** | \(errors.filter { $0 <= 10 }.count) |")
-                }
+                if !errors.isEmpty { print("| **all \(name)** | | \(summary(errors)) |") }
+            }
+            print("")
+            print("## Every row")
+            print("")
+            print("| row | source setting | metric | published | predicted | error | note |")
+            print("|---:|---|---|---:|---:|---:|---|")
+            for row in rows {
+                let predicted = row.predicted.map { String(format: "%.4g", $0) } ?? "—"
+                let error = row.errorPercent.map { String(format: "%+.1f %%", $0) } ?? "—"
+                print("| \(row.index) | \(row.summary.replacingOccurrences(of: "|", with: "/")) | \(row.metric) | \(String(format: "%.4g", row.published)) | \(predicted) | \(error) | \(row.note) |")
             }
         }
 
