@@ -4,7 +4,7 @@ import Testing
 /// A small engine on an H100-shaped cost model, built without reading profile files.
 func makeEngine(
     maxNumSeqs: Int = 8, maxNumBatchedTokens: Int = 256, blocks: Int = 200, prefixCaching: Bool = true,
-    maxLoras: Int = 0, maxCPULoras: Int? = nil, scheduling: EngineConfig.Scheduling = .v1
+    maxLoras: Int = 0, maxCPULoras: Int? = nil, scheduling: EngineConfig.Scheduling = .v1, schedulerSteps: Int = 1
 ) -> Engine {
     let accelerator = AcceleratorProfile(
         name: "test", description: "test", instant: nil, memoryMiB: 81559, memoryBandwidthTBps: 3.35, bf16TFLOPs: 989.4,
@@ -18,7 +18,8 @@ func makeEngine(
         outputLength: .init(median: 100, sigma: 1))
     let config = EngineConfig(
         maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: 8192, numGPUBlocks: blocks,
-        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxCPULoras ?? maxLoras, scheduling: scheduling)
+        enablePrefixCaching: prefixCaching, maxLoras: maxLoras, maxCPULoras: maxCPULoras ?? maxLoras, scheduling: scheduling,
+        numSchedulerSteps: schedulerSteps)
     return Engine(config: config, costModel: CostModel(accelerator: accelerator, model: model))
 }
 
@@ -319,4 +320,27 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         #expect(ignored?.finished.map(\.reason) == [.length] && ignored?.finished.first?.generatedTokens == 0)
         #expect(ignored?.progress.map(\.finishReason) == [.length] && !engine.hasWork)
     }
+
+    @Test func aMultiStepRunKeepsItsBatchUntilItEnds() throws {
+        // --num-scheduler-steps 4: once two decodes are scheduled, four passes run before a
+        // newcomer is admitted (V1 would admit it at once).
+        var engine = makeEngine(maxNumBatchedTokens: 512, scheduling: .v0, schedulerSteps: 4)
+        engine.add(request(0, prompt: Array(0..<40), output: 30))
+        engine.add(request(1, prompt: Array(100..<140), output: 30))
+        let prefillStep = engine.step(now: 0)
+        let prefill = try #require(prefillStep)
+        #expect(prefill.scheduledTokens == 80)
+        var now = prefill.end
+        for pass in 0..<4 {
+            let outcome = engine.step(now: now)
+            let step = try #require(outcome)
+            #expect(step.scheduledTokens == 2, "pass \(pass)")
+            now = step.end
+            if pass == 0 { engine.add(request(2, prompt: Array(200..<240), output: 3, at: now)) }
+        }
+        let next = engine.step(now: now)
+        #expect(try #require(next).scheduledTokens == 40, "the newcomer's prompt, after the run")
+        #expect(drain(&engine, from: next!.end).count == 3)
+    }
 }
+

@@ -28,6 +28,8 @@ public struct Engine: Sendable {
     private var adapters: LoRAResidency
     /// The requests the last step scheduled and their tokens, kept for the next step's list.
     private var batch: [(slot: Int, tokens: Int)] = []
+    /// Forward passes left in V0's current multi-step decode run after the last step.
+    private var stepsLeftInRun = 0
 
     public init(config: EngineConfig, costModel: CostModel) {
         self.config = config
@@ -113,16 +115,24 @@ public struct Engine: Sendable {
             // Running requests first; waiting ones after, unless this step had to preempt.
             continueRunning(into: &scheduled, &round)
             if round.preemptions == 0 { admitWaiting(into: &scheduled, &round, now: now) }
+        case .v0 where stepsLeftInRun > 0:
+            // Inside a multi-step run: the same decodes again (their blocks were reserved when
+            // it was scheduled), nothing admitted, nothing preempted.
+            stepsLeftInRun -= 1
+            continueRunning(into: &scheduled, &round)
         case .v0:
             // Waiting prompts first (V0 counts the running requests' adapters against
-            // max_loras then too); the running requests' decodes only if none was admitted.
+            // max_loras then too); the running requests' decodes only if none was admitted,
+            // with slots for the whole multi-step run.
             round.loraLimit = distinctAdapters(running)
             admitWaiting(into: &scheduled, &round, now: now)
             if scheduled.isEmpty {
                 round.loraLimit = []
-                continueRunning(into: &scheduled, &round)
+                continueRunning(into: &scheduled, &round, lookahead: config.numSchedulerSteps - 1)
+                if !scheduled.isEmpty { stepsLeftInRun = config.numSchedulerSteps - 1 }
             }
         }
+        if scheduled.isEmpty { stepsLeftInRun = 0 }
         let preemptions = round.preemptions, queries = round.queries, hits = round.hits
         let batchAdapters = round.batchAdapters
 
@@ -210,14 +220,15 @@ public struct Engine: Sendable {
     }
 
     /// Running requests, in order: one decode token each, or the next chunk of a partial
-    /// prefill; the newest is preempted while blocks run out.
-    private mutating func continueRunning(into scheduled: inout [(slot: Int, tokens: Int)], _ round: inout Round) {
+    /// prefill; the newest is preempted while blocks run out. `lookahead`: slots for as many
+    /// more tokens are reserved too (V0's multi-step run).
+    private mutating func continueRunning(into scheduled: inout [(slot: Int, tokens: Int)], _ round: inout Round, lookahead: Int = 0) {
         var index = 0
         while index < running.count, round.budget > 0 {
             let slot = running[index]
             let tokens = min(slots[slot].numTokens - slots[slot].numComputedTokens, longPrefillCap, round.budget)
             var selfPreempted = false
-            while !kv.allocate(&slots[slot], newTokens: tokens) {
+            while !kv.allocate(&slots[slot], newTokens: tokens, lookahead: lookahead) {
                 let victim = running.removeLast()
                 round.preemptions += 1
                 preempt(victim)

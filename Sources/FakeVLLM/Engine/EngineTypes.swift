@@ -23,6 +23,9 @@ public struct EngineConfig: Sendable, Equatable {
     public var maxCPULoras: Int
     /// How each step's batch is formed: vLLM V1's, or V0's before it.
     public var scheduling: Scheduling
+    /// V0's `--num-scheduler-steps` (vLLM 0.6): a decode batch, once scheduled, runs this many
+    /// forward passes with no scheduling in between (prefill steps stay single).
+    public var numSchedulerSteps: Int
 
     /// vLLM's two schedulers. V1 (the default engine from vLLM 0.8.0) puts running requests
     /// first and fills the rest of the token budget with waiting prompts, chunked. V0 (0.5–0.7,
@@ -43,9 +46,10 @@ public struct EngineConfig: Sendable, Equatable {
     public init(
         maxNumSeqs: Int, maxNumBatchedTokens: Int, maxModelLen: Int, blockSize: Int = 16,
         numGPUBlocks: Int, enablePrefixCaching: Bool = true, longPrefillTokenThreshold: Int = 0,
-        maxLoras: Int = 0, maxCPULoras: Int = 0, scheduling: Scheduling = .v1
+        maxLoras: Int = 0, maxCPULoras: Int = 0, scheduling: Scheduling = .v1, numSchedulerSteps: Int = 1
     ) {
         self.scheduling = scheduling
+        self.numSchedulerSteps = max(1, numSchedulerSteps)
         self.maxNumSeqs = maxNumSeqs
         self.maxNumBatchedTokens = maxNumBatchedTokens
         self.maxModelLen = maxModelLen

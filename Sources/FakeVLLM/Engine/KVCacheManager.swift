@@ -34,11 +34,14 @@ struct KVCacheManager {
         return (hits, cappedBlockCached ? blockSize : 0)
     }
 
-    /// Gives the request blocks for `newTokens` more tokens (after any cached hits); false when
-    /// the pool cannot and still keep `reserve` blocks free, leaving everything as it was.
-    mutating func allocate(_ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = [], reserve: Int = 0) -> Bool {
+    /// Gives the request blocks for `newTokens` more tokens (after any cached hits) and for
+    /// `lookahead` tokens after them; false when the pool cannot and still keep `reserve`
+    /// blocks free, leaving everything as it was.
+    mutating func allocate(
+        _ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = [], reserve: Int = 0, lookahead: Int = 0
+    ) -> Bool {
         let computed = state.numComputedTokens + cachedHits.count * blockSize
-        let neededBlocks = (computed + newTokens + blockSize - 1) / blockSize
+        let neededBlocks = (computed + newTokens + lookahead + blockSize - 1) / blockSize
         let fresh = max(0, neededBlocks - state.blockTable.count - cachedHits.count)
         var revived = 0
         for block in cachedHits where pool.isFree(block) { revived += 1 }

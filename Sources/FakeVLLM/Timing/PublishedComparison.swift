@@ -11,9 +11,10 @@ import Foundation
 ///   V1 default;
 /// - vLLM before V1 schedules as V0 does by default (prompts first and whole, a step all
 ///   prefill or all decode, `max_num_batched_tokens` = max(max_model_len, 2048), no prefix
-///   caching), with V0's host CPU time per step (profiles/engines/vllm-v0.yaml) in place of the
-///   accelerator's fixed overhead; vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill beside
-///   the decodes);
+///   caching), with V0's host CPU time per scheduler call (profiles/engines/vllm-v0.yaml) in
+///   place of the accelerator's fixed overhead, and the multi-step runs the engine column names
+///   (`--num-scheduler-steps`, `steps=`); vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill
+///   beside the decodes);
 /// - "batch N": N requests at once (vLLM's latency test, static batching); "concurrency N":
 ///   N closed-loop clients; "QPS r": Poisson arrivals; "inf", "offline", "max load": all at once;
 /// - prompt counts from the row (default 200; 1000 for "max load" and 10 × N for concurrency N);
@@ -120,8 +121,12 @@ public struct PublishedComparison {
             accelerator: accelerator, model: model, tensorParallel: tp, precision: precision, host: scheduling == .v0 ? v0Host : nil)
         var assumptions: [String] = []
         if precision.fp8KVCache { assumptions.append("fp8 KV cache assumed") }
-        if engineText.contains("steps=10") || engineText.contains("scheduler-steps") || engineText.contains("multi-step") {
-            assumptions.append("multi-step scheduling not emulated")
+        // V0's multi-step scheduling: the steps the engine names, 10 (the v0.6.0 blog's) where
+        // it says only "multi-step".
+        var schedulerSteps = Self.firstNumber(after: ["steps=", "scheduler-steps "], in: engineText) ?? 1
+        if engineText.contains("multi-step"), schedulerSteps == 1 {
+            schedulerSteps = 10
+            assumptions.append("10 scheduler steps assumed")
         }
         var maxNumSeqs = Self.firstNumber(after: ["max-num-seqs ", "max-num-seqs=", "max-num-seq="], in: notes)
             ?? (load.contains("max seqs") ? Self.firstNumber(after: [""], in: load) : nil)
@@ -174,7 +179,7 @@ public struct PublishedComparison {
             replicas = Double(count)
             assumptions.append("\(count) replicas simulated as one at 1/\(count) of the rate")
         }
-        let key = "\(acceleratorName)|\(modelName)|\(tp)|\(precision)|\(maxNumSeqs)|\(scheduling)|\(load)|\(inputText)|\(outputText)|\(notes.hashValue)"
+        let key = "\(acceleratorName)|\(modelName)|\(tp)|\(precision)|\(maxNumSeqs)|\(scheduling)|\(schedulerSteps)|\(load)|\(inputText)|\(outputText)|\(notes.hashValue)"
         let measured: Measured
         if let cached = cache[key] {
             measured = cached
@@ -183,7 +188,7 @@ public struct PublishedComparison {
             case .batch(let batch):
                 maxNumSeqs = max(maxNumSeqs, batch)
                 let input = fixedInput ?? Int(meanInput), output = fixedOutput ?? Int(meanOutput)
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: input + output, scheduling: scheduling)
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: input + output, scheduling: scheduling, schedulerSteps: schedulerSteps)
                 let prediction = Prediction.run(engineConfig: config, costModel: costModel, batch: batch, input: input, output: output)
                 measured = Measured(values: [
                     "e2e_latency_ms": prediction.endToEndLatency * 1000, "ttft_ms": prediction.timeToFirstToken * 1000,
@@ -192,11 +197,11 @@ public struct PublishedComparison {
                 ])
             case .closedLoop(let clients):
                 let requests = workload(count: max(10 * clients, 100), rate: nil, fixed: (fixedInput, fixedOutput), means: (meanInput, meanOutput))
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling)
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling, schedulerSteps: schedulerSteps)
                 measured = Self.measured(WorkloadSimulation.runClosedLoop(engineConfig: config, costModel: costModel, requests: requests, concurrency: clients), replicas: 1)
             case .stream(let rate, let count):
                 let requests = workload(count: max(1, Int(Double(count) / replicas)), rate: rate.map { $0 / replicas }, fixed: (fixedInput, fixedOutput), means: (meanInput, meanOutput))
-                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling)
+                let config = engineConfig(accelerator: accelerator, costModel: costModel, maxNumSeqs: maxNumSeqs, maxModelLen: maxLength(requests, model), scheduling: scheduling, schedulerSteps: schedulerSteps)
                 measured = Self.measured(WorkloadSimulation.run(engineConfig: config, costModel: costModel, arrivals: requests), replicas: replicas)
             }
             cache[key] = measured
@@ -244,14 +249,15 @@ public struct PublishedComparison {
     }
 
     private func engineConfig(
-        accelerator: AcceleratorProfile, costModel: CostModel, maxNumSeqs: Int, maxModelLen: Int, scheduling: EngineConfig.Scheduling
+        accelerator: AcceleratorProfile, costModel: CostModel, maxNumSeqs: Int, maxModelLen: Int, scheduling: EngineConfig.Scheduling,
+        schedulerSteps: Int
     ) -> EngineConfig {
         let maxModelLen = max(maxModelLen, 16)
         let budget = scheduling == .v0 ? max(maxModelLen, 2048) : max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs)
         return EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: budget, maxModelLen: maxModelLen,
             numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)), enablePrefixCaching: scheduling == .v1,
-            scheduling: scheduling)
+            scheduling: scheduling, numSchedulerSteps: scheduling == .v0 ? schedulerSteps : 1)
     }
 
     // MARK: Reading the rows
