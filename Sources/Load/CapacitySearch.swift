@@ -44,6 +44,8 @@ public enum CapacitySearch {
         while probes.count < maxProbes {
             let served = try await measure(rate).steadyRequestsPerSecond ?? 0
             probes.append(Probe(offered: rate, served: served))
+            // Nothing served twice over: no capacity to find (a dead or refusing target).
+            guard probes.count < 2 || probes.contains(where: { $0.served > 0 }) else { throw NoPlateau(probes: probes) }
             if probes.count >= 2, served < probes[probes.count - 2].served * plateauGain {
                 return Result(capacity: probes.map(\.served).max()!, probes: probes)
             }

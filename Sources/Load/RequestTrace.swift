@@ -25,7 +25,6 @@ public struct RequestTrace: Sendable, Equatable {
     /// then one request a line, `2023-11-16 18:15:46.6805900,374,44`.
     public static func azure(_ text: String, name: String) throws(WorkloadError) -> RequestTrace {
         var entries: [Entry] = []
-        var first: Double?
         // By lines of either ending: the published files end theirs with CRLF, one Character in Swift.
         var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).makeIterator()
         guard let header = lines.next(), header.trimmingCharacters(in: .whitespacesAndNewlines) == "TIMESTAMP,ContextTokens,GeneratedTokens" else {
@@ -41,14 +40,11 @@ public struct RequestTrace: Sendable, Equatable {
                   (1...maximumTokens).contains(input), (1...maximumTokens).contains(output) else {
                 throw WorkloadError("\(name) line \(lineNumber): expected TIMESTAMP,ContextTokens,GeneratedTokens with 1…\(maximumTokens) tokens, got \(line.prefix(120))")
             }
-            let start = first ?? seconds
-            first = start
-            guard seconds >= start else {
-                throw WorkloadError("\(name) line \(lineNumber): \(fields[0]) is before the trace's first request")
-            }
-            entries.append(Entry(time: seconds - start, inputTokens: input, outputTokens: output))
+            entries.append(Entry(time: seconds, inputTokens: input, outputTokens: output))
         }
-        guard !entries.isEmpty else { throw WorkloadError("\(name): the trace has no requests") }
+        guard let start = entries.map(\.time).min() else { throw WorkloadError("\(name): the trace has no requests") }
+        // Times from the earliest request: a trace need not be in order.
+        for index in entries.indices { entries[index].time -= start }
         // Sorted, stably: a trace may list two requests of the same instant in either order.
         return RequestTrace(name: name, entries: entries.enumerated().sorted { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }.map(\.element))
     }

@@ -170,10 +170,6 @@ public struct Workload: Sendable {
             output = pair.output
         case .quantiles(_, let lengths):
             let drawn = lengths.draw(&generator)
-            prompt = Self.words(drawn.input - 1, &generator)
-            output = drawn.output
-        case .quantiles(_, let lengths):
-            let drawn = lengths.draw(&generator)
             // The drawn prompt length counts BOS.
             prompt = Self.words(drawn.input - 1, &generator)
             output = drawn.output

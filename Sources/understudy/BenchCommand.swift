@@ -76,7 +76,8 @@ struct PlanOptions: ParsableArguments {
     func plan(defaultModel: String?) throws -> BenchPlan {
         let trace = try trace()
         // A trace's one stage is the whole trace unless --duration cuts it.
-        guard let duration = duration ?? trace.map({ $0.span.nextUp }) else { throw ValidationError("--duration is required: seconds of arrivals per stage") }
+        // (One second for a trace whose requests all arrive at once.)
+        guard let duration = duration ?? trace.map({ $0.span > 0 ? $0.span.nextUp : 1 }) else { throw ValidationError("--duration is required: seconds of arrivals per stage") }
         guard duration > 0, duration.isFinite else { throw ValidationError("--duration must be a positive number of seconds") }
         guard prefixGroups >= 0, prefixTokens >= 0 else { throw ValidationError("--prefix-groups and --prefix-tokens must be ≥ 0") }
         guard let names = (model ?? defaultModel)?.split(separator: ",").map(String.init), !names.isEmpty else {

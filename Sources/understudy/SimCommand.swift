@@ -36,6 +36,7 @@ struct SimCommand: AsyncParsableCommand {
             guard let policy = PickerPolicy(rawValue: String(name)) else { throw ValidationError("--policy: no policy \(name); policies: \(PickerPolicy.names)") }
             return policy
         }
+        guard !policies.isEmpty else { throw ValidationError("--policy: at least one of \(PickerPolicy.names)") }
         guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
         // One simulation of the fleet under a policy, from start-up.
         func simulation(_ policy: PickerPolicy, seed: UInt64) throws -> FleetSimulation {

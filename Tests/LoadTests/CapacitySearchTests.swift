@@ -37,6 +37,17 @@ struct CapacitySearchTests {
         }
     }
 
+    @Test func aTargetThatServesNothingStopsTheSearchAtOnce() async throws {
+        var probes = 0
+        await #expect(throws: CapacitySearch.NoPlateau.self) {
+            _ = try await CapacitySearch.find { rate in
+                probes += 1
+                return StageStatistics(rate: rate, duration: 10, start: 0).summary()
+            }
+        }
+        #expect(probes == 2)
+    }
+
     @Test func ratesAreRequestsPerSecondOrAllFractionsOfTheCapacity() throws {
         #expect(try CapacitySearch.Rates("100, 200") == .absolute([100, 200]))
         #expect(try CapacitySearch.Rates("0.6x,1x,1.3x") == .relative([0.6, 1, 1.3]))

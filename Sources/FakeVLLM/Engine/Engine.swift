@@ -115,7 +115,7 @@ public struct Engine: Sendable {
             // Running requests first; waiting ones after, unless this step had to preempt.
             continueRunning(into: &scheduled, &round)
             if round.preemptions == 0 { admitWaiting(into: &scheduled, &round, now: now) }
-        case .v0 where stepsLeftInRun > 0:
+        case .v0 where stepsLeftInRun > 0 && !running.isEmpty:
             // Inside a multi-step run: the same decodes again (their blocks were reserved when
             // it was scheduled), nothing admitted, nothing preempted.
             stepsLeftInRun -= 1
@@ -275,7 +275,8 @@ public struct Engine: Sendable {
             case .v0:
                 // One that could never fit with the watermark kept is finished unanswered
                 // (FINISHED_IGNORED, reported as "length"), and admission goes on.
-                if (remaining + config.blockSize - 1) / config.blockSize + reserve > config.numGPUBlocks - 1 {
+                // The whole sequence counts, cached blocks or not (vLLM's can_allocate).
+                if (slots[slot].numTokens + config.blockSize - 1) / config.blockSize + reserve > config.numGPUBlocks - 1 {
                     waiting.removeFirst()
                     round.ignored.append(slot)
                     continue

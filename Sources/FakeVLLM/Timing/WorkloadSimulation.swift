@@ -62,6 +62,7 @@ public struct WorkloadSimulation {
         var firstToken: [Double] = []
         var finish: [Double] = []
         var itlSum = 0.0, itlCount = 0, outputTokens = 0, preemptions = 0
+        var unanswered: Set<Int> = []
         while next < arrivals.count || engine.hasWork {
             while next < arrivals.count, arrivals[next].time <= now {
                 let arrival = arrivals[next]
@@ -80,8 +81,15 @@ public struct WorkloadSimulation {
             }
             now = outcome.end
             preemptions += outcome.preemptions
-            for progress in outcome.progress where !progress.newTokens.isEmpty {
+            for progress in outcome.progress where !progress.newTokens.isEmpty || progress.finishReason != nil {
                 let index = Int(progress.id)
+                guard !progress.newTokens.isEmpty else {
+                    // Finished with no token (V0 gave up on a prompt that can never fit): no
+                    // latency to count; a closed-loop client sends its next request.
+                    unanswered.insert(index)
+                    if let more = onFinish(outcome.end) { arrivals.append(more) }
+                    continue
+                }
                 outputTokens += 1
                 if let previous = progress.previousTokenTime {
                     itlSum += outcome.end - previous
@@ -96,12 +104,12 @@ public struct WorkloadSimulation {
             }
         }
         var ttftSum = 0.0, tpotSum = 0.0, e2eSum = 0.0
-        for (index, arrival) in arrivals.enumerated() {
+        for (index, arrival) in arrivals.enumerated() where !unanswered.contains(index) {
             ttftSum += firstToken[index] - arrival.time
             e2eSum += finish[index] - arrival.time
             if arrival.outputTokens > 1 { tpotSum += (finish[index] - firstToken[index]) / Double(arrival.outputTokens - 1) }
         }
-        let count = Double(max(arrivals.count, 1))
+        let count = Double(max(arrivals.count - unanswered.count, 1))
         let start = arrivals.first?.time ?? 0
         return Result(
             requests: arrivals.count, duration: now - start, meanTTFT: ttftSum / count, meanTPOT: tpotSum / count,

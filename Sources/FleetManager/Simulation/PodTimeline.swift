@@ -129,9 +129,14 @@ struct PodTimeline: Sendable {
 
     private mutating func advance(now: Double, wantsInterTokenGaps: Bool) {
         guard let outcome = driver.advance(now: now) else { return }
-        for progress in outcome.progress where !progress.newTokens.isEmpty {
+        for progress in outcome.progress where !progress.newTokens.isEmpty || progress.finishReason != nil {
             let handle = Int(progress.id)
             guard !clients[handle].ended else { continue }
+            guard !progress.newTokens.isEmpty else {
+                // Finished with no token (an engine that gave up on the prompt): answered empty.
+                end(handle, .finished(slot: clients[handle].slot, at: now, firstToken: clients[handle].firstToken))
+                continue
+            }
             clients[handle].events += 1
             if clients[handle].streaming {
                 clients[handle].lastActivity = now
