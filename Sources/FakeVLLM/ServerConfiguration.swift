@@ -178,9 +178,10 @@ public struct EngineSetup: Sendable {
         case "half", "float16", "bfloat16": model.dtypeBytes = 2
         default: break
         }
+        // `serve` is vLLM V1: its CPU time per step (profiles/engines/vllm-v1.yaml).
         costModel = CostModel(
             accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize,
-            precision: try configuration.precision())
+            precision: try configuration.precision(), host: try profiles.engine("vllm-v1").host)
         var maxModelLen = configuration.maxModelLen ?? model.maxModelLen
         let maxNumSeqs = configuration.maxNumSeqs ?? accelerator.defaultMaxNumSeqs
         let maxNumBatchedTokens = configuration.maxNumBatchedTokens ?? accelerator.defaultMaxNumBatchedTokens

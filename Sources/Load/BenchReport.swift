@@ -183,6 +183,7 @@ public enum BenchOutput {
                 text += "\(ms(stage.ttft)) | \(ms(stage.itl)) | \(ms(stage.ntpot)) | \(latency) |\n"
             }
         }
+        text += ratioTable(reports)
         if !notes.isEmpty {
             text += "\n⚠ The machine, not the fleet, limited these stages; their latencies measure this computer:\n\n"
             text += notes.map { "- \($0)\n" }.joined()
@@ -195,6 +196,31 @@ public enum BenchOutput {
             text += "\n" + charts.map { "![\($0.title)](\($0.file).svg)\n" }.joined(separator: "\n")
         }
         return text
+    }
+}
+
+extension BenchOutput {
+    /// Each later run divided by the first, at every rate both ran: how a policy compares with
+    /// the one listed first (`sim --policy default,service` gives service ÷ default, the
+    /// comparison GIE's launch benchmark charted). Empty for a single run.
+    public static func ratioTable(_ reports: [BenchReport]) -> String {
+        guard let first = reports.first, reports.count > 1 else { return "" }
+        func ratio(_ value: Double?, _ base: Double?) -> String {
+            guard let value, let base, base > 0, value.isFinite else { return "–" }
+            return String(format: "%.2f", value / base)
+        }
+        var text = "\nRatios to **\(first.label)** (÷ \(first.label), at the same offered rate):\n\n"
+        text += "| run | rate (req/s) | output tok/s | p90 NTPOT | p90 e2e |\n|---|---:|---:|---:|---:|\n"
+        var rows = 0
+        for report in reports.dropFirst() {
+            for stage in report.stages {
+                guard let base = first.stages.first(where: { $0.rate == stage.rate }) else { continue }
+                text += "| \(report.label) | \(number(stage.rate)) | \(ratio(stage.outputTokensPerSecond, base.outputTokensPerSecond)) | "
+                text += "\(ratio(stage.ntpot?.p90, base.ntpot?.p90)) | \(ratio(stage.latency?.p90, base.latency?.p90)) |\n"
+                rows += 1
+            }
+        }
+        return rows > 0 ? text : ""
     }
 }
 

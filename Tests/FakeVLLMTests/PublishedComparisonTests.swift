@@ -27,6 +27,30 @@ import Testing
         configuration.maxModelLen = (blocks - 1) * 16
         #expect(try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.numGPUBlocks == blocks)
     }
+
+    /// `serve` is vLLM V1: each step pays V1's CPU time (profiles/engines/vllm-v1.yaml), which
+    /// grows with the model's layers and the sequences in the batch.
+    @Test func serveStepsPayV1sHostTime() throws {
+        var configuration = ServerConfiguration()
+        configuration.model = "meta-llama/Llama-2-7b-hf"
+        let setup = try EngineSetup(configuration, profiles: LiveServer.profiles)
+        let v1 = try LiveServer.profiles.engine("vllm-v1").host
+        #expect(setup.costModel.host == v1)
+        func decode(_ sequences: Int) -> BatchShape {
+            var batch = BatchShape()
+            batch.decodeSequences = sequences
+            batch.sampledSequences = sequences
+            batch.sequences = sequences
+            batch.decodeContextTokens = sequences * 100
+            return batch
+        }
+        let bare = CostModel(accelerator: setup.accelerator, model: setup.model, host: HostCost(perStepMs: 0, perLayerUs: 0, perSequenceUs: 0))
+        for sequences in [1, 256] {
+            let added = setup.costModel.stepSeconds(decode(sequences)) - bare.stepSeconds(decode(sequences))
+            #expect(abs(added - v1.seconds(layers: setup.model.layers, sequences: sequences)) < 1e-12)
+        }
+        #expect(v1.seconds(layers: 32, sequences: 256) > v1.seconds(layers: 32, sequences: 1))
+    }
 }
 
 @Suite struct PublishedComparisonTests {

@@ -177,5 +177,29 @@ struct StageSummaryTests {
         }
         let markdown = try String(contentsOf: directory.appendingPathComponent("summary.md"), encoding: .utf8)
         #expect(markdown.contains("| picker | 2 | 1 | 1 |") && markdown.contains("![Time to first token](ttft.svg)"))
+        #expect(markdown.contains("| round-robin | 2 | 1.00 | 1.00 | 1.00 |"))
+    }
+
+    /// The summary divides each later run by the first at the same rate: service ÷ picker.
+    @Test func theSummaryGivesEachRunsRatioToTheFirst() {
+        func stage(rate: Double, tokensPerSecond: Double, ntpotP90: Double, latencyP90: Double) -> StageSummary {
+            var stage = StageStatistics(rate: rate, duration: 1, start: 0).summary()
+            stage.outputTokensPerSecond = tokensPerSecond
+            stage.ntpot = MetricSummary(count: 10, mean: ntpotP90, p50: ntpotP90 / 2, p90: ntpotP90, p99: ntpotP90)
+            stage.latency = MetricSummary(count: 10, mean: latencyP90, p50: latencyP90 / 2, p90: latencyP90, p99: latencyP90)
+            return stage
+        }
+        func report(_ label: String, _ stages: [StageSummary]) -> BenchReport {
+            BenchReport(tool: "understudy sim", label: label, target: "f.yaml", models: ["m"], dataset: "d", seed: 1, streaming: false, command: "c", stages: stages)
+        }
+        let picker = report("default", [stage(rate: 180, tokensPerSecond: 1000, ntpotP90: 0.1, latencyP90: 10)])
+        let service = report("service", [
+            stage(rate: 180, tokensPerSecond: 990, ntpotP90: 0.5, latencyP90: 25),
+            stage(rate: 200, tokensPerSecond: 1, ntpotP90: 1, latencyP90: 1),  // the picker has no 200: no row
+        ])
+        let table = BenchOutput.ratioTable([picker, service])
+        #expect(table.contains("| service | 180 | 0.99 | 5.00 | 2.50 |"), "\(table)")
+        #expect(!table.contains("| service | 200 |"))
+        #expect(BenchOutput.ratioTable([picker]).isEmpty)
     }
 }

@@ -17,6 +17,8 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
     /// dequantised and multiplied in bf16 there (vLLM's FP8 Marlin path).
     public var fp8TFLOPs: Double?
     public var efficiency: Efficiency
+    /// CPU time per step of engines with no host profile (TensorRT-LLM and NIM in the
+    /// published comparison); vLLM's engines use profiles/engines/ instead.
     public var stepOverheadMs: Double
     public var allReduceLatencyUs: Double
     public var allReduceBandwidthGBps: Double

@@ -13,8 +13,9 @@ import Foundation
 ///   prefill or all decode, `max_num_batched_tokens` = max(max_model_len, 2048), no prefix
 ///   caching), with V0's host CPU time per scheduler call (profiles/engines/vllm-v0.yaml) in
 ///   place of the accelerator's fixed overhead, and the multi-step runs the engine column names
-///   (`--num-scheduler-steps`, `steps=`); vLLM V1, TensorRT-LLM and NIM as V1 (chunked prefill
-///   beside the decodes);
+///   (`--num-scheduler-steps`, `steps=`); vLLM V1 with V1's host time (profiles/engines/vllm-v1.yaml);
+///   TensorRT-LLM and NIM scheduled as V1 (chunked prefill beside the decodes) with the
+///   accelerator's fixed overhead;
 /// - "batch N": N requests at once (vLLM's latency test, static batching); "concurrency N":
 ///   N closed-loop clients; "QPS r": Poisson arrivals; "inf", "offline", "max load": all at once;
 /// - prompt counts from the row (default 200; 1000 for "max load" and 10 × N for concurrency N);
@@ -38,10 +39,13 @@ public struct PublishedComparison {
     public let profiles: ProfileStore
     /// vLLM V0's CPU time per step (profiles/engines/vllm-v0.yaml, or a fit's candidate).
     public var v0Host: HostCost
+    /// vLLM V1's (profiles/engines/vllm-v1.yaml), as `serve` runs it.
+    public var v1Host: HostCost
 
     public init(profiles: ProfileStore, v0Host: HostCost? = nil) throws {
         self.profiles = profiles
         self.v0Host = try v0Host ?? profiles.engine("vllm-v0").host
+        self.v1Host = try profiles.engine("vllm-v1").host
     }
 
     /// The vLLM sources the step-time fit is trained and judged on, split by whole source
@@ -116,9 +120,10 @@ public struct PublishedComparison {
             fp8KVCache: precisionText.contains("fp8") && !precisionText.contains("weights"))
         let accelerator = try profiles.accelerator(acceleratorName)
         let model = try profiles.model(modelName)
-        let scheduling: EngineConfig.Scheduling = engineText.contains("vLLM") && !engineText.contains("v1") ? .v0 : .v1
-        let costModel = CostModel(
-            accelerator: accelerator, model: model, tensorParallel: tp, precision: precision, host: scheduling == .v0 ? v0Host : nil)
+        let isVLLM = engineText.contains("vLLM")
+        let scheduling: EngineConfig.Scheduling = isVLLM && !engineText.contains("v1") ? .v0 : .v1
+        let host = isVLLM ? (scheduling == .v0 ? v0Host : v1Host) : nil
+        let costModel = CostModel(accelerator: accelerator, model: model, tensorParallel: tp, precision: precision, host: host)
         var assumptions: [String] = []
         if precision.fp8KVCache { assumptions.append("fp8 KV cache assumed") }
         // V0's multi-step scheduling: the steps the engine names, 10 (the v0.6.0 blog's) where

@@ -10,9 +10,10 @@ public enum PickerPolicy: String, Sendable, CaseIterable {
     /// Each request to the next endpoint in turn (a Service with kube-proxy in IPVS mode, whose
     /// default scheduler is round-robin).
     case roundRobin = "round-robin"
-    /// A uniformly random endpoint per request (a Service with kube-proxy in iptables mode picks
-    /// a backend at random per connection; LPG opens one connection per request).
-    case random
+    /// A uniformly random endpoint per request: a Kubernetes Service, as GIE's launch benchmark
+    /// compared against (kube-proxy in iptables mode picks a backend at random per connection,
+    /// and LPG opens one connection per request).
+    case service
     /// The endpoint with the fewest running + waiting requests, as last scraped.
     case leastRequest = "least-request"
 
@@ -22,7 +23,7 @@ public enum PickerPolicy: String, Sendable, CaseIterable {
         case .default: return configured ?? .default
         case .legacy: return Self.single(["decision-tree-filter", "random-picker"])
         case .roundRobin: return Self.single(["round-robin-picker"])
-        case .random: return Self.single(["random-picker"])
+        case .service: return Self.single(["random-picker"])
         case .leastRequest: return Self.single(["least-request-picker"])
         }
     }
