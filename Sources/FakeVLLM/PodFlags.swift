@@ -34,7 +34,14 @@ public enum PodFlags {
         }, render: { $0.kvCacheDtype == "auto" ? nil : $0.kvCacheDtype }),
         Flag(name: "enable-prefix-caching", isSwitch: true, apply: { configuration, text throws(PodFlagError) in
             configuration.enablePrefixCaching = try bool(text, "enable-prefix-caching")
-        }, render: { $0.enablePrefixCaching ? nil : "false" }),
+        }, render: { $0.enablePrefixCaching.map { $0 ? "" : "false" } }),
+        Flag(name: "num-scheduler-steps", isSwitch: false, apply: { configuration, text throws(PodFlagError) in
+            configuration.numSchedulerSteps = try int(text, "num-scheduler-steps", atLeast: 1)
+        }, render: { $0.numSchedulerSteps == 1 ? nil : "\($0.numSchedulerSteps)" }),
+        Flag(name: "engine-profile", isSwitch: false, apply: { configuration, text throws(PodFlagError) in
+            guard !text.isEmpty else { throw PodFlagError("engine-profile must name a profile (profiles/engines)") }
+            configuration.engineProfile = text
+        }, render: { $0.engineProfile == ServerConfiguration.defaultEngineProfile ? nil : $0.engineProfile }),
         Flag(name: "max-loras", isSwitch: false, apply: { configuration, text throws(PodFlagError) in
             configuration.maxLoras = try int(text, "max-loras", atLeast: 1)
         }, render: { $0.maxLoras == 1 ? nil : "\($0.maxLoras)" }),

@@ -21,7 +21,11 @@ public struct ServerConfiguration: Sendable {
     public var quantization: String?
     /// `--kv-cache-dtype`: "auto" or an fp8 variant ("fp8", "fp8_e4m3", "fp8_e5m2").
     public var kvCacheDtype: String = "auto"
-    public var enablePrefixCaching: Bool = true
+    /// `--enable-prefix-caching` / `--no-enable-prefix-caching`; nil: the engine's default (on in
+    /// V1, off in V0).
+    public var enablePrefixCaching: Bool?
+    /// `--num-scheduler-steps` (vLLM V0, 0.6–0.10): decode passes per scheduler call.
+    public var numSchedulerSteps: Int = 1
     public var enableLoRA: Bool = false
     public var maxLoras: Int = 1
     public var maxCPULoras: Int?
@@ -43,6 +47,8 @@ public struct ServerConfiguration: Sendable {
     // Ours.
     public var accelerator: String = "h100-sxm"
     public var modelProfile: String?
+    /// The engine generation (profiles/engines): how it schedules and its CPU time per step.
+    public var engineProfile: String = ServerConfiguration.defaultEngineProfile
     public var timeScale: Double = 1
     /// Seconds of emulated model loading before /health turns 200; infinity waits for
     /// `VLLMServer.markReady()`.
@@ -67,6 +73,9 @@ public struct ServerConfiguration: Sendable {
 
     /// `--max-model-len auto` (or -1): as long as one request can be and still fit the KV cache.
     public static let fitMaxModelLen = -1
+
+    /// vLLM V1, the engine of every vLLM since 0.8 (and the only one since 0.11).
+    public static let defaultEngineProfile = "vllm-v1"
 
     /// The name clients use and metrics carry: the first served name, else the model.
     public var primaryModelName: String { servedModelNames.first ?? model }
@@ -151,6 +160,8 @@ public struct LoRAModule: Sendable, Equatable {
 public struct EngineSetup: Sendable {
     public var accelerator: AcceleratorProfile
     public var model: ModelProfile
+    /// The engine generation: its scheduler and CPU time per step.
+    public var engine: EngineProfile
     public var costModel: CostModel
     public var engineConfig: EngineConfig
     /// Set when no profile named the model and one was derived: what was assumed, for a warning.
@@ -178,13 +189,17 @@ public struct EngineSetup: Sendable {
         case "half", "float16", "bfloat16": model.dtypeBytes = 2
         default: break
         }
-        // `serve` is vLLM V1: its CPU time per step (profiles/engines/vllm-v1.yaml).
+        engine = try profiles.engine(configuration.engineProfile)
+        if engine.scheduling == .v1, configuration.numSchedulerSteps > 1 {
+            throw ProfileError("--num-scheduler-steps \(configuration.numSchedulerSteps) is a V0 engine setting (vLLM 0.6–0.10); the \(engine.name) engine schedules every step: drop it, or run --engine-profile vllm-v0")
+        }
         costModel = CostModel(
             accelerator: accelerator, model: model, tensorParallel: configuration.tensorParallelSize,
-            precision: try configuration.precision(), host: try profiles.engine("vllm-v1").host)
+            precision: try configuration.precision(), host: engine.host)
         var maxModelLen = configuration.maxModelLen ?? model.maxModelLen
-        let maxNumSeqs = configuration.maxNumSeqs ?? accelerator.defaultMaxNumSeqs
-        let maxNumBatchedTokens = configuration.maxNumBatchedTokens ?? accelerator.defaultMaxNumBatchedTokens
+        // V0's defaults (vLLM 0.6's EngineArgs): 256 sequences, and with chunked prefill off a
+        // token budget of the whole context, at least 2048; V1's are per device.
+        let maxNumSeqs = configuration.maxNumSeqs ?? (engine.scheduling == .v0 ? 256 : accelerator.defaultMaxNumSeqs)
         let loraReserve = configuration.enableLoRA ? configuration.maxLoras * model.loraAdapterBytes(rank: configuration.maxLoRARank) : 0
         let blocks = costModel.kvBlocks(
             gpuMemoryUtilization: configuration.gpuMemoryUtilization, blockSize: configuration.blockSize,
@@ -213,11 +228,18 @@ public struct EngineSetup: Sendable {
             let available = String(format: "%.2f", Double(blocks) * blockBytes / gib)
             throw ProfileError("To serve at least one request with the models's max seq len (\(maxModelLen)), (\(needed) GiB KV cache is needed, which is larger than the available KV cache memory (\(available) GiB). Based on the available memory, the estimated maximum model length is \((blocks - 1) * configuration.blockSize). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.")
         }
+        let maxNumBatchedTokens = configuration.maxNumBatchedTokens
+            ?? engine.scheduling.defaultMaxNumBatchedTokens(maxModelLen: maxModelLen, deviceDefault: accelerator.defaultMaxNumBatchedTokens)
+        if engine.scheduling == .v0, maxNumBatchedTokens < maxModelLen {
+            // vLLM V0's SchedulerConfig check, chunked prefill being off.
+            throw ProfileError("max_num_batched_tokens (\(maxNumBatchedTokens)) is smaller than max_model_len (\(maxModelLen)). This effectively limits the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer sequences. Please increase max_num_batched_tokens or decrease max_model_len.")
+        }
         engineConfig = EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: maxModelLen,
             blockSize: configuration.blockSize, numGPUBlocks: blocks,
-            enablePrefixCaching: configuration.enablePrefixCaching,
+            enablePrefixCaching: configuration.enablePrefixCaching ?? (engine.scheduling == .v1),
             maxLoras: configuration.enableLoRA ? configuration.maxLoras : 0,
-            maxCPULoras: configuration.enableLoRA ? (configuration.maxCPULoras ?? configuration.maxLoras) : 0)
+            maxCPULoras: configuration.enableLoRA ? (configuration.maxCPULoras ?? configuration.maxLoras) : 0,
+            scheduling: engine.scheduling, numSchedulerSteps: configuration.numSchedulerSteps)
     }
 }

@@ -190,6 +190,7 @@ extension Profiles {
                 # over families of the mean squared log error): \(String(format: "%.5f", result.loss)).
                 name: vllm-v0
                 description: vLLM V0 engine (0.5–0.7), host CPU time per step
+                scheduling: v0
                 host:
                   perStepMs: \(String(format: "%.5f", result.host.perStepMs))
                   perLayerUs: \(String(format: "%.4f", result.host.perLayerUs))

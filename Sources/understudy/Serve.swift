@@ -27,7 +27,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Data-parallel engines (also -dp); only 1 is emulated: run a fleet for more.") var dataParallelSize = 1
     @Option(name: [.customShort("q"), .long], help: "Weight quantization: fp8 (one byte per weight).") var quantization: String?
     @Option(help: "KV cache dtype: auto, fp8, fp8_e4m3 or fp8_e5m2.") var kvCacheDtype = "auto"
-    @Flag(inversion: .prefixedNo, help: "Prefix caching.") var enablePrefixCaching = true
+    @Flag(inversion: .prefixedNo, help: "Prefix caching (default: on with the V1 engine, off with V0's).") var enablePrefixCaching: Bool?
+    @Option(help: "Decode passes per scheduler call, as vLLM V0's multi-step scheduling (needs --engine-profile vllm-v0).")
+    var numSchedulerSteps = 1
     @Flag(help: "Serve LoRA adapters.") var enableLora = false
     @Option(help: "Distinct adapters per batch (GPU slots).") var maxLoras = 1
     @Option(help: "Adapters cached in host memory (default: --max-loras).") var maxCpuLoras: Int?
@@ -45,6 +47,8 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Count in-flight requests on /load.") var enableServerLoadTracking = false
     @Option(help: "Accelerator profile (profiles/accelerators).") var accelerator = "h100-sxm"
     @Option(help: "Model profile, when --model names no known model.") var modelProfile: String?
+    @Option(help: "Engine generation (profiles/engines): vllm-v1, or vllm-v0 for vLLM 0.5–0.10's V0 scheduler and its CPU time per step.")
+    var engineProfile = ServerConfiguration.defaultEngineProfile
     @Option(help: "Emulated time runs this many times faster than real time.") var timeScale = 1.0
     @Option(help: "Seconds of emulated model loading before /health turns 200.") var startupDelay = 0.0
     @Option(help: "Also expose metrics deprecated after this vLLM version (e.g. 0.11).") var showHiddenMetricsForVersion: String?
@@ -81,7 +85,8 @@ struct Serve: AsyncParsableCommand {
             ("max-model-len", maxModelLen), ("max-num-seqs", maxNumSeqs.map(String.init)),
             ("max-num-batched-tokens", maxNumBatchedTokens.map(String.init)), ("block-size", "\(blockSize)"),
             ("gpu-memory-utilization", "\(gpuMemoryUtilization)"), ("quantization", quantization), ("kv-cache-dtype", kvCacheDtype),
-            ("enable-prefix-caching", "\(enablePrefixCaching)"), ("max-loras", "\(maxLoras)"), ("max-cpu-loras", maxCpuLoras.map(String.init)),
+            ("enable-prefix-caching", enablePrefixCaching.map { "\($0)" }), ("num-scheduler-steps", "\(numSchedulerSteps)"),
+            ("engine-profile", engineProfile), ("max-loras", "\(maxLoras)"), ("max-cpu-loras", maxCpuLoras.map(String.init)),
             ("max-lora-rank", "\(maxLoraRank)"), ("seed", "\(seed)"), ("enable-prompt-tokens-details", "\(enablePromptTokensDetails)"),
             ("enable-server-load-tracking", "\(enableServerLoadTracking)"), ("time-scale", "\(timeScale)"), ("dtype", dtype),
             ("enable-auto-tool-choice", "\(enableAutoToolChoice)"), ("tool-call-parser", toolCallParser), ("tokenizer", tokenizer),
@@ -156,6 +161,8 @@ struct Serve: AsyncParsableCommand {
         let setup = server.setup
         if let assumption = setup.modelAssumption { print("understudy serve: WARNING: \(assumption)") }
         print("understudy serve: \(configuration.primaryModelName) (\(setup.model.name)) on \(setup.accelerator.name) TP\(tensorParallelSize)")
+        let steps = setup.engineConfig.numSchedulerSteps > 1 ? ", \(setup.engineConfig.numSchedulerSteps) scheduler steps" : ""
+        print("  engine: \(setup.engine.name) (\(setup.engine.description)\(steps))")
         print("  KV cache: \(setup.engineConfig.numGPUBlocks) blocks of \(blockSize) tokens; max_num_seqs \(setup.engineConfig.maxNumSeqs), max_num_batched_tokens \(setup.engineConfig.maxNumBatchedTokens), max_model_len \(setup.engineConfig.maxModelLen)")
         if let model = setup.tokenizer as? HuggingFaceTokenizer {
             print("  tokenizer: the model's tokenizer.json, \(model.vocabularySize) tokens")

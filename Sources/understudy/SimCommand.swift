@@ -21,6 +21,8 @@ struct SimCommand: AsyncParsableCommand {
     @Option(help: "Picker policies, comma-separated: \(PickerPolicy.names).") var policy = "default"
     @Option(help: "Seconds from the gateway's decision to the pod's engine: a live stack's socket path (0: none).")
     var pathLatency = 0.0
+    @Option(help: "How often the gateway scrapes every pod, as GIE's endpoint picker flag of the same name (10ms, 50ms, 1s); it picks among pods scraped in the last 200 ms.")
+    var refreshMetricsInterval = "50ms"
     @OptionGroup var options: PlanOptions
 
     func run() async throws {
@@ -38,11 +40,15 @@ struct SimCommand: AsyncParsableCommand {
         }
         guard !policies.isEmpty else { throw ValidationError("--policy: at least one of \(PickerPolicy.names)") }
         guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
+        guard let scrapeInterval = Self.seconds(refreshMetricsInterval), (0.001...60).contains(scrapeInterval) else {
+            throw ValidationError("--refresh-metrics-interval: a duration from 1ms to 60s, such as 50ms or 1s; got \(refreshMetricsInterval)")
+        }
         // One simulation of the fleet under a policy, from start-up.
         func simulation(_ policy: PickerPolicy, seed: UInt64) throws -> FleetSimulation {
             do {
                 var simulation = try FleetSimulation(spec, profiles: profiles, policy: policy, seed: seed)
                 simulation.pathLatency = pathLatency
+                simulation.scrapeInterval = scrapeInterval
                 return simulation
             } catch {
                 throw ValidationError("\(fleetFile): \(error)")
@@ -72,6 +78,15 @@ struct SimCommand: AsyncParsableCommand {
                 stages: stages))
         }
         try options.finish(reports)
+    }
+
+    /// A duration as Go writes one for a single unit ("50ms", "1.5s"): seconds, or nil.
+    static func seconds(_ text: String) -> Double? {
+        for (unit, scale) in [("ms", 1e-3), ("s", 1.0)] where text.hasSuffix(unit) {
+            guard let value = Double(text.dropLast(unit.count)), value.isFinite else { return nil }
+            return value * scale
+        }
+        return nil
     }
 
     private func runScenario(profiles: ProfileStore) throws {

@@ -29,12 +29,14 @@ struct PodFlagsTests {
             ("quantization", "fp8"), ("kv-cache-dtype", "fp8_e4m3"), ("enable-prefix-caching", "false"), ("max-loras", "3"),
             ("max-lora-rank", "64"), ("seed", "7"), ("enable-prompt-tokens-details", "true"), ("time-scale", "2.5"),
             ("served-model-name", "llama"), ("dtype", "float32"), ("enable-auto-tool-choice", "true"), ("tool-call-parser", "hermes"),
+            ("engine-profile", "vllm-v0"), ("num-scheduler-steps", "8"),
         ]
         var configuration = ServerConfiguration()
         for (name, value) in set { try PodFlags.apply(name, value, to: &configuration) }
-        #expect(configuration.maxModelLen == 32768 && !configuration.enablePrefixCaching && configuration.dtype == "float32")
+        #expect(configuration.maxModelLen == 32768 && configuration.enablePrefixCaching == false && configuration.dtype == "float32")
         let arguments = PodFlags.arguments(for: configuration)
         #expect(arguments.contains("--no-enable-prefix-caching") && arguments.contains("--enable-auto-tool-choice"))
+        #expect(arguments.contains("--engine-profile") && arguments.contains("--num-scheduler-steps"))
         let again = try Self.read(arguments)
         for flag in PodFlags.all { #expect(flag.render(again) == flag.render(configuration), "\(flag.name)") }
         #expect(PodFlags.arguments(for: ServerConfiguration()).isEmpty, "defaults are left out")

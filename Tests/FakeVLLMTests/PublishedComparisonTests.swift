@@ -51,6 +51,46 @@ import Testing
         }
         #expect(v1.seconds(layers: 32, sequences: 256) > v1.seconds(layers: 32, sequences: 1))
     }
+
+    /// `--engine-profile vllm-v0`: V0's scheduler with V0's defaults (vLLM 0.6's EngineArgs)
+    /// and its fitted host time; `--num-scheduler-steps` only there.
+    @Test func theV0EngineHasV0sSchedulerDefaultsAndHostTime() throws {
+        var configuration = ServerConfiguration()
+        configuration.model = "meta-llama/Llama-2-7b-hf"
+        configuration.engineProfile = "vllm-v0"
+        configuration.numSchedulerSteps = 8
+        let setup = try EngineSetup(configuration, profiles: LiveServer.profiles)
+        #expect(setup.engineConfig.scheduling == .v0 && setup.engineConfig.numSchedulerSteps == 8)
+        #expect(setup.engineConfig.maxNumSeqs == 256 && !setup.engineConfig.enablePrefixCaching)
+        #expect(setup.engineConfig.maxNumBatchedTokens == 4096)  // max(max_model_len 4096, 2048)
+        #expect(setup.costModel.host == (try LiveServer.profiles.engine("vllm-v0").host))
+
+        configuration.enablePrefixCaching = true
+        configuration.maxNumBatchedTokens = 2048
+        #expect {
+            try EngineSetup(configuration, profiles: LiveServer.profiles)
+        } throws: { error in
+            String(describing: error).hasPrefix("max_num_batched_tokens (2048) is smaller than max_model_len (4096).")
+        }
+        configuration.maxNumBatchedTokens = nil
+        #expect(try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig.enablePrefixCaching)
+
+        configuration.engineProfile = "vllm-v1"
+        #expect {
+            try EngineSetup(configuration, profiles: LiveServer.profiles)
+        } throws: { error in
+            String(describing: error).contains("--num-scheduler-steps 8 is a V0 engine setting")
+        }
+        configuration.numSchedulerSteps = 1
+        let v1 = try EngineSetup(configuration, profiles: LiveServer.profiles).engineConfig
+        #expect(v1.scheduling == .v1 && v1.maxNumSeqs > 256)
+        configuration.engineProfile = "vllm-v2"
+        #expect {
+            try EngineSetup(configuration, profiles: LiveServer.profiles)
+        } throws: { error in
+            String(describing: error).contains("no engine profile 'vllm-v2' (known: vllm-v0, vllm-v1)")
+        }
+    }
 }
 
 @Suite struct PublishedComparisonTests {

@@ -32,9 +32,15 @@ public struct EngineConfig: Sendable, Equatable {
     /// `_schedule_default` in vllm/core/scheduler.py, chunked prefill off as it is by default
     /// there) admits waiting prompts first, whole and in order, and runs the running requests'
     /// decodes only in steps that admitted none: a step is all prefill or all decode.
-    public enum Scheduling: Sendable, Equatable {
+    public enum Scheduling: String, Sendable, Equatable, Codable {
         case v1
         case v0
+
+        /// `max_num_batched_tokens` when not given: V0 (chunked prefill off) takes whole
+        /// prompts, so the whole context and at least 2048; V1 the device's default.
+        public func defaultMaxNumBatchedTokens(maxModelLen: Int, deviceDefault: Int) -> Int {
+            self == .v0 ? max(maxModelLen, 2048) : deviceDefault
+        }
     }
 
     /// V0's block manager admits a prompt only if 1 % of the blocks stay free after it

@@ -50,10 +50,12 @@ public struct AcceleratorProfile: Codable, Sendable, Equatable {
     public var isInstant: Bool { instant ?? false }
 }
 
-/// A vLLM engine generation's costs on the host, read from `profiles/engines/NAME.yaml`.
+/// A vLLM engine generation, read from `profiles/engines/NAME.yaml`: how it schedules, and its
+/// costs on the host. `serve --engine-profile NAME` runs it.
 public struct EngineProfile: Codable, Sendable, Equatable {
     public var name: String
     public var description: String
+    public var scheduling: EngineConfig.Scheduling
     public var host: HostCost
 }
 

@@ -258,7 +258,8 @@ public struct PublishedComparison {
         schedulerSteps: Int
     ) -> EngineConfig {
         let maxModelLen = max(maxModelLen, 16)
-        let budget = scheduling == .v0 ? max(maxModelLen, 2048) : max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs)
+        let budget = scheduling.defaultMaxNumBatchedTokens(
+            maxModelLen: maxModelLen, deviceDefault: max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs))
         return EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: budget, maxModelLen: maxModelLen,
             numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)), enablePrefixCaching: scheduling == .v1,
