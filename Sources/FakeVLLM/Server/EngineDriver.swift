@@ -21,6 +21,8 @@ final class EngineDriver: @unchecked Sendable {
     private var stepInFlight = false
     /// Called with each step as its tokens are delivered (traces, tests).
     var stepObserver: ((StepOutcome) -> Void)?
+    /// Where the engine's warnings go, as vLLM's engine logs them.
+    var engineLog: Logger?
     private lazy var statsLine = EngineStatsLine(now: now)
 
     /// Logs vLLM's periodic engine stats line for the interval since the last one.
@@ -165,6 +167,10 @@ final class EngineDriver: @unchecked Sendable {
     private func deliver(_ outcome: StepOutcome) {
         metrics.record(outcome, engine: core.engine, wallClock: Date().timeIntervalSince1970)
         stepObserver?(outcome)
+        for finished in outcome.finished where finished.reason == .length && finished.generatedTokens == 0 {
+            // V0's FINISHED_IGNORED: the prompt can never fit the KV cache (scheduler.py's warning).
+            engineLog?.warning("Input prompt (\(finished.promptTokens) tokens) + lookahead slots (0) is too long and exceeds the capacity of block_manager")
+        }
         for progress in outcome.progress {
             guard let sink = sinks[progress.id] else { continue }
             if progress.finishReason != nil { sinks[progress.id] = nil }

@@ -83,7 +83,7 @@ final class GenerationResponder: GenerationSink {
         guard !done, let index = indexOfSequence[progress.id] else { return }
         choices[index].cachedTokens = progress.cachedPromptTokens
         if let reason = progress.finishReason {
-            choices[index].finished = reason == .abort ? .abort : choices[index].plan.finishReason
+            choices[index].finished = choices[index].plan.finish(engine: reason, emitted: progress.newTokens.upperBound)
             remaining -= 1
         }
         if request.stream {
@@ -205,7 +205,7 @@ final class GenerationResponder: GenerationSink {
         if request.kind == .completion || choice.finished != nil {
             // Completions chunks carry every field; chat ones only what was set (stop_reason at the end).
             buffer.writeStaticString(",\"stop_reason\":")
-            if choice.finished != nil, let stop = plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
+            if let stop = plan.stopReason(finished: choice.finished) { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
         }
         if request.kind == .completion {
             buffer.writeStaticString(",\"prompt_token_ids\":null,\"token_ids\":null}]")
@@ -351,7 +351,7 @@ final class GenerationResponder: GenerationSink {
             buffer.writeJSONString(orNull: choice.finished?.rawValue)
         }
         buffer.writeStaticString(",\"stop_reason\":")
-        if let stop = choice.plan.stopReason { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
+        if let stop = choice.plan.stopReason(finished: choice.finished) { buffer.writeJSON(stop) } else { buffer.writeStaticString("null") }
         if request.kind == .completion {
             buffer.writeStaticString(",\"token_ids\":null,\"prompt_logprobs\":null,\"prompt_token_ids\":null}")
         } else {

@@ -124,6 +124,18 @@ struct OutputPlan {
 
     /// Bytes of `text` a stream may show once token `index` is out: everything at the end,
     /// otherwise all but the held-back tail.
+    /// How a sequence that ended after `emitted` of its tokens finished: as planned, unless it
+    /// was aborted or the engine ended it first (V0 ignores a prompt that can never fit its KV
+    /// cache: "length", with nothing said).
+    func finish(engine reason: FinishReason, emitted: Int) -> FinishReason {
+        reason == .abort ? .abort : (emitted < tokens.count ? reason : finishReason)
+    }
+
+    /// vLLM's `stop_reason` for a sequence that finished so: the plan's only if it ended as planned.
+    func stopReason(finished: FinishReason?) -> JSONValue? {
+        finished == finishReason ? stopReason : nil
+    }
+
     func visibleEnd(after index: Int, finished: Bool, shownBefore: Int) -> Int {
         guard index >= 0 else { return 0 }
         if finished { return textEnds[textEnds.count - 1] }

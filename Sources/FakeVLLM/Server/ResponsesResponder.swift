@@ -78,7 +78,7 @@ final class ResponsesResponder: GenerationSink {
     func receive(_ progress: RequestProgress) {
         guard !done, var choice, progress.id == choice.sequenceID else { return }
         choice.cachedTokens = progress.cachedPromptTokens
-        if let reason = progress.finishReason { choice.finished = reason == .abort ? .abort : choice.plan.finishReason }
+        if let reason = progress.finishReason { choice.finished = choice.plan.finish(engine: reason, emitted: progress.newTokens.upperBound) }
         if request.stream, !progress.newTokens.isEmpty || choice.finished != nil {
             let start = choice.shownBytes
             let end = progress.newTokens.isEmpty

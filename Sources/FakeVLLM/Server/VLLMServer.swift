@@ -64,6 +64,7 @@ public final class VLLMServer: Sendable {
         let router = try await loop.submit {
             let driver = EngineDriver(
                 loop: loop, core: PodCore(configuration: configuration, setup: setup), metrics: metrics, timeScale: configuration.timeScale)
+            driver.engineLog = logging?.engine
             return Router(configuration: configuration, setup: setup, driver: driver, accessLog: logging?.access)
         }.get()
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
