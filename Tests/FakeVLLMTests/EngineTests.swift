@@ -321,6 +321,36 @@ func drain(_ engine: inout Engine, from start: Double = 0, limit: Int = 100_000)
         #expect(ignored?.progress.map(\.finishReason) == [.length] && !engine.hasWork)
     }
 
+    @Test func v0AsksForBlocksBeforeMaxLoras() throws {
+        // max_loras 1, adapter a running on 40 of 299 blocks. At the head of the queue, an
+        // adapter-b prompt of 257 blocks: it would exceed max_loras, and it does not fit now
+        // with V0's 3-block watermark. vLLM V0 asks the block manager first, so admission stops
+        // there and the adapter-a prompt behind it waits too; V1 skips b for its adapter and
+        // admits a.
+        for scheduling in [EngineConfig.Scheduling.v0, .v1] {
+            var engine = makeEngine(maxNumBatchedTokens: 8192, blocks: 300, maxLoras: 1, scheduling: scheduling)
+            engine.add(request(0, prompt: Array(0..<(40 * 16 - 1)), output: 3, lora: "a"))
+            let firstStep = engine.step(now: 0)
+            let first = try #require(firstStep)
+            engine.add(request(1, prompt: Array(10_000..<(10_000 + 257 * 16)), output: 2, lora: "b"))
+            engine.add(request(2, prompt: Array(20_000..<20_016), output: 2, lora: "a"))
+            let secondStep = engine.step(now: first.end)
+            let second = try #require(secondStep)
+            let admitted = Set(second.progress.map(\.id)).subtracting([0])
+            #expect(admitted == (scheduling == .v0 ? [] : [2]), "\(scheduling): \(second.progress.map(\.id))")
+            #expect(drain(&engine, from: second.end).count == 3, "\(scheduling)")
+        }
+        // One that can never fit is ignored at once, whatever its adapter.
+        var engine = makeEngine(maxNumBatchedTokens: 8192, blocks: 300, maxLoras: 1, scheduling: .v0)
+        engine.add(request(0, prompt: Array(0..<16), output: 50, lora: "a"))
+        let firstStep = engine.step(now: 0)
+        let first = try #require(firstStep)
+        engine.add(request(1, prompt: Array(0..<(297 * 16)), output: 2, lora: "b"))
+        let secondStep = engine.step(now: first.end)
+        let second = try #require(secondStep)
+        #expect(second.finished.map(\.id) == [1] && second.finished.first?.reason == .length)
+    }
+
     @Test func aMultiStepRunKeepsItsBatchUntilItEnds() throws {
         // --num-scheduler-steps 4: once two decodes are scheduled, four passes run before a
         // newcomer is admitted (V1 would admit it at once).

@@ -252,6 +252,22 @@ public struct Engine: Sendable {
         var skipped: [Int] = []
         let reserve = config.admissionWatermarkBlocks
         admission: while let slot = waiting.first, round.budget > 0, running.count < config.maxNumSeqs {
+            if config.scheduling == .v0 {
+                // V0 asks its block manager before max_loras (scheduler.py's _schedule_prefills):
+                // a prompt that could never fit with the watermark kept is finished unanswered
+                // (FINISHED_IGNORED, reported as "length"), and one that does not fit now stops
+                // admission. The whole sequence counts, cached blocks or not (can_allocate).
+                switch kv.admission(slots[slot], reserve: reserve) {
+                case .never:
+                    waiting.removeFirst()
+                    round.ignored.append(slot)
+                    continue
+                case .later:
+                    break admission
+                case .now:
+                    break
+                }
+            }
             if round.refuses(slots[slot].request.lora, maxLoras: config.maxLoras) {
                 // Another adapter would exceed max_loras: it waits, the rest may go ahead.
                 waiting.removeFirst()
@@ -273,14 +289,6 @@ public struct Engine: Sendable {
             case .v1:
                 tokens = min(remaining, round.budget, longPrefillCap)
             case .v0:
-                // One that could never fit with the watermark kept is finished unanswered
-                // (FINISHED_IGNORED, reported as "length"), and admission goes on.
-                // The whole sequence counts, cached blocks or not (vLLM's can_allocate).
-                if (slots[slot].numTokens + config.blockSize - 1) / config.blockSize + reserve > config.numGPUBlocks - 1 {
-                    waiting.removeFirst()
-                    round.ignored.append(slot)
-                    continue
-                }
                 // A prompt longer than the whole budget is a configuration V0 refuses
                 // (max_num_batched_tokens below max_model_len): chunked rather than left to wait forever.
                 guard remaining <= round.budget || (scheduled.isEmpty && remaining > config.maxNumBatchedTokens) else { break admission }

@@ -37,6 +37,17 @@ struct KVCacheManager {
     /// Gives the request blocks for `newTokens` more tokens (after any cached hits) and for
     /// `lookahead` tokens after them; false when the pool cannot and still keep `reserve`
     /// blocks free, leaving everything as it was.
+    /// V0's block manager on a waiting request (`can_allocate`): its whole sequence, with
+    /// `reserve` blocks kept free, fits never (more than the cache holds), later, or now.
+    enum Admission { case never, later, now }
+
+    func admission(_ state: RequestState, reserve: Int) -> Admission {
+        let needed = (state.numTokens + blockSize - 1) / blockSize
+        // Block 0 is vLLM's null block.
+        if needed + reserve > pool.numBlocks - 1 { return .never }
+        return needed - state.blockTable.count + reserve <= pool.numFree ? .now : .later
+    }
+
     mutating func allocate(
         _ state: inout RequestState, newTokens: Int, cachedHits: [BlockPool.BlockID] = [], reserve: Int = 0, lookahead: Int = 0
     ) -> Bool {
