@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
         // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text,
@@ -59,6 +62,16 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        // Envoy's external processing API and gRPC health (issue 15): messages and service stubs
+        // generated once from protos/ by scripts/generate-protos.sh, and committed.
+        .target(
+            name: "EnvoyAPI",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
+        ),
         // Load and what clients saw: the HTTP load client, Poisson arrivals, workloads, the bench
         // runner, stage summaries and their reports (tables, JSON, CSV, SVG charts).
         .target(
@@ -92,6 +105,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI", "TestSupport"]),
+        .testTarget(
+            name: "EnvoyAPITests",
+            dependencies: ["EnvoyAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2")]
+        ),
         .testTarget(
             name: "LoadTests",
             dependencies: [
