@@ -2,9 +2,7 @@ import ArgumentParser
 import FleetManager
 import Foundation
 import Load
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOHTTP1
 
 /// `understudy chaos`: a client of a running fleet's admin API (`understudy up`).
 struct Chaos: AsyncParsableCommand {
@@ -18,21 +16,18 @@ struct Chaos: AsyncParsableCommand {
     }
 
     /// Sends one admin request and prints the pods it answers with, or its error.
-    static func call(_ target: Target, _ method: String, _ path: String) async throws {
+    static func call(_ target: Target, _ method: HTTPMethod, _ path: String) async throws {
         let admin = target.admin
-        guard let url = URL(string: admin + path) else { throw ChaosError(description: "bad admin URL \(admin)") }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        if let token = target.adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"] {
-            request.setValue("Bearer \(token)", forHTTPHeaderField: "authorization")
-        }
-        let (data, response): (Data, URLResponse)
+        let token = target.adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"]
+        let status: Int, data: Data
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            let answer = try await AdminClient.send(method, admin + path, token: token)
+            (status, data) = (answer.status, Data(answer.body))
+        } catch let failure as AdminClient.Failure {
+            throw ChaosError(description: failure.description)
         } catch {
-            throw ChaosError(description: "cannot reach the fleet's admin API at \(admin) (is `understudy up` running?): \(error.localizedDescription)")
+            throw ChaosError(description: "cannot reach the fleet's admin API at \(admin) (is `understudy up` running?): \(error)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200 else {
             // Not the admin API's error JSON (another server on that port, say): the body is the message.
             let message = (try? JSONSerialization.jsonObject(with: data) as? [String: Any])
@@ -59,7 +54,7 @@ struct Chaos: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The fleet's pods, their state and faults.")
         @OptionGroup var target: Target
-        func run() async throws { try await Chaos.call(target, "GET", "/pods") }
+        func run() async throws { try await Chaos.call(target, .GET, "/pods") }
     }
 
     struct Kill: PodAction {
@@ -81,7 +76,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         @Option(help: "Step-time factor.") var factor = 4.0
-        func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/slow?factor=\(factor)") }
+        func run() async throws { try await Chaos.call(target, .POST, "/pods/\(pod)/slow?factor=\(factor)") }
     }
 
     struct Errors: AsyncParsableCommand {
@@ -92,7 +87,7 @@ struct Chaos: AsyncParsableCommand {
         @Option(help: "HTTP status of the failures (400…599).") var status = 500
         @Flag(help: "Cut the connection mid-response instead of answering with a status.") var cut = false
         func run() async throws {
-            try await Chaos.call(target, "POST", "/pods/\(pod)/errors?rate=\(rate)" + (cut ? "&kind=cut" : "&status=\(status)"))
+            try await Chaos.call(target, .POST, "/pods/\(pod)/errors?rate=\(rate)" + (cut ? "&kind=cut" : "&status=\(status)"))
         }
     }
 
@@ -108,7 +103,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pool.") var pool: String
         @Argument(help: "Pods wanted.") var replicas: Int
-        func run() async throws { try await Chaos.call(target, "POST", "/pools/\(pool)/scale?replicas=\(replicas)") }
+        func run() async throws { try await Chaos.call(target, .POST, "/pools/\(pool)/scale?replicas=\(replicas)") }
     }
 
     struct Partition: PodAction {
@@ -124,7 +119,7 @@ struct Chaos: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Argument(help: "The pod.") var pod: String
         @Option(help: "Share of the KV cache left usable, 0…1.") var usable = 0.1
-        func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/kv-pressure?usable=\(usable)") }
+        func run() async throws { try await Chaos.call(target, .POST, "/pods/\(pod)/kv-pressure?usable=\(usable)") }
     }
 
     struct Drain: PodAction {
@@ -142,5 +137,5 @@ struct ChaosError: Error, CustomStringConvertible {
 }
 
 extension Chaos.PodAction {
-    func run() async throws { try await Chaos.call(target, "POST", "/pods/\(pod)/\(Self.action)") }
+    func run() async throws { try await Chaos.call(target, .POST, "/pods/\(pod)/\(Self.action)") }
 }
