@@ -72,6 +72,11 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ]
         ),
+        // The endpoint picker's gRPC front end for Envoy (issue 15): ext_proc and health.
+        .target(
+            name: "GatewayExtProc",
+            dependencies: ["EnvoyAPI", .product(name: "GRPCCore", package: "grpc-swift-2")]
+        ),
         // Load and what clients saw: the HTTP load client, Poisson arrivals, workloads, the bench
         // runner, stage summaries and their reports (tables, JSON, CSV, SVG charts).
         .target(
@@ -106,6 +111,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "InferenceAPITests", dependencies: ["InferenceAPI", "TestSupport"]),
+        .testTarget(
+            name: "GatewayExtProcTests",
+            dependencies: [
+                "GatewayExtProc", "EnvoyAPI", .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+            ]
+        ),
         .testTarget(
             name: "EnvoyAPITests",
             dependencies: ["EnvoyAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2")]
