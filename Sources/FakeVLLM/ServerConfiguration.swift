@@ -237,7 +237,7 @@ public struct EngineSetup: Sendable {
         engineConfig = EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: maxNumBatchedTokens, maxModelLen: maxModelLen,
             blockSize: configuration.blockSize, numGPUBlocks: blocks,
-            enablePrefixCaching: configuration.enablePrefixCaching ?? (engine.scheduling == .v1),
+            enablePrefixCaching: configuration.enablePrefixCaching ?? engine.scheduling.prefixCachingByDefault,
             maxLoras: configuration.enableLoRA ? configuration.maxLoras : 0,
             maxCPULoras: configuration.enableLoRA ? (configuration.maxCPULoras ?? configuration.maxLoras) : 0,
             scheduling: engine.scheduling, numSchedulerSteps: configuration.numSchedulerSteps)

@@ -40,7 +40,7 @@ struct SimCommand: AsyncParsableCommand {
         }
         guard !policies.isEmpty else { throw ValidationError("--policy: at least one of \(PickerPolicy.names)") }
         guard pathLatency >= 0, pathLatency.isFinite else { throw ValidationError("--path-latency must be ≥ 0 seconds") }
-        guard let scrapeInterval = Self.seconds(refreshMetricsInterval), (0.001...60).contains(scrapeInterval) else {
+        guard let scrapeInterval = GoDuration.seconds(refreshMetricsInterval), (0.001...60).contains(scrapeInterval) else {
             throw ValidationError("--refresh-metrics-interval: a duration from 1ms to 60s, such as 50ms or 1s; got \(refreshMetricsInterval)")
         }
         // One simulation of the fleet under a policy, from start-up.
@@ -78,15 +78,6 @@ struct SimCommand: AsyncParsableCommand {
                 stages: stages))
         }
         try options.finish(reports)
-    }
-
-    /// A duration as Go writes one for a single unit ("50ms", "1.5s"): seconds, or nil.
-    static func seconds(_ text: String) -> Double? {
-        for (unit, scale) in [("ms", 1e-3), ("s", 1.0)] where text.hasSuffix(unit) {
-            guard let value = Double(text.dropLast(unit.count)), value.isFinite else { return nil }
-            return value * scale
-        }
-        return nil
     }
 
     private func runScenario(profiles: ProfileStore) throws {

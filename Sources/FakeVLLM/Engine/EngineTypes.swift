@@ -41,6 +41,9 @@ public struct EngineConfig: Sendable, Equatable {
         public func defaultMaxNumBatchedTokens(maxModelLen: Int, deviceDefault: Int) -> Int {
             self == .v0 ? max(maxModelLen, 2048) : deviceDefault
         }
+
+        /// Prefix caching when not asked for: on in V1, off in V0 (vLLM 0.6's EngineArgs).
+        public var prefixCachingByDefault: Bool { self == .v1 }
     }
 
     /// V0's block manager admits a prompt only if 1 % of the blocks stay free after it

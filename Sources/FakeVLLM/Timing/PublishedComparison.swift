@@ -262,7 +262,7 @@ public struct PublishedComparison {
             maxModelLen: maxModelLen, deviceDefault: max(accelerator.defaultMaxNumBatchedTokens, maxNumSeqs))
         return EngineConfig(
             maxNumSeqs: maxNumSeqs, maxNumBatchedTokens: budget, maxModelLen: maxModelLen,
-            numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)), enablePrefixCaching: scheduling == .v1,
+            numGPUBlocks: max(2, costModel.kvBlocks(gpuMemoryUtilization: 0.9, blockSize: 16)), enablePrefixCaching: scheduling.prefixCachingByDefault,
             scheduling: scheduling, numSchedulerSteps: scheduling == .v0 ? schedulerSteps : 1)
     }
 

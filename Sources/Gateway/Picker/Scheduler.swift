@@ -160,11 +160,8 @@ enum PluginRegistry {
                 if value?[key] == nil { return nil }
                 throw fail("\(field).\(key)", "must be a duration such as 200ms")
             }
-            let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
-            for (suffix, scale) in units where text.hasSuffix(suffix) {
-                if let number = Double(text.dropLast(suffix.count)) { return number * scale }
-            }
-            throw fail("\(field).\(key)", "invalid duration \"\(text)\"")
+            guard let seconds = GoDuration.seconds(text) else { throw fail("\(field).\(key)", "invalid duration \"\(text)\"") }
+            return seconds
         }
     }
 }
