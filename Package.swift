@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // OpenAI/vLLM wire types, JSON, SSE framing, error envelope, tokenizer, Prometheus text,
@@ -72,10 +76,20 @@ let package = Package(
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
             ]
         ),
-        // The endpoint picker's gRPC front end for Envoy (issue 15): ext_proc and health.
+        // The endpoint picker's gRPC front end for Envoy (issue 15): ext_proc and health, over
+        // HTTP/2 with TLS (a self-signed certificate, as GIE's picker) or plaintext.
         .target(
             name: "GatewayExtProc",
-            dependencies: ["EnvoyAPI", .product(name: "GRPCCore", package: "grpc-swift-2")]
+            dependencies: [
+                "EnvoyAPI", "Gateway",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Load and what clients saw: the HTTP load client, Poisson arrivals, workloads, the bench
         // runner, stage summaries and their reports (tables, JSON, CSV, SVG charts).
@@ -102,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "understudy",
             dependencies: [
-                "FakeVLLM", "Gateway", "FleetManager", "Load",
+                "FakeVLLM", "Gateway", "GatewayExtProc", "FleetManager", "Load",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
@@ -114,8 +128,9 @@ let package = Package(
         .testTarget(
             name: "GatewayExtProcTests",
             dependencies: [
-                "GatewayExtProc", "EnvoyAPI", .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                "GatewayExtProc", "EnvoyAPI", "Gateway", "FakeVLLM", "FleetManager", "InferenceAPI", "TestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import GatewayExtProc
 import InferenceAPI
 import Logging
 import NIOCore
@@ -37,6 +38,7 @@ struct GatewayCommand: AsyncParsableCommand {
     var requestHeadersTimeout = 10.0
     @Option(help: "Seconds from a request's headers to the end of its body, else 408 (0: no limit).") var requestBodyTimeout = 300.0
     @OptionGroup var tls: TLSOptions
+    @OptionGroup var extProc: ExtProcOptions
     @OptionGroup var logging: LogOptions
     @Option(help: "Require Authorization: Bearer KEY on /v1 routes (also UNDERSTUDY_GATEWAY_API_KEY); the header is forwarded.") var apiKey: String?
     @Option(help: "Seed of the picker's random choices.") var seed: UInt64 = 0
@@ -51,6 +53,7 @@ struct GatewayCommand: AsyncParsableCommand {
         if let count = outlierConsecutive5xx, count < 1 { throw ValidationError("--outlier-consecutive-5xx must be at least 1") }
         guard outlierBaseEjectionTime > 0, outlierBaseEjectionTime <= 86_400 else { throw ValidationError("--outlier-base-ejection-time must be > 0 and at most a day") }
         _ = try connectionLimits()
+        try extProc.validate()
     }
 
     func connectionLimits() throws -> ConnectionLimits {
@@ -97,6 +100,7 @@ struct GatewayCommand: AsyncParsableCommand {
         print("understudy gateway: InferencePool \(picker.pool.name) (failureMode \(picker.pool.failureMode.rawValue)), \(list.count) endpoint(s)")
         print("  picker: \(resources.pickerConfig == nil ? "GIE's default profile (queue 2, kv-cache 2, prefix 3)" : "EndpointPickerConfig from --config")")
         print("  listening on \(dataPlane.tls == nil ? "http" : "https")://\(host):\(server.port); metrics on http://\(host):\(server.metricsPort ?? 0)/metrics")
+        let extProcServer = try await extProc.start(picker: picker, host: host, maxBodyBytes: maxBodyBytes, logger: Logger(label: "epp"))
         fflush(nil)  // print is buffered when stdout is not a terminal
         let lifecycle = Logger(label: "gateway")
         try await Draining.run(logger: lifecycle, untilClosed: { try await server.waitUntilClosed() }, drain: {
@@ -104,6 +108,7 @@ struct GatewayCommand: AsyncParsableCommand {
             do {
                 try await server.beginDraining()
                 while picker.metrics.requestsInFlight > 0 { try await Task.sleep(for: .milliseconds(20)) }
+                await extProcServer?.stop()
                 try await server.stop()
             } catch {
                 lifecycle.error("draining failed: \(error)")

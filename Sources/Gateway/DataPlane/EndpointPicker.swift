@@ -14,6 +14,9 @@ public final class EndpointPicker: Sendable {
     private let reachable = NIOLockedValueBox(true)
     /// Each refusal at info, each decision at debug (GIE's EPP logs its decisions at a debug verbosity).
     private let logger: Logger
+    /// GIE's `destination-endpoint-served-verifier` is configured: responses name the endpoint the
+    /// data plane says served them, in `x-conformance-test-served-endpoint`.
+    public let verifiesServedEndpoint: Bool
 
     public init(pool: InferencePool, director: Director, datastore: Datastore, metrics: GatewayMetrics, logger: Logger) {
         self.logger = logger
@@ -21,6 +24,7 @@ public final class EndpointPicker: Sendable {
         self.datastore = datastore
         self.metrics = metrics
         self.director = NIOLockedValueBox(director)
+        verifiesServedEndpoint = director.resources.pickerConfig?.plugins.contains { $0.type == "destination-endpoint-served-verifier" } ?? false
     }
 
     public var isReachable: Bool {
@@ -58,6 +62,12 @@ public final class EndpointPicker: Sendable {
     /// A request the gateway answered itself, refusing it: logged at info.
     func noteRefusal(status: Int, code: String, message: String, model: String?) {
         logger.info("refused \(status) \(code) (model \(model ?? "none")): \(message)")
+    }
+
+    /// The data plane reports where it sent a request (ext_proc's
+    /// `x-gateway-destination-endpoint-served`) and what came back.
+    func noteServed(_ address: String, status: Int) {
+        logger.debug("served by \(address): \(status)")
     }
 
     /// A request without an inference body (a GET, or another path): GIE sends it to a random

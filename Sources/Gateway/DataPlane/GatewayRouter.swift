@@ -49,9 +49,6 @@ final class GatewayRouter: HTTPRequestRouter {
     let context: GatewayContext
     var maxBodyBytes: Int { context.configuration.maxBodyBytes }
 
-    /// The paths whose body the picker reads (GIE's openai-parser).
-    static let inferencePaths: Set<Substring> = ["/v1/completions", "/v1/chat/completions"]
-
     init(context: GatewayContext) { self.context = context }
 
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
@@ -68,11 +65,12 @@ final class GatewayRouter: HTTPRequestRouter {
         var route = ProxyExchange.Route(clientModel: nil, targetModel: nil, priority: 0, endpoints: [], inference: nil, subset: subset)
         var body = request.body
         let path = request.path
-        if request.method == .POST, Self.inferencePaths.contains(path) {
+        if request.method == .POST, let shape = InferenceBody.Shape(path: path) {
             let inference: InferenceRequest
-            switch Self.parse(request, chat: path == "/v1/chat/completions") {
+            switch InferenceBody.read(request.body, shape: shape, header: { request.headers.first(name: $0) }) {
             case .success(let parsed): inference = parsed
-            case .failure(let error):
+            case .failure(let unreadable):
+                let error = APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - \(unreadable.message)")
                 context.picker.metrics.requestRejected(nil, nil, code: error.type)
                 context.picker.noteRefusal(status: error.status, code: error.type, message: error.message, model: nil)
                 writer.respond(error)
@@ -106,38 +104,5 @@ final class GatewayRouter: HTTPRequestRouter {
         let exchange = ProxyExchange(context: context, writer: writer, head: head, body: body, route: route)
         exchange.start()
         return exchange.isDone ? nil : exchange
-    }
-
-    /// The body as the picker reads it: JSON with a `model`, and the text prefix caching is
-    /// judged on (a completion's prompt, or a chat's messages as compact JSON).
-    static func parse(_ request: IncomingRequest, chat: Bool) -> Result<InferenceRequest, APIError> {
-        let value: JSONValue
-        do {
-            value = try JSONValue.parse(request.body)
-        } catch {
-            return .failure(APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - error unmarshaling request body: \(error)"))
-        }
-        guard case .object(let object) = value else {
-            return .failure(APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - request body is not a JSON object"))
-        }
-        var model: String?
-        if case .string(let name)? = object["model"] { model = name }
-        var prefix = ""
-        if chat {
-            if let messages = object["messages"] {
-                var buffer = ByteBuffer()
-                buffer.writeJSON(messages)
-                prefix = String(buffer: buffer)
-            }
-        } else {
-            switch object["prompt"] {
-            case .string(let text)?: prefix = text
-            case .array(let items)?: prefix = items.compactMap { if case .string(let text) = $0 { text } else { nil } }.joined()
-            default: break
-            }
-        }
-        return .success(InferenceRequest(
-            model: model, objectiveHeader: request.headers.first(name: "x-gateway-inference-objective"),
-            modelRewriteHeader: request.headers.first(name: "x-gateway-model-name-rewrite"), prefixText: prefix))
     }
 }

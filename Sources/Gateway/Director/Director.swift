@@ -12,15 +12,19 @@ public struct InferenceRequest: Sendable {
     public var prefixText: String
     /// The text's block hashes, when made ahead (for the model they name).
     public var prefixHashes: PrefixHashes?
+    /// `test-epp-endpoint-selection`, for GIE's conformance filter.
+    public var endpointSelection: String?
 
     public init(
-        model: String?, objectiveHeader: String? = nil, modelRewriteHeader: String? = nil, prefixText: String = "", prefixHashes: PrefixHashes? = nil
+        model: String?, objectiveHeader: String? = nil, modelRewriteHeader: String? = nil, prefixText: String = "", prefixHashes: PrefixHashes? = nil,
+        endpointSelection: String? = nil
     ) {
         self.model = model
         self.objectiveHeader = objectiveHeader
         self.modelRewriteHeader = modelRewriteHeader
         self.prefixText = prefixText
         self.prefixHashes = prefixHashes
+        self.endpointSelection = endpointSelection
     }
 }
 
@@ -89,7 +93,9 @@ public struct Director: Sendable {
         if priority < 0, scheduler.saturation(candidates, now: now) >= 1 {
             return .reject(status: 429, code: "ResourceExhausted", message: "system saturated, sheddable request dropped")
         }
-        let schedulingRequest = SchedulingRequest(targetModel: targetModel, prefixText: request.prefixText, prefixHashes: request.prefixHashes, priority: priority)
+        let schedulingRequest = SchedulingRequest(
+            targetModel: targetModel, prefixText: request.prefixText, prefixHashes: request.prefixHashes, priority: priority,
+            endpointSelection: request.endpointSelection)
         lastDecisionScheduled = true
         guard let endpoints = scheduler.schedule(schedulingRequest, candidates: candidates, now: now) else {
             return .reject(status: 429, code: "ResourceExhausted", message: "failed to find target endpoint")

@@ -96,6 +96,7 @@ enum PluginRegistry {
                     capacityPerEndpoint: try parameters.int("lruCapacityPerServer", fail) ?? 31_250)
                 scorers.append((PrefixCacheScorer(), ref.weight ?? 1))
             case "utilization-detector": filters.append(try utilizationDetector(plugin, fail))
+            case "header-based-testing-filter": filters.append(HeaderBasedTestingFilter())
             case "decision-tree-filter":
                 filters.append(LegacyDecisionTree(
                     queueingThresholdLoRA: try parameters.int("queueingThresholdLoRA", fail) ?? 128,
@@ -112,9 +113,9 @@ enum PluginRegistry {
                 throw fail(field, "plugin type \"\(type)\" is not emulated yet")
             }
         }
-        guard let picker else { throw fail("schedulingProfiles[0]", "no picker") }
+        // A profile that names no picker gets GIE's default, max-score-picker (random among ties).
         return Built(
-            profile: SchedulerProfile(name: profileConfig.name, filters: filters, scorers: scorers, picker: picker),
+            profile: SchedulerProfile(name: profileConfig.name, filters: filters, scorers: scorers, picker: picker ?? MaxScorePicker(maxNumOfEndpoints: 1)),
             detector: detector, prefixIndex: prefixIndex)
     }
 

