@@ -41,7 +41,7 @@ public final class EndpointPicker: Sendable {
         if let subset {
             candidates.removeAll { !subset.contains($0.endpoint.address) }
             if candidates.isEmpty {
-                return .reject(status: 503, code: "ServiceUnavailable", message: "no pods available in the endpoint subset")
+                return .reject(status: 503, code: "ServiceUnavailable", message: "failed to find endpoint candidates for serving the request")
             }
         }
         if !excluding.isEmpty { candidates.removeAll { excluding.contains($0.endpoint.address) } }
