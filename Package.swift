@@ -148,7 +148,7 @@ let package = Package(
             name: "FleetManagerTests",
             dependencies: [
                 "FleetManager", "FakeVLLM", "Gateway", "InferenceAPI", "Load", "TestSupport",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

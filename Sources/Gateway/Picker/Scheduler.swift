@@ -113,9 +113,9 @@ enum PluginRegistry {
                 throw fail(field, "plugin type \"\(type)\" is not emulated yet")
             }
         }
-        // A profile that names no picker gets GIE's default, max-score-picker (random among ties).
+        guard let picker else { throw fail("schedulingProfiles[0]", "no picker") }
         return Built(
-            profile: SchedulerProfile(name: profileConfig.name, filters: filters, scorers: scorers, picker: picker ?? MaxScorePicker(maxNumOfEndpoints: 1)),
+            profile: SchedulerProfile(name: profileConfig.name, filters: filters, scorers: scorers, picker: picker),
             detector: detector, prefixIndex: prefixIndex)
     }
 
