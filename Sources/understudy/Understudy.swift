@@ -10,7 +10,7 @@ struct Understudy: AsyncParsableCommand {
         abstract: "The Kubernetes inference-gateway stack on a laptop, with no GPU.",
         subcommands: [
             Up.self, ScenarioCommand.self, Chaos.self, BenchCommand.self, SimCommand.self, ReportCommand.self, Serve.self, GatewayCommand.self,
-            Profiles.self, FuzzCommand.self, ManifestsCommand.self,
+            Profiles.self, FuzzCommand.self, ManifestsCommand.self, EnvoyConfigCommand.self,
         ])
 
     /// Every command first raises its soft limit on open files as far as the hard limit allows

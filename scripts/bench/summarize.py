@@ -16,12 +16,17 @@ def median(target, load, field):
 
 direct_p50, direct_p99 = median("direct", "latency", "p50_ms"), median("direct", "latency", "p99_ms")
 envoy_rps = median("envoy", "throughput", "rps") if "envoy" in targets else None
-print("| target | req/s (c64) | vs Envoy | p50 / p99 ms (c64) | CPU µs/request (c64) | added p50 / p99 ms (c1) |")
-print("|---|---:|---:|---:|---:|---:|")
+def decision(target):
+    values = [float(row["decision_us"]) for row in rows if row["target"] == target and row["load"] == "throughput" and row.get("decision_us")]
+    return f"{statistics.median(values):.1f}" if values else "—"
+
+
+print("| target | req/s (c64) | vs Envoy | p50 / p99 ms (c64) | CPU µs/request (c64) | added p50 / p99 ms (c1) | picker decision µs (c64) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for target in targets:
     rps = median(target, "throughput", "rps")
     ratio = f"{rps / envoy_rps:.2f}×" if envoy_rps else ""
     added = "—" if target == "direct" else (
         f"{median(target, 'latency', 'p50_ms') - direct_p50:.3f} / {median(target, 'latency', 'p99_ms') - direct_p99:.3f}")
     print(f"| {target} | {rps:,.0f} | {ratio} | {median(target, 'throughput', 'p50_ms'):.2f} / {median(target, 'throughput', 'p99_ms'):.2f} "
-          f"| {median(target, 'throughput', 'cpu_us_per_request'):.1f} | {added} |")
+          f"| {median(target, 'throughput', 'cpu_us_per_request'):.1f} | {added} | {decision(target)} |")

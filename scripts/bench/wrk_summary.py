@@ -1,7 +1,7 @@
 """Reads `wrk --latency` output on stdin; prints one CSV row:
-NAME,LOAD,REP,rps,p50_ms,p99_ms,non2xx,cpu_us_per_request (from CPU_TICKS at CLK_TCK ticks/s).
+NAME,LOAD,REP,rps,p50_ms,p99_ms,non2xx,cpu_us_per_request (from CPU_TICKS at CLK_TCK ticks/s),decision_us.
 
-Usage: wrk_summary.py NAME LOAD REP CPU_TICKS CLK_TCK < wrk-output
+Usage: wrk_summary.py NAME LOAD REP CPU_TICKS CLK_TCK [DECISION_US] < wrk-output
 """
 import re
 import sys
@@ -21,4 +21,4 @@ cpu_us = int(sys.argv[4]) / int(sys.argv[5]) * 1e6 / max(requests, 1)
 errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 failures = re.search(r"Socket errors: (.*)", text)
 print(",".join(sys.argv[1:4] + [f"{rps:.0f}", f"{milliseconds(50):.3f}", f"{milliseconds(99):.3f}",
-                                 errors.group(1) if errors else "0", f"{cpu_us:.1f}"]) + (f"  # socket errors: {failures.group(1)}" if failures else ""))
+                                 errors.group(1) if errors else "0", f"{cpu_us:.1f}", sys.argv[6] if len(sys.argv) > 6 else ""]) + (f"  # socket errors: {failures.group(1)}" if failures else ""))
