@@ -296,21 +296,23 @@ struct JSONParser {
         index += 1
         let start = index
         // Fast path: no escapes.
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-                index += 1
-                return text
-            }
-            if byte == UInt8(ascii: "\\") { break }
-            if byte < 0x20 { throw fail("Invalid control character at") }
+        index = plainRunEnd(from: index)
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
             index += 1
+            return text
         }
-        var scalars = Array(UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        // Escapes: runs of plain bytes are copied whole (byte by byte, a long prompt's text was
+        // most of the gateway's time), escapes decoded between them.
+        var scalars: [UInt8] = []
+        scalars.reserveCapacity(index - start + 256)
+        scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
+            let run = index
+            index = plainRunEnd(from: index)
+            if index > run { scalars.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<index])) }
+            guard index < bytes.count else { break }
+            switch bytes[index] {
             case UInt8(ascii: "\""):
                 index += 1
                 return String(decoding: scalars, as: UTF8.self)
@@ -343,18 +345,37 @@ struct JSONParser {
                         }
                     }
                     // Python keeps a lone surrogate; a Swift string cannot, so it becomes U+FFFD.
-                    let scalar = Unicode.Scalar(code) ?? "\u{FFFD}"
-                    scalars.append(contentsOf: Array(String(Character(scalar)).utf8))
+                    scalars.append(contentsOf: (Unicode.Scalar(code) ?? "\u{FFFD}").utf8)
                 default:
                     throw fail("Invalid \\escape", at: escapeStart)
                 }
             default:
-                if byte < 0x20 { throw fail("Invalid control character at") }
-                scalars.append(byte)
-                index += 1
+                throw fail("Invalid control character at")
             }
         }
         throw fail("Unterminated string starting at", at: quote)
+    }
+
+    /// Where the string's plain bytes starting at `start` end: at a quote, a backslash or a
+    /// control character (or the end). Sixteen bytes at a time: a long prompt is mostly plain.
+    func plainRunEnd(from start: Int) -> Int {
+        var position = start
+        if let base = bytes.baseAddress {
+            let quote = SIMD16<UInt8>(repeating: UInt8(ascii: "\"")), backslash = SIMD16<UInt8>(repeating: UInt8(ascii: "\\"))
+            let control = SIMD16<UInt8>(repeating: 0x20)
+            while position + 16 <= bytes.count {
+                let chunk = base.loadUnaligned(fromByteOffset: position, as: SIMD16<UInt8>.self)
+                let special = (chunk .== quote) .| (chunk .== backslash) .| (chunk .< control)
+                if any(special) { break }
+                position += 16
+            }
+        }
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            position += 1
+        }
+        return position
     }
 
     mutating func parseHex4(escapeStart: Int) throws(JSONParseError) -> UInt32 {
