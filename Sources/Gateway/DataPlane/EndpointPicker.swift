@@ -17,6 +17,8 @@ public final class EndpointPicker: Sendable {
     /// GIE's `destination-endpoint-served-verifier` is configured: responses name the endpoint the
     /// data plane says served them, in `x-conformance-test-served-endpoint`.
     public let verifiesServedEndpoint: Bool
+    /// How much of a request's prefix text the prefix scorer reads (0: it has none).
+    public let prefixTextLimit: Int
 
     public init(pool: InferencePool, director: Director, datastore: Datastore, metrics: GatewayMetrics, logger: Logger) {
         self.logger = logger
@@ -25,6 +27,7 @@ public final class EndpointPicker: Sendable {
         self.metrics = metrics
         self.director = NIOLockedValueBox(director)
         verifiesServedEndpoint = director.resources.pickerConfig?.plugins.contains { $0.type == "destination-endpoint-served-verifier" } ?? false
+        prefixTextLimit = director.scheduler.prefixIndex?.hasher.textLimit ?? 0
     }
 
     public var isReachable: Bool {

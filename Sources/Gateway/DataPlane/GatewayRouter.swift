@@ -67,7 +67,8 @@ final class GatewayRouter: HTTPRequestRouter {
         let path = request.path
         if request.method == .POST, let shape = InferenceBody.Shape(path: path) {
             let inference: InferenceRequest
-            switch InferenceBody.read(request.body, shape: shape, header: { request.headers.first(name: $0) }) {
+            switch InferenceBody.read(
+                request.body, shape: shape, prefixLimit: context.picker.prefixTextLimit, header: { request.headers.first(name: $0) }) {
             case .success(let parsed): inference = parsed
             case .failure(let unreadable):
                 let error = APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - \(unreadable.message)")

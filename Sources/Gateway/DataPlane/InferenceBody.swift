@@ -33,39 +33,23 @@ enum InferenceBody {
         var message: String
     }
 
-    /// `header` looks up a request header by its lowercase name.
-    static func read(_ body: ByteBuffer, shape: Shape, header: (String) -> String?) -> Result<InferenceRequest, Unreadable> {
-        let value: JSONValue
+    /// `header` looks up a request header by its lowercase name. The body is scanned, not
+    /// parsed: nothing is built but the model and the first `prefixLimit` bytes of the prefix
+    /// text (all the picker's prefix scorer reads), though all of it is checked.
+    static func read(_ body: ByteBuffer, shape: Shape, prefixLimit: Int, header: (String) -> String?) -> Result<InferenceRequest, Unreadable> {
+        let scanned: ScannedBody?
         do {
-            value = try JSONValue.parse(body)
+            scanned = try ScannedBody.scan(
+                body, required: shape.required.member, textMember: shape.required.member,
+                form: shape == .chatCompletions ? .compactJSON : .prompt, limit: prefixLimit)
         } catch {
             return .failure(Unreadable(message: "error unmarshaling request body: \(error)"))
         }
-        guard case .object(let object) = value else {
-            return .failure(Unreadable(message: "request body is not a JSON object"))
-        }
-        switch object[shape.required.member] {
-        case nil, .null?, .string("")?, .array([])?: return .failure(Unreadable(message: shape.required.refusal))
-        default: break
-        }
-        var model: String?
-        if case .string(let name)? = object["model"] { model = name }
-        var prefix = ""
-        switch (shape, object[shape.required.member]) {
-        case (.chatCompletions, let messages?):
-            var buffer = ByteBuffer()
-            buffer.writeJSON(messages)
-            prefix = String(buffer: buffer)
-        case (.completions, .string(let text)?):
-            prefix = text
-        case (.completions, .array(let items)?):
-            prefix = items.compactMap { if case .string(let text) = $0 { text } else { nil } }.joined()
-        case (.completions, _), (.chatCompletions, nil):
-            break
-        }
+        guard let scanned else { return .failure(Unreadable(message: "request body is not a JSON object")) }
+        guard scanned.hasRequired else { return .failure(Unreadable(message: shape.required.refusal)) }
         return .success(InferenceRequest(
-            model: model, objectiveHeader: header("x-gateway-inference-objective"),
-            modelRewriteHeader: header("x-gateway-model-name-rewrite"), prefixText: prefix,
+            model: scanned.model, objectiveHeader: header("x-gateway-inference-objective"),
+            modelRewriteHeader: header("x-gateway-model-name-rewrite"), prefixText: scanned.text,
             endpointSelection: header(HeaderBasedTestingFilter.header)))
     }
 }

@@ -139,7 +139,7 @@ public struct ExtProcExchange {
             return headersAndBody([endpoint], body: body, headers: headers)
         }
         let inference: InferenceRequest
-        switch InferenceBody.read(body, shape: shape, header: header) {
+        switch InferenceBody.read(body, shape: shape, prefixLimit: picker.prefixTextLimit, header: header) {
         case .success(let read): inference = read
         case .failure(let unreadable): return refuse(status: 400, code: "BadRequest", message: unreadable.message, model: nil)
         }

@@ -194,10 +194,13 @@ public struct PrefixHasher: Sendable {
         self.maxPrefixBlocksToMatch = maxPrefixBlocksToMatch
     }
 
+    /// The most of a prefix text that is hashed, in bytes.
+    public var textLimit: Int { maxPrefixBlocksToMatch * blockSizeTokens * Self.charactersPerToken }
+
     /// The chained block hashes of a request's prefix text; none under one block.
     public func hashes(model: String, text: String) -> [UInt64] {
         let blockCharacters = blockSizeTokens * Self.charactersPerToken
-        let bytes = Array(text.utf8)
+        let bytes = Array(text.utf8.prefix(textLimit))
         let blocks = min(bytes.count / blockCharacters, maxPrefixBlocksToMatch)
         guard blocks > 0 else { return [] }
         var previous = XXHash64.hash(Array(model.utf8))
