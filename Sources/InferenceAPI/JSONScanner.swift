@@ -99,51 +99,23 @@ extension JSONParser {
             return nil
         }
         var scanned = ScannedBody()
-        try enter()
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-        } else {
-            while true {
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                    throw fail("Expecting property name enclosed in double quotes")
+        try scanObject { (parser: inout JSONParser, key: String) throws(JSONParseError) in
+            // As Python's and Go's decoders, a repeated member's last value counts.
+            let valueStart = parser.index
+            if key == "model" {
+                if case .string(let name) = try parser.parseValue() { scanned.model = name } else { scanned.model = nil }
+            } else if key == textMember {
+                var text = LimitedText(limit: limit)
+                switch form {
+                case .prompt: try parser.scanPrompt(into: &text)
+                case .compactJSON: try parser.writeCompact(into: &text)
                 }
-                let key = try parseString()
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("Expecting ':' delimiter") }
-                index += 1
-                skipWhitespace()
-                // As Python's and Go's decoders, a repeated member's last value counts.
-                let valueStart = index
-                if key == "model" {
-                    let value = try parseValue()
-                    if case .string(let name) = value { scanned.model = name } else { scanned.model = nil }
-                } else if key == textMember {
-                    var text = LimitedText(limit: limit)
-                    switch form {
-                    case .prompt: try scanPrompt(into: &text)
-                    case .compactJSON: try writeCompact(into: &text)
-                    }
-                    scanned.text = text.text
-                } else {
-                    try skipValue()
-                }
-                if key == required { scanned.hasRequired = !isEmptyValue(from: valueStart) }
-                skipWhitespace()
-                guard index < bytes.count else { throw fail("Expecting ',' delimiter") }
-                if bytes[index] == UInt8(ascii: ",") {
-                    index += 1
-                } else if bytes[index] == UInt8(ascii: "}") {
-                    index += 1
-                    break
-                } else {
-                    throw fail("Expecting ',' delimiter")
-                }
+                scanned.text = text.text
+            } else {
+                try parser.skipValue()
             }
+            if key == required { scanned.hasRequired = !parser.isEmptyValue(from: valueStart) }
         }
-        depth -= 1
         skipWhitespace()
         guard index == bytes.count else { throw fail("Extra data") }
         return scanned
@@ -170,7 +142,7 @@ extension JSONParser {
             try scanString(into: &text, quoted: false)
         case UInt8(ascii: "["):
             try scanArray { (parser: inout JSONParser) throws(JSONParseError) in
-                if parser.bytes[parser.index] == UInt8(ascii: "\"") {
+                if parser.index < parser.bytes.count, parser.bytes[parser.index] == UInt8(ascii: "\"") {
                     try parser.scanString(into: &text, quoted: false)
                 } else {
                     try parser.skipValue()
@@ -228,66 +200,6 @@ extension JSONParser {
             var written = ByteBuffer()
             written.writeJSON(try parseValue())
             text.append(contentsOf: written.readableBytesView)
-        }
-    }
-
-    mutating func scanObject(_ member: (inout JSONParser, String) throws(JSONParseError) -> Void) throws(JSONParseError) {
-        try enter()
-        defer { depth -= 1 }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
-                throw fail("Expecting property name enclosed in double quotes")
-            }
-            let key = try parseString()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("Expecting ':' delimiter") }
-            index += 1
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("Expecting value") }
-            try member(&self, key)
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("Expecting ',' delimiter") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return
-            } else {
-                throw fail("Expecting ',' delimiter")
-            }
-        }
-    }
-
-    mutating func scanArray(_ element: (inout JSONParser) throws(JSONParseError) -> Void) throws(JSONParseError) {
-        try enter()
-        defer { depth -= 1 }
-        index += 1
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-            index += 1
-            return
-        }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("Expecting value") }
-            try element(&self)
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("Expecting ',' delimiter") }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-            } else if bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return
-            } else {
-                throw fail("Expecting ',' delimiter")
-            }
         }
     }
 

@@ -137,19 +137,7 @@ import Testing
     /// A stream through Envoy keeps arriving as events, and names the model the client asked
     /// for although the pods were sent its rewrite target.
     @Test func aStreamThroughEnvoyHasItsModelNameWrittenBack() async throws {
-        let alias = """
-
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceModelRewrite
-            metadata: {name: alias}
-            spec:
-              poolRef: {name: pool}
-              rules:
-              - matches: [{model: {value: assistant}}]
-                targets: [{modelRewrite: \(EnvoyStack.model), weight: 1}]
-            """
-        let stack = try await EnvoyStack.start(manifests: EnvoyStack.poolYAML + alias)
+        let stack = try await EnvoyStack.start(manifests: EnvoyStack.poolYAML + EnvoyStack.alias("assistant"))
         defer { Task { await stack.stop() } }
         let stream = try await stack.post("/v1/completions", Self.completion("assistant", maxTokens: 20, stream: true))
         #expect(stream.status == 200)

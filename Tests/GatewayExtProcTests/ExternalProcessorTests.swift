@@ -186,19 +186,7 @@ import Testing
     }
 
     @Test func aStreamsModelNameIsWrittenBackEvenSplitAcrossChunks() async throws {
-        let alias = """
-
-            ---
-            apiVersion: inference.networking.x-k8s.io/v1alpha2
-            kind: InferenceModelRewrite
-            metadata: {name: alias}
-            spec:
-              poolRef: {name: pool}
-              rules:
-              - matches: [{model: {value: assistant}}]
-                targets: [{modelRewrite: \(EnvoyStack.model), weight: 1}]
-            """
-        try await Self.withPicker(pods: 1, manifests: EnvoyStack.poolYAML + alias) { picker, _ in
+        try await Self.withPicker(pods: 1, manifests: EnvoyStack.poolYAML + EnvoyStack.alias("assistant")) { picker, _ in
             let event = #"data: {"model":"\#(EnvoyStack.model)","choices":[]}"# + "\n\n"
             let split = event.index(event.startIndex, offsetBy: 16)
             let responses = try await Self.exchange(picker, [
