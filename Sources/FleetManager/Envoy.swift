@@ -254,13 +254,14 @@ public final class EnvoyProcess: Sendable {
         let process = Process()
         // Envoy must not outlive this process, however it ends: a shell starts a watcher, then
         // becomes Envoy (exec keeps its PID); the watcher kills that PID when its stdin, a pipe
-        // only this process holds, closes (on `stop`, or at this process's death). The shell
-        // does not wait for Envoy itself: SIGCHLD may arrive blocked from this process.
+        // only this process holds, closes (on `stop`, or at this process's death), and removes
+        // Envoy's directory. The shell does not wait for Envoy itself: SIGCHLD may arrive
+        // blocked from this process.
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = [
             "-c",
-            #"exec 3<&0; (read -r _ <&3; for signal in TERM KILL; do [ "$(cat /proc/$$/comm)" = envoy ] && kill -$signal $$; sleep 3; done) "#
-                + #"2>/dev/null </dev/null & exec "$0" "$@" </dev/null 3<&-"#,
+            #"exec 3<&0; (read -r _ <&3; for signal in TERM KILL; do [ "$(cat /proc/$$/comm)" = envoy ] || break; kill -$signal $$; "#
+                + #"sleep 1; done; rm -rf "${2%/*}") 2>/dev/null </dev/null & exec "$0" "$@" </dev/null 3<&-"#,
             try executable(), "-c", configFile.path, "--disable-hot-restart", "-l", "warning", "--log-path",
             directory.appendingPathComponent("envoy.log").path,
         ]
@@ -321,7 +322,6 @@ public final class EnvoyProcess: Sendable {
     public func stop() async {
         try? lifeline.close()
         while !exited.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
-        try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// A port nothing listens on now, from the kernel.
