@@ -225,7 +225,17 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             }
         case .body(var chunk):
             if body == nil {
-                body = chunk
+                // A body in several reads is collected in one buffer of its declared length, so
+                // it is copied once rather than again at each doubling (up to 1 MiB reserved
+                // ahead: a declared length is only a claim).
+                let declared = head?.headers.first(name: "content-length").flatMap(Int.init) ?? 0
+                if declared > chunk.readableBytes {
+                    var collected = context.channel.allocator.buffer(capacity: min(declared, 1 << 20))
+                    collected.writeBuffer(&chunk)
+                    body = collected
+                } else {
+                    body = chunk
+                }
             } else {
                 body!.writeBuffer(&chunk)
             }

@@ -200,20 +200,23 @@ public struct PrefixHasher: Sendable {
     /// The chained block hashes of a request's prefix text; none under one block.
     public func hashes(model: String, text: String) -> [UInt64] {
         let blockCharacters = blockSizeTokens * Self.charactersPerToken
-        let bytes = Array(text.utf8.prefix(textLimit))
-        let blocks = min(bytes.count / blockCharacters, maxPrefixBlocksToMatch)
+        let blocks = min(text.utf8.count / blockCharacters, maxPrefixBlocksToMatch)
         guard blocks > 0 else { return [] }
         var previous = XXHash64.hash(Array(model.utf8))
         var result: [UInt64] = []
         result.reserveCapacity(blocks)
         var buffer: [UInt8] = []
         buffer.reserveCapacity(blockCharacters + 8)
-        for block in 0..<blocks {
-            buffer.removeAll(keepingCapacity: true)
-            buffer.append(contentsOf: bytes[(block * blockCharacters)..<((block + 1) * blockCharacters)])
-            withUnsafeBytes(of: previous.littleEndian) { buffer.append(contentsOf: $0) }
-            previous = XXHash64.hash(buffer)
-            result.append(previous)
+        // The text's own UTF-8 bytes, read in place.
+        var text = text
+        text.withUTF8 { bytes in
+            for block in 0..<blocks {
+                buffer.removeAll(keepingCapacity: true)
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[(block * blockCharacters)..<((block + 1) * blockCharacters)]))
+                withUnsafeBytes(of: previous.littleEndian) { buffer.append(contentsOf: $0) }
+                previous = XXHash64.hash(buffer)
+                result.append(previous)
+            }
         }
         return result
     }
