@@ -123,15 +123,20 @@ import Testing
         let stack = try await EnvoyStack.start(manifests: EnvoyStack.pool(failureMode: "FailClose"))
         defer { Task { await stack.stop() } }
         #expect(try await stack.post("/v1/completions", Self.completion()).status == 200)
+        // Until Envoy has read the emptied endpoints, requests still go through the picker.
         try stack.envoy.setPickerEndpoints([])
         #expect(try await eventually { try await stack.post("/v1/completions", Self.completion()).status == 500 })
+        let whileEmpty = try await stack.accepted().reduce(0, +)
+        #expect(try await stack.post("/v1/completions", Self.completion()).status == 500)
+        #expect(try await stack.accepted().reduce(0, +) == whileEmpty, "a refused request reached no pod")
         try stack.envoy.setPickerEndpoints(["127.0.0.1:\(stack.extProc.port)"])
         #expect(try await eventually { try await stack.post("/v1/completions", Self.completion()).status == 200 })
         await stack.extProc.stop()
+        let beforeGone = try await stack.accepted().reduce(0, +)
         let response = try await stack.post("/v1/completions", Self.completion())
         #expect(response.status == 500)
         #expect(response.body.isEmpty)
-        #expect(try await stack.accepted().reduce(0, +) == 2)
+        #expect(try await stack.accepted().reduce(0, +) == beforeGone, "a refused request reached no pod")
     }
 
     /// A stream through Envoy keeps arriving as events, and names the model the client asked
