@@ -329,43 +329,45 @@ struct JSONParser {
                 index += 1
                 return String(decoding: scalars, as: UTF8.self)
             case UInt8(ascii: "\\"):
-                let escapeStart = index
-                index += 1
-                guard index < bytes.count else { throw fail("Unterminated string starting at", at: quote) }
-                let escaped = bytes[index]
-                index += 1
-                switch escaped {
-                case UInt8(ascii: "\""): scalars.append(UInt8(ascii: "\""))
-                case UInt8(ascii: "\\"): scalars.append(UInt8(ascii: "\\"))
-                case UInt8(ascii: "/"): scalars.append(UInt8(ascii: "/"))
-                case UInt8(ascii: "b"): scalars.append(0x08)
-                case UInt8(ascii: "f"): scalars.append(0x0C)
-                case UInt8(ascii: "n"): scalars.append(0x0A)
-                case UInt8(ascii: "r"): scalars.append(0x0D)
-                case UInt8(ascii: "t"): scalars.append(0x09)
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4(escapeStart: escapeStart + 1)
-                    if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count,
-                       bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
-                        let save = index
-                        index += 2
-                        let low = try parseHex4(escapeStart: save + 1)
-                        if (0xDC00..<0xE000).contains(low) {
-                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                        } else {
-                            index = save  // not a pair: the high surrogate stands alone
-                        }
-                    }
-                    // Python keeps a lone surrogate; a Swift string cannot, so it becomes U+FFFD.
-                    scalars.append(contentsOf: (Unicode.Scalar(code) ?? "\u{FFFD}").utf8)
-                default:
-                    throw fail("Invalid \\escape", at: escapeStart)
-                }
+                scalars.append(contentsOf: try readEscape(quote: quote).utf8)
             default:
                 throw fail("Invalid control character at")
             }
         }
         throw fail("Unterminated string starting at", at: quote)
+    }
+
+    /// The escape at `index` (a backslash) read and decoded; `quote` is where its string began.
+    mutating func readEscape(quote: Int) throws(JSONParseError) -> Unicode.Scalar {
+        let escapeStart = index
+        index += 1
+        guard index < bytes.count else { throw fail("Unterminated string starting at", at: quote) }
+        let escaped = bytes[index]
+        index += 1
+        switch escaped {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): return Unicode.Scalar(escaped)
+        case UInt8(ascii: "b"): return "\u{08}"
+        case UInt8(ascii: "f"): return "\u{0C}"
+        case UInt8(ascii: "n"): return "\n"
+        case UInt8(ascii: "r"): return "\r"
+        case UInt8(ascii: "t"): return "\t"
+        case UInt8(ascii: "u"):
+            var code = try parseHex4(escapeStart: escapeStart + 1)
+            if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
+                let save = index
+                index += 2
+                let low = try parseHex4(escapeStart: save + 1)
+                if (0xDC00..<0xE000).contains(low) {
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                } else {
+                    index = save  // not a pair: the high surrogate stands alone
+                }
+            }
+            // Python keeps a lone surrogate; a Swift string cannot, so it becomes U+FFFD.
+            return Unicode.Scalar(code) ?? "\u{FFFD}"
+        default:
+            throw fail("Invalid \\escape", at: escapeStart)
+        }
     }
 
     /// Where the string's plain bytes starting at `start` end: at a quote, a backslash or a

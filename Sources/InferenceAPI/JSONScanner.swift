@@ -220,46 +220,15 @@ extension JSONParser {
                 if quoted { text.append(UInt8(ascii: "\"")) }
                 return
             case UInt8(ascii: "\\"):
-                let escapeStart = index
-                index += 1
-                guard index < bytes.count else { throw fail("Unterminated string starting at", at: quote) }
-                let escaped = bytes[index]
-                index += 1
-                var decoded: [UInt8]
-                switch escaped {
-                case UInt8(ascii: "\""): decoded = [UInt8(ascii: "\"")]
-                case UInt8(ascii: "\\"): decoded = [UInt8(ascii: "\\")]
-                case UInt8(ascii: "/"): decoded = [UInt8(ascii: "/")]
-                case UInt8(ascii: "b"): decoded = [0x08]
-                case UInt8(ascii: "f"): decoded = [0x0C]
-                case UInt8(ascii: "n"): decoded = [0x0A]
-                case UInt8(ascii: "r"): decoded = [0x0D]
-                case UInt8(ascii: "t"): decoded = [0x09]
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4(escapeStart: escapeStart + 1)
-                    if (0xD800..<0xDC00).contains(code), index + 1 < bytes.count,
-                       bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") {
-                        let save = index
-                        index += 2
-                        let low = try parseHex4(escapeStart: save + 1)
-                        if (0xDC00..<0xE000).contains(low) {
-                            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                        } else {
-                            index = save
-                        }
-                    }
-                    decoded = Array((Unicode.Scalar(code) ?? "\u{FFFD}").utf8)
-                default:
-                    throw fail("Invalid \\escape", at: escapeStart)
-                }
+                let scalar = try readEscape(quote: quote)
                 guard !text.isFull else { continue }
                 if quoted {
                     // Re-escaped as writeJSONString escapes (quotes, backslashes, controls).
                     var written = ByteBuffer()
-                    written.writeJSONString(utf8: decoded)
+                    written.writeJSONString(utf8: scalar.utf8)
                     text.append(contentsOf: written.readableBytesView.dropFirst().dropLast())
                 } else {
-                    text.append(contentsOf: decoded)
+                    text.append(contentsOf: scalar.utf8)
                 }
             default:
                 throw fail("Invalid control character at")
