@@ -158,7 +158,7 @@ struct Up: AsyncParsableCommand {
         print("  Envoy \(envoy.configuration.listenerHost):\(envoy.listenerPort) (admin 127.0.0.1:\(envoy.configuration.adminPort), log \(envoy.logPath))")
         if let file = front.endpointsFile, let epp {
             print("  the fleet's Ready endpoints, in llm-d-router's file-discovery format: \(file)")
-            print("  run the picker against it, e.g.: llm-d-router --pool-name \(fleet.gateway.picker.pool.name) --config-file CONFIG --grpc-port \(epp.split(separator: ":").last ?? "9002") \(eppPlaintext ? "--secure-serving=false " : "")(CONFIG names file-discovery with path \(file) and watchFile: true; docs/ext-proc.md)")
+            print("  run the picker against it, e.g. llm-d-router's: epp --pool-name \(fleet.gateway.picker.pool.name) --config-file CONFIG --grpc-port \(epp.split(separator: ":").last ?? "9002") \(eppPlaintext ? "--secure-serving=false " : "")(CONFIG names file-discovery with path \(file) and watchFile: true; docs/ext-proc.md)")
         }
         return front
     }
