@@ -1,4 +1,5 @@
 import Foundation
+import InferenceAPI
 import NIOConcurrencyHelpers
 
 /// Envoy in front of the pool, configured as GIE's v1.5.0 test Envoy (test/testdata/envoy.yaml):
@@ -240,8 +241,10 @@ public final class EnvoyProcess: Sendable {
     /// listener accepts connections. Its log (warnings and above) goes to `logPath`.
     public static func launch(_ configuration: EnvoyConfiguration) async throws -> EnvoyProcess {
         var configuration = configuration
-        if configuration.listenerPort == 0 { configuration.listenerPort = try freePort() }
-        if configuration.adminPort == 0 { configuration.adminPort = try freePort() }
+        for port in [\EnvoyConfiguration.listenerPort, \EnvoyConfiguration.adminPort] where configuration[keyPath: port] == 0 {
+            guard let free = LoopbackPort.free() else { throw FleetError("cannot find a free loopback port for Envoy") }
+            configuration[keyPath: port] = free
+        }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("understudy-envoy-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         configuration.endpointsDirectory = directory.path
@@ -281,7 +284,7 @@ public final class EnvoyProcess: Sendable {
             configuration: configuration, directory: directory.path, process: process, lifeline: lifeline.fileHandleForWriting, exited: exited)
         // Envoy validates its config and binds within a second or two; a bad config exits.
         let deadline = Date().addingTimeInterval(30)
-        while !canConnect(port: configuration.listenerPort) {
+        while !LoopbackPort.accepts(configuration.listenerPort) {
             if exited.withLockedValue({ $0 }) {
                 let log = (try? String(contentsOfFile: envoy.logPath, encoding: .utf8)) ?? ""
                 throw FleetError("envoy exited at start: \(log.suffix(2000))")
@@ -322,37 +325,5 @@ public final class EnvoyProcess: Sendable {
     public func stop() async {
         try? lifeline.close()
         while !exited.withLockedValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
-    }
-
-    /// A port nothing listens on now, from the kernel.
-    static func freePort() throws -> Int {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw FleetError("cannot open a socket to find a free port") }
-        defer { close(socket) }
-        var address = loopback(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw FleetError("cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    static func canConnect(port: Int) -> Bool {
-        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { return false }
-        defer { close(socket) }
-        var address = loopback(port: port)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-
-    private static func loopback(port: Int) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return address
     }
 }

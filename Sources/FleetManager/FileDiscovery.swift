@@ -16,11 +16,11 @@ public enum FileDiscovery {
             guard let colon = discovered.endpoint.address.lastIndex(of: ":") else { continue }
             let address = discovered.endpoint.address[..<colon]
             let port = discovered.endpoint.address[discovered.endpoint.address.index(after: colon)...]
-            text += "- name: \(quoted(discovered.endpoint.podName))\n  namespace: \(quoted(namespace))\n"
-            text += "  address: \(quoted(String(address)))\n  port: \(quoted(String(port)))\n"
+            text += "- name: \(KubernetesManifests.quoted(discovered.endpoint.podName))\n  namespace: \(KubernetesManifests.quoted(namespace))\n"
+            text += "  address: \(KubernetesManifests.quoted(String(address)))\n  port: \(KubernetesManifests.quoted(String(port)))\n"
             if !discovered.labels.isEmpty {
                 text += "  labels:\n"
-                for (key, value) in discovered.labels.sorted(by: { $0.key < $1.key }) { text += "    \(quoted(key)): \(quoted(value))\n" }
+                for (key, value) in discovered.labels.sorted(by: { $0.key < $1.key }) { text += "    \(KubernetesManifests.quoted(key)): \(KubernetesManifests.quoted(value))\n" }
             }
         }
         return text
@@ -31,10 +31,5 @@ public enum FileDiscovery {
         let temporary = path + ".next"
         try yaml(endpoints, namespace: namespace).write(toFile: temporary, atomically: false, encoding: .utf8)
         guard rename(temporary, path) == 0 else { throw FleetError("cannot replace \(path): \(String(cString: strerror(errno)))") }
-    }
-
-    /// A YAML double-quoted string.
-    static func quoted(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }

@@ -69,16 +69,15 @@ struct EnvoyStack {
         """
     }
 
-    static func start(
-        pods count: Int = 3, manifests: String = poolYAML, security: ExtProcServer.Security = .selfSigned, sameIP: Bool = false,
-        pod configure: (Int, inout ServerConfiguration) -> Void = { _, _ in }
-    ) async throws -> EnvoyStack {
-        _ = try EnvoyProcess.executable()
+    /// FakeVLLM pods, each on its own loopback address, as pods have their own IPs (GIE's
+    /// conformance filter tells endpoints apart by IP; `sameIP`: one pod's data-parallel ranks),
+    /// and a gateway whose picker has them all as candidates.
+    static func picker(
+        pods count: Int, manifests: String, sameIP: Bool = false, pod configure: (Int, inout ServerConfiguration) -> Void = { _, _ in }
+    ) async throws -> (pods: [VLLMServer], gateway: GatewayServer) {
         var pods: [VLLMServer] = []
         for index in 0..<count {
             var configuration = ServerConfiguration()
-            // Each pod on its own loopback address, as pods have their own IPs (GIE's conformance
-            // filter tells endpoints apart by IP); `sameIP`: one pod's data-parallel ranks.
             configuration.host = sameIP ? "127.0.0.2" : "127.0.0.\(index + 2)"
             configuration.port = 0
             configuration.accelerator = "instant"
@@ -91,21 +90,30 @@ struct EnvoyStack {
             DiscoveredEndpoint(endpoint: Endpoint(address: "\(pod.configuration.host):\(pod.port)", podName: "pod-\(index)"))
         }
         let gateway = try await GatewayServer.start(resources: resources, endpoints: endpoints, port: 0, seed: 7)
+        let store = gateway.picker.datastore
+        guard try await eventually({ store.candidates(now: store.now).count == count }) else {
+            try? await gateway.stop()
+            for pod in pods { try? await pod.stop() }
+            throw EnvoyStackError.noCandidates(count)
+        }
+        return (pods, gateway)
+    }
+
+    static func start(
+        pods count: Int = 3, manifests: String = poolYAML, security: ExtProcServer.Security = .selfSigned, sameIP: Bool = false,
+        pod configure: (Int, inout ServerConfiguration) -> Void = { _, _ in }
+    ) async throws -> EnvoyStack {
+        _ = try EnvoyProcess.executable()
+        let (pods, gateway) = try await picker(pods: count, manifests: manifests, sameIP: sameIP, pod: configure)
         let extProc = try await ExtProcServer.start(
             picker: gateway.picker, host: "127.0.0.1", port: 0, healthPort: 0, security: security, maxBodyBytes: 16 << 20,
             logger: .init(label: "test"))
         var envoyConfiguration = EnvoyConfiguration(listenerPort: 0, adminPort: 0, pickerEndpoints: ["127.0.0.1:\(extProc.port)"])
         if case .plaintext = security { envoyConfiguration.extProcTLS = false }
         envoyConfiguration.failureModeAllow = gateway.picker.pool.failureMode == .failOpen
-        envoyConfiguration.poolEndpoints = endpoints.map(\.endpoint.address)
+        envoyConfiguration.poolEndpoints = gateway.picker.datastore.readyEndpoints().map(\.address)
         let envoy = try await EnvoyProcess.launch(envoyConfiguration)
-        let stack = EnvoyStack(pods: pods, gateway: gateway, extProc: extProc, envoy: envoy)
-        let store = gateway.picker.datastore
-        guard try await eventually({ store.candidates(now: store.now).count == count }) else {
-            await stack.stop()
-            throw EnvoyStackError.noCandidates(count)
-        }
-        return stack
+        return EnvoyStack(pods: pods, gateway: gateway, extProc: extProc, envoy: envoy)
     }
 
     func address(of pod: Int) -> String { "\(pods[pod].configuration.host):\(pods[pod].port)" }

@@ -20,21 +20,8 @@ import Testing
     static func withPicker(
         pods count: Int, manifests: String = EnvoyStack.poolYAML, _ body: (EndpointPicker, [String]) async throws -> Void
     ) async throws {
-        var pods: [VLLMServer] = []
-        for index in 0..<count {
-            var configuration = ServerConfiguration()
-            configuration.host = "127.0.0.\(index + 2)"
-            configuration.port = 0
-            configuration.accelerator = "instant"
-            pods.append(try await VLLMServer.start(configuration, profiles: EnvoyStack.profiles))
-        }
-        var resources = GatewayResources()
-        try ManifestLoader.load(manifests, file: "test.yaml", into: &resources)
+        let (pods, gateway) = try await EnvoyStack.picker(pods: count, manifests: manifests)
         let addresses = pods.map { "\($0.configuration.host):\($0.port)" }
-        let endpoints = addresses.enumerated().map { DiscoveredEndpoint(endpoint: Endpoint(address: $1, podName: "pod-\($0)")) }
-        let gateway = try await GatewayServer.start(resources: resources, endpoints: endpoints, port: 0, seed: 7)
-        let store = gateway.picker.datastore
-        #expect(try await eventually { store.candidates(now: store.now).count == count })
         do {
             try await body(gateway.picker, addresses)
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import InferenceAPI
 
 /// A tool a test needs is not installed.
 public struct MissingTool: Error, CustomStringConvertible {
@@ -17,19 +18,8 @@ public func toolPath(_ name: String) throws -> String {
 
 /// A loopback TCP port free now, for a tool that cannot be told to pick one itself.
 public func freeLoopbackPort() throws -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { throw MissingTool(name: "a socket") }
-    defer { close(descriptor) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-    }
-    guard bound else { throw MissingTool(name: "a free loopback port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    guard let port = LoopbackPort.free() else { throw MissingTool(name: "a free loopback port") }
+    return port
 }
 
 /// Runs an external tool (promtool, python3 …) and returns its exit status and combined output;

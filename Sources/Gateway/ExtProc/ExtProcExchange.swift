@@ -129,7 +129,8 @@ public struct ExtProcExchange {
     }
 
     private mutating func route(headers: [ExtProcHeader], body: ByteBuffer) -> [ExtProcReply] {
-        let header = { (name: String) in headers.first { $0.name.lowercased() == name }?.value }
+        // Envoy sends HTTP/2's lowercase names; GIE looks them up as sent.
+        let header = { (name: String) in headers.first { $0.name == name }?.value }
         guard let shape = InferenceBody.Shape(path: Substring(header(":path") ?? "")) else {
             // Not an inference API: any endpoint, the body unread (as the built-in proxy).
             guard let endpoint = picker.pickAny() else {
@@ -182,7 +183,7 @@ public struct ExtProcExchange {
         guard case .routed(let routed) = state else { return [] }
         servedEndpoint = served
         let status = headers.first { $0.name == ":status" }.flatMap { Int($0.value) } ?? 0
-        let eventStream = headers.first { $0.name.lowercased() == "content-type" }?.value.hasPrefix("text/event-stream") == true
+        let eventStream = headers.first { $0.name == "content-type" }?.value.hasPrefix("text/event-stream") == true
         var rewriter: ModelNameRewriter?
         if let target = routed.targetModel, let client = routed.clientModel, target != client {
             rewriter = ModelNameRewriter(target: target, client: client)
