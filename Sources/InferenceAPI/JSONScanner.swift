@@ -220,6 +220,11 @@ extension JSONParser {
                 if quoted { text.append(UInt8(ascii: "\"")) }
                 return
             case UInt8(ascii: "\\"):
+                // Past the text's limit a one-letter escape is only stepped over.
+                if text.isFull, index + 1 < bytes.count, Self.isOneLetterEscape(bytes[index + 1]) {
+                    index += 2
+                    continue
+                }
                 let scalar = try readEscape(quote: quote)
                 guard !text.isFull else { continue }
                 if quoted {
@@ -233,6 +238,16 @@ extension JSONParser {
             default:
                 throw fail("Invalid control character at")
             }
+        }
+    }
+
+    /// `\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`: the escapes `readEscape` takes without `\u`.
+    @inline(__always)
+    static func isOneLetterEscape(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+             UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"): return true
+        default: return false
         }
     }
 }

@@ -87,6 +87,42 @@ func candidate(_ number: Int, queue: Int = 0, running: Int = 0, kv: Double = 0, 
         #expect(index.matches([4]).isEmpty && index.matches([3]) == ["b:8000": 1])
     }
 
+    /// Against a plain model of GIE's index (an LRU list per endpoint, a block sent again moving
+    /// to its front): random sends of few blocks to few endpoints, so that blocks are shared,
+    /// re-sent, evicted and forgotten with their endpoint, the key 0 among them.
+    @Test func thePrefixIndexAnswersAsAnLRUPerEndpointWould() {
+        var index = PrefixIndex(capacityPerEndpoint: 5)
+        var model: [String: [UInt64]] = [:]  // oldest first
+        var random = SystemRandomNumberGenerator()
+        let endpoints = ["a:1", "b:1", "c:1", "d:1"]
+        for step in 0..<20_000 {
+            let endpoint = endpoints.randomElement(using: &random)!
+            let blocks = (0..<Int.random(in: 1...6, using: &random)).map { _ in UInt64.random(in: 0..<16, using: &random) }
+            if step % 97 == 0 {
+                index.remove(endpoint)
+                model[endpoint] = nil
+                continue
+            }
+            index.add(blocks, to: endpoint)
+            for block in blocks {
+                model[endpoint, default: []].removeAll { $0 == block }
+                model[endpoint, default: []].append(block)
+                if model[endpoint]!.count > 5 { model[endpoint]!.removeFirst() }
+            }
+            let probe = (0..<4).map { _ in UInt64.random(in: 0..<16, using: &random) }
+            var expected: [String: Int] = [:]
+            for block in probe {
+                let holders = model.filter { $0.value.contains(block) }.keys
+                if holders.isEmpty { break }
+                for holder in holders { expected[holder, default: 0] += 1 }
+            }
+            guard index.matches(probe) == expected else {
+                Issue.record("step \(step): \(probe) matched \(index.matches(probe)), expected \(expected)")
+                return
+            }
+        }
+    }
+
     @Test func prefixHashesChainWithXXHash64() {
         let hashes = PrefixHasher(blockSizeTokens: 1).hashes(model: "m", text: "abcdefgh!")  // 4-character blocks
         #expect(hashes.count == 2)

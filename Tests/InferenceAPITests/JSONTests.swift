@@ -43,6 +43,18 @@ import Testing
         #expect(APIError.pythonRepr(.string("tab\there")) == #"'tab\there'"#)
     }
 
+    /// Plain runs are read 16 and 32 bytes at a time: a quote, an escape or a control
+    /// character must be found wherever it falls in a step, and past the last whole step.
+    @Test func findsEachSpecialByteWhereverItFallsInARun() throws {
+        for length in 0..<80 {
+            let plain = String((0..<length).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+            #expect(try JSONValue.parse("\"\(plain)\"") == .string(plain))
+            #expect(try JSONValue.parse("\"\(plain)\\n\(plain)\"") == .string(plain + "\n" + plain))
+            let error = try #require(throws: JSONParseError.self) { try JSONValue.parse("\"\(plain)\u{01}x\"") }
+            #expect(error.reason == "Invalid control character at" && error.offset == length + 1)
+        }
+    }
+
     @Test func rejectsDeepNesting() {
         let text = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
         #expect(throws: JSONParseError.self) { try JSONValue.parse(text) }

@@ -14,7 +14,8 @@ def median(target, load, field):
     return statistics.median(float(row[field]) for row in rows if row["target"] == target and row["load"] == load)
 
 
-direct_p50, direct_p99 = median("direct", "latency", "p50_ms"), median("direct", "latency", "p99_ms")
+has_direct = "direct" in targets
+direct_p50, direct_p99 = (median("direct", "latency", "p50_ms"), median("direct", "latency", "p99_ms")) if has_direct else (0, 0)
 envoy_rps = median("envoy", "throughput", "rps") if "envoy" in targets else None
 def decision(target):
     values = [float(row["decision_us"]) for row in rows if row["target"] == target and row["load"] == "throughput" and row.get("decision_us")]
@@ -26,7 +27,7 @@ print("|---|---:|---:|---:|---:|---:|---:|")
 for target in targets:
     rps = median(target, "throughput", "rps")
     ratio = f"{rps / envoy_rps:.2f}×" if envoy_rps else ""
-    added = "—" if target == "direct" else (
+    added = "—" if target == "direct" or not has_direct else (
         f"{median(target, 'latency', 'p50_ms') - direct_p50:.3f} / {median(target, 'latency', 'p99_ms') - direct_p99:.3f}")
     print(f"| {target} | {rps:,.0f} | {ratio} | {median(target, 'throughput', 'p50_ms'):.2f} / {median(target, 'throughput', 'p99_ms'):.2f} "
           f"| {median(target, 'throughput', 'cpu_us_per_request'):.1f} | {added} | {decision(target)} |")

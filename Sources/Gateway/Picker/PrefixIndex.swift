@@ -16,7 +16,11 @@ public struct PrefixIndex: Sendable {
 
     /// Who holds each block, and when each holder last got it: one table serves both the
     /// "who holds this block" lookups and the endpoints' LRUs. Endpoints are numbered as first seen.
-    private var holders = HashKeyedTable<Holders>(filler: Holders())
+    /// A block almost always has one holder, kept in its 16-byte slot (a request of distinct
+    /// blocks adds and evicts hundreds of them, each a cache miss: the smaller the table, the
+    /// fewer); a block held by several endpoints (a shared system prompt) lists them in `shared`.
+    private var holders = HashKeyedTable<Holding>(filler: .none)
+    private var shared = HashKeyedTable<[Holding]>(filler: [])
     private var endpointNumbers: [String: Int32] = [:]
     private var addresses: [String] = []
     /// Each endpoint's blocks in the order it got them, by its number.
@@ -34,7 +38,11 @@ public struct PrefixIndex: Sendable {
         var counts: [Int32: Int] = [:]
         for hash in hashes {
             guard let holding = holders[hash] else { break }
-            holding.forEach { counts[$0, default: 0] += 1 }
+            if holding.isShared {
+                for holder in shared[hash] ?? [] { counts[holder.endpoint, default: 0] += 1 }
+            } else {
+                counts[holding.endpoint, default: 0] += 1
+            }
         }
         return Dictionary(uniqueKeysWithValues: counts.map { (addresses[Int($0.key)], $0.value) })
     }
@@ -43,10 +51,12 @@ public struct PrefixIndex: Sendable {
     public mutating func add(_ hashes: [UInt64], to address: String) {
         let endpoint = number(of: address)
         holders.preload(hashes)
+        // The blocks these adds will evict, too: their misses overlap as well.
+        let evictions = lru[Int(endpoint)].count + hashes.count - capacityPerEndpoint
+        if evictions > 0 { holders.preload(lru[Int(endpoint)].entries.prefix(evictions).lazy.map(\.hash)) }
         for hash in hashes {
             let use = lru[Int(endpoint)].record(hash)
-            // In place: one lookup of the block, whether it is new to the endpoint or not.
-            if holders.update(hash, default: Holders(), { $0.touch(endpoint, use: use) }) {
+            if touch(hash, by: Holding(endpoint: endpoint, use: use)) {
                 lru[Int(endpoint)].count += 1
                 if lru[Int(endpoint)].count > capacityPerEndpoint { evictOldest(of: endpoint) }
             } else if lru[Int(endpoint)].staleEntries > lru[Int(endpoint)].count + 1024 {
@@ -58,9 +68,7 @@ public struct PrefixIndex: Sendable {
     /// Forgets an endpoint that left the pool.
     public mutating func remove(_ address: String) {
         guard let endpoint = endpointNumbers[address] else { return }
-        for entry in lru[Int(endpoint)].entries where holders[entry.hash]?.use(of: endpoint) == entry.use {
-            release(entry.hash, from: endpoint)
-        }
+        for entry in lru[Int(endpoint)].entries { release(entry, from: endpoint) }
         lru[Int(endpoint)] = LRU()
     }
 
@@ -68,8 +76,7 @@ public struct PrefixIndex: Sendable {
     /// still its latest use of that block (later uses left stale entries behind).
     private mutating func evictOldest(of endpoint: Int32) {
         while let entry = lru[Int(endpoint)].popOldest() {
-            guard holders[entry.hash]?.use(of: endpoint) == entry.use else { continue }
-            release(entry.hash, from: endpoint)
+            guard release(entry, from: endpoint) else { continue }
             lru[Int(endpoint)].count -= 1
             return
         }
@@ -78,8 +85,8 @@ public struct PrefixIndex: Sendable {
     /// Blocks sent again and again (a shared system prompt) leave an entry per send; past as
     /// many stale entries as live ones, only the live ones are kept.
     private mutating func dropStaleEntries(of endpoint: Int32) {
-        let holders = self.holders
-        lru[Int(endpoint)].keep { holders[$0.hash]?.use(of: endpoint) == $0.use }
+        let live = lru[Int(endpoint)].entries.filter { lastUse(of: $0.hash, by: endpoint) == $0.use }
+        lru[Int(endpoint)].replaceEntries(with: live)
     }
 
     private mutating func number(of address: String) -> Int32 {
@@ -91,55 +98,70 @@ public struct PrefixIndex: Sendable {
         return number
     }
 
-    private mutating func release(_ hash: UInt64, from endpoint: Int32) {
-        guard holders.modify(hash, { $0.remove(endpoint) }) == true else { return }
-        holders.removeValue(forKey: hash)
+    /// When the endpoint last got the block, if it holds it.
+    private func lastUse(of hash: UInt64, by endpoint: Int32) -> Use? {
+        guard let holding = holders[hash] else { return nil }
+        if !holding.isShared { return holding.endpoint == endpoint ? holding.use : nil }
+        return shared[hash]?.first { $0.endpoint == endpoint }?.use
     }
 
-    /// The endpoints holding a block and when each last got it: almost always one, so without
-    /// an allocation then.
-    struct Holders: Sendable {
-        private var first: Int32 = -1
-        private var firstUse: Use = 0
-        private var others: [(endpoint: Int32, use: Use)] = []
-
-        func forEach(_ body: (Int32) -> Void) {
-            if first >= 0 { body(first) }
-            for other in others { body(other.endpoint) }
+    /// Marks the block as held by `holder` since its use; true when the endpoint did not hold
+    /// it before. One probe of the table when the block has at most this one holder.
+    private mutating func touch(_ hash: UInt64, by holder: Holding) -> Bool {
+        let previous = holders.update(hash, default: .none) { holding in
+            let previous = holding
+            if holding.isNone || holding.endpoint == holder.endpoint { holding = holder } else { holding = .sharedMarker }
+            return previous
         }
-
-        func use(of endpoint: Int32) -> Use? {
-            if first == endpoint { return firstUse }
-            return others.first { $0.endpoint == endpoint }?.use
-        }
-
-        /// Marks the endpoint as holding the block since `use`; true when it did not before.
-        mutating func touch(_ endpoint: Int32, use: Use) -> Bool {
-            if first < 0 {
-                (first, firstUse) = (endpoint, use)
-                return true
-            }
-            if first == endpoint {
-                firstUse = use
-                return false
-            }
-            if let index = others.firstIndex(where: { $0.endpoint == endpoint }) {
-                others[index].use = use
-                return false
-            }
-            others.append((endpoint, use))
+        if previous.isNone { return true }
+        if previous.endpoint == holder.endpoint { return false }
+        if !previous.isShared {
+            shared[hash] = [previous, holder]
             return true
         }
-
-        /// Removes an endpoint; true when none is left.
-        mutating func remove(_ endpoint: Int32) -> Bool {
-            if first == endpoint {
-                if let last = others.popLast() { (first, firstUse) = last } else { first = -1 }
-            } else {
-                others.removeAll { $0.endpoint == endpoint }
+        return shared.update(hash, default: []) { holders in
+            if let index = holders.firstIndex(where: { $0.endpoint == holder.endpoint }) {
+                holders[index].use = holder.use
+                return false
             }
-            return first < 0
+            holders.append(holder)
+            return true
         }
+    }
+
+    /// Releases the entry's block from the endpoint if the entry is its latest use of it (one
+    /// probe of the table, two when the block's last holder goes); false for a stale entry.
+    @discardableResult
+    private mutating func release(_ entry: (hash: UInt64, use: Use), from endpoint: Int32) -> Bool {
+        guard let holding = holders[entry.hash] else { return false }
+        if !holding.isShared {
+            guard holding == Holding(endpoint: endpoint, use: entry.use) else { return false }
+            holders.removeValue(forKey: entry.hash)
+            return true
+        }
+        let released: (Bool, last: Holding?)? = shared.modify(entry.hash) { holders in
+            guard let index = holders.firstIndex(where: { $0.endpoint == endpoint }), holders[index].use == entry.use else { return (false, nil) }
+            holders.remove(at: index)
+            return (true, holders.count == 1 ? holders[0] : nil)
+        }
+        guard let released, released.0 else { return false }
+        if let last = released.last {
+            shared.removeValue(forKey: entry.hash)
+            holders[entry.hash] = last
+        }
+        return true
+    }
+
+    /// An endpoint holding a block and when it last got it; or, in the block's slot, that the
+    /// block has no holder yet or several (listed in `shared`).
+    struct Holding: Sendable, Equatable {
+        var endpoint: Int32
+        var use: Use
+
+        static let none = Holding(endpoint: -1, use: 0)
+        static let sharedMarker = Holding(endpoint: -2, use: 0)
+        var isNone: Bool { endpoint == -1 }
+        var isShared: Bool { endpoint == -2 }
     }
 
     /// One endpoint's blocks in the order it was sent them, each with its use number; an entry
@@ -154,8 +176,9 @@ public struct PrefixIndex: Sendable {
         var entries: ArraySlice<(hash: UInt64, use: Use)> { order[head...] }
         var staleEntries: Int { order.count - head - count }
 
-        mutating func keep(_ isLive: ((hash: UInt64, use: Use)) -> Bool) {
-            order = order[head...].filter(isLive)
+        /// Keeps only these entries (the live ones, in their order).
+        mutating func replaceEntries(with live: [(hash: UInt64, use: Use)]) {
+            order = live
             head = 0
         }
 
