@@ -68,6 +68,7 @@ public final class GatewayServer: Sendable {
                     AcceptGuard.install(on: channel, limit: maxConnections)
                 }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: 262_144))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         // Outbound headers are the upstream's, already parsed and validated as they
