@@ -69,14 +69,13 @@ sleep 1  # the gateway's first scrapes
 declare -A targets=([direct]=18201 [gateway]=18280 [nginx]=18281 [envoy]=18282 [envoy-extproc]=18286)
 nginx_master=$(cat "$work/nginx.pid")
 declare -A processes=([direct]="${pids[0]}" [gateway]="$gateway_pid" [nginx]="$nginx_master $(pgrep -P "$nginx_master" | tr '\n' ' ')" [envoy]="$envoy_pid" [envoy-extproc]="$envoy_extproc_pid $gateway_pid")
-# CPU clock ticks (user + system) of every thread of the given processes.
+# CPU clock ticks (user + system) of the given processes, from /proc/PID/stat: every thread's,
+# those that ended during the run included (summing /proc/PID/task/*/stat missed those).
 ticks() {
   local sum=0 fields
   for pid in "$@"; do
-    for stat in /proc/"$pid"/task/*/stat; do
-      read -r -a fields < <(cut -d' ' -f14,15 "$stat" 2>/dev/null || echo "0 0")
-      sum=$((sum + ${fields[0]:-0} + ${fields[1]:-0}))
-    done
+    read -r -a fields < <(cut -d' ' -f14,15 /proc/"$pid"/stat 2>/dev/null || echo "0 0")
+    sum=$((sum + ${fields[0]:-0} + ${fields[1]:-0}))
   done
   echo "$sum"
 }
