@@ -109,6 +109,8 @@ public struct IncomingRequest {
     public var headers: HTTPHeaders
     public var body: ByteBuffer
     public var version: HTTPVersion
+    /// What read the body as it arrived, when the router asked for one (`bodyReader(for:)`).
+    public var bodyReader: (any RequestBodyReader)?
 
     /// The URI without its query.
     public var path: Substring { uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(uri) }
@@ -126,10 +128,18 @@ extension InFlightResponse {
     public func clientWritabilityChanged(_ writable: Bool) {}
 }
 
+/// Reads a request's body piece by piece as it arrives, before the request is handed over whole
+/// (the gateway scans bodies so, rather than after they are complete).
+public protocol RequestBodyReader: AnyObject {
+    func read(_ piece: ByteBuffer)
+}
+
 /// Serves whole requests: what `HTTPRequestHandler` hands each collected request to.
 public protocol HTTPRequestRouter: AnyObject {
     /// Bodies above this are refused with 413.
     var maxBodyBytes: Int { get }
+    /// What should read this request's body as it arrives (nil: nothing; it is only collected).
+    func bodyReader(for head: HTTPRequestHead) -> (any RequestBodyReader)?
     /// Serves one request; returns the response when it outlives this call.
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)?
     /// Where each request's access line goes as its response starts (nil: nowhere).
@@ -138,6 +148,7 @@ public protocol HTTPRequestRouter: AnyObject {
 
 extension HTTPRequestRouter {
     public var accessLog: Logger? { nil }
+    public func bodyReader(for head: HTTPRequestHead) -> (any RequestBodyReader)? { nil }
 }
 
 /// The HTTP/1.1 connection handler shared by the emulated server, the gateway and the small
@@ -156,6 +167,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
     private let answersInClientVersion: Bool
     private var head: HTTPRequestHead?
     private var body: ByteBuffer?
+    private var bodyReader: (any RequestBodyReader)?
     /// The connection is ending (a refusal, a timeout, a malformed request): nothing more it
     /// sends is read as a request.
     private var closing = false
@@ -214,6 +226,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
         case .head(let requestHead):
             head = requestHead
             body = nil
+            bodyReader = router.bodyReader(for: requestHead)
             enter(.receivingBody, limit: limits.requestBodyTimeout)
             if let refusal = headRefusal(requestHead.headers) {
                 refuse(context: context, refusal)
@@ -224,6 +237,7 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
                 context.writeAndFlush(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
             }
         case .body(var chunk):
+            bodyReader?.read(chunk)
             if body == nil {
                 // A body in several reads is collected in one buffer of its declared length, so
                 // it is copied once rather than again at each doubling (up to 1 MiB reserved
@@ -245,9 +259,10 @@ public final class HTTPRequestHandler: ChannelInboundHandler, RemovableChannelHa
             nextRequestStarted = false
             let request = IncomingRequest(
                 method: requestHead.method, uri: requestHead.uri, headers: requestHead.headers,
-                body: body ?? context.channel.allocator.buffer(capacity: 0), version: requestHead.version)
+                body: body ?? context.channel.allocator.buffer(capacity: 0), version: requestHead.version, bodyReader: bodyReader)
             head = nil
             body = nil
+            bodyReader = nil
             enter(.responding, limit: nil)
             // The pipeline handler may hand over the next pipelined request from inside this
             // response's final write, so a response only clears the in-flight slot it owns.

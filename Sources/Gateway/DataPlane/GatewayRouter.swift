@@ -51,6 +51,12 @@ final class GatewayRouter: HTTPRequestRouter {
 
     init(context: GatewayContext) { self.context = context }
 
+    /// Inference bodies are scanned as they arrive.
+    func bodyReader(for head: HTTPRequestHead) -> (any RequestBodyReader)? {
+        guard head.method == .POST, let shape = InferenceBody.Shape(path: Substring(head.uri)) else { return nil }
+        return InferenceBody.Reader(InferenceBody.Reading(shape: shape, prefixLimit: context.picker.prefixTextLimit))
+    }
+
     func route(_ request: IncomingRequest, writer: ResponseWriter) -> (any InFlightResponse)? {
         if let key = context.configuration.apiKey, request.path.hasPrefix("/v1"), request.method != .OPTIONS,
            !BearerToken.matches(request.headers, key) {
@@ -66,9 +72,15 @@ final class GatewayRouter: HTTPRequestRouter {
         var body = request.body
         let path = request.path
         if request.method == .POST, let shape = InferenceBody.Shape(path: path) {
+            var reading: InferenceBody.Reading
+            if let reader = request.bodyReader as? InferenceBody.Reader {
+                reading = reader.reading
+            } else {
+                reading = InferenceBody.Reading(shape: shape, prefixLimit: context.picker.prefixTextLimit)
+                reading.read(request.body)
+            }
             let inference: InferenceRequest
-            switch InferenceBody.read(
-                request.body, shape: shape, prefixLimit: context.picker.prefixTextLimit, header: { request.headers.first(name: $0) }) {
+            switch reading.finish(request.body, header: { request.headers.first(name: $0) }) {
             case .success(let parsed): inference = parsed
             case .failure(let unreadable):
                 let error = APIError(status: 400, type: "BadRequest", message: "inference error: BadRequest - \(unreadable.message)")

@@ -33,23 +33,52 @@ enum InferenceBody {
         var message: String
     }
 
-    /// `header` looks up a request header by its lowercase name. The body is scanned, not
-    /// parsed: nothing is built but the model and the first `prefixLimit` bytes of the prefix
-    /// text (all the picker's prefix scorer reads), though all of it is checked.
-    static func read(_ body: ByteBuffer, shape: Shape, prefixLimit: Int, header: (String) -> String?) -> Result<InferenceRequest, Unreadable> {
-        let scanned: ScannedBody?
-        do {
-            scanned = try ScannedBody.scan(
-                body, required: shape.required.member, textMember: shape.required.member,
+    /// A body of one of the two shapes, read as it arrives: scanned, not parsed (nothing is
+    /// built but the model and the first `prefixLimit` bytes of the prefix text, all the
+    /// picker's prefix scorer reads), though every byte is checked as JSON.
+    struct Reading {
+        let shape: Shape
+        private var stream: ScannedBodyStream
+
+        init(shape: Shape, prefixLimit: Int) {
+            self.shape = shape
+            stream = ScannedBodyStream(
+                required: shape.required.member, textMember: shape.required.member,
                 form: shape == .chatCompletions ? .compactJSON : .prompt, limit: prefixLimit)
-        } catch {
-            return .failure(Unreadable(message: "error unmarshaling request body: \(error)"))
         }
-        guard let scanned else { return .failure(Unreadable(message: "request body is not a JSON object")) }
-        guard scanned.hasRequired else { return .failure(Unreadable(message: shape.required.refusal)) }
-        return .success(InferenceRequest(
-            model: scanned.model, objectiveHeader: header("x-gateway-inference-objective"),
-            modelRewriteHeader: header("x-gateway-model-name-rewrite"), prefixText: scanned.text,
-            endpointSelection: header(HeaderBasedTestingFilter.header)))
+
+        mutating func read(_ piece: ByteBuffer) { stream.feed(piece) }
+
+        /// The request, once all of `body` has been read. `header` looks up a request header by
+        /// its lowercase name. A malformed body is parsed whole, only to say why, in the
+        /// parser's words.
+        mutating func finish(_ body: ByteBuffer, header: (String) -> String?) -> Result<InferenceRequest, Unreadable> {
+            let scanned: ScannedBody
+            switch stream.finish() {
+            case .scanned(let body): scanned = body
+            case .notAnObject: return .failure(Unreadable(message: "request body is not a JSON object"))
+            case .malformed:
+                do {
+                    _ = try JSONValue.parse(body)
+                    return .failure(Unreadable(message: "error unmarshaling request body"))
+                } catch {
+                    return .failure(Unreadable(message: "error unmarshaling request body: \(error)"))
+                }
+            }
+            guard scanned.hasRequired else { return .failure(Unreadable(message: shape.required.refusal)) }
+            return .success(InferenceRequest(
+                model: scanned.model, objectiveHeader: header("x-gateway-inference-objective"),
+                modelRewriteHeader: header("x-gateway-model-name-rewrite"), prefixText: scanned.text,
+                endpointSelection: header(HeaderBasedTestingFilter.header)))
+        }
+    }
+
+    /// The built-in proxy's `Reading`, fed by the connection as each piece of the body arrives.
+    final class Reader: RequestBodyReader {
+        var reading: Reading
+
+        init(_ reading: Reading) { self.reading = reading }
+
+        func read(_ piece: ByteBuffer) { reading.read(piece) }
     }
 }

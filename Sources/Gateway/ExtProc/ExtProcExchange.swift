@@ -74,7 +74,8 @@ public struct ExtProcExchange {
 
     private enum State {
         case awaitingHeaders
-        case collectingBody(headers: [ExtProcHeader], body: ByteBuffer)
+        /// The body so far, and its reading as it arrives when it is an inference API's.
+        case collectingBody(headers: [ExtProcHeader], body: ByteBuffer, reading: InferenceBody.Reading?)
         case routed(Routed)
         case responding(Routed, Response)
         case done
@@ -100,7 +101,9 @@ public struct ExtProcExchange {
     public mutating func requestHeaders(_ headers: [ExtProcHeader], endOfStream: Bool) -> [ExtProcReply] {
         guard case .awaitingHeaders = state else { return [] }
         guard endOfStream else {
-            state = .collectingBody(headers: headers, body: ByteBuffer())
+            let shape = headers.first { $0.name == ":path" }.flatMap { InferenceBody.Shape(path: Substring($0.value)) }
+            state = .collectingBody(
+                headers: headers, body: ByteBuffer(), reading: shape.map { InferenceBody.Reading(shape: $0, prefixLimit: picker.prefixTextLimit) })
             return []
         }
         // No body (a GET such as /v1/models): any endpoint of the pool, as GIE.
@@ -114,24 +117,25 @@ public struct ExtProcExchange {
     /// A piece of the request body. Pieces after the one that ended the body are ignored: Envoy
     /// 1.35–1.37 send the last one again on large bodies (envoyproxy/envoy#46237).
     public mutating func requestBody(_ chunk: ByteBuffer, endOfStream: Bool) -> [ExtProcReply] {
-        guard case .collectingBody(let headers, var body) = state else { return [] }
+        guard case .collectingBody(let headers, var body, var reading) = state else { return [] }
         state = .done
         guard body.readableBytes + chunk.readableBytes <= maxBodyBytes else {
             return refuse(status: 413, code: "RequestEntityTooLarge", message: "request body larger than \(maxBodyBytes) bytes", model: nil)
         }
+        reading?.read(chunk)
         var chunk = chunk
         body.writeBuffer(&chunk)
         guard endOfStream else {
-            state = .collectingBody(headers: headers, body: body)
+            state = .collectingBody(headers: headers, body: body, reading: reading)
             return []
         }
-        return route(headers: headers, body: body)
+        return route(headers: headers, body: body, reading: reading)
     }
 
-    private mutating func route(headers: [ExtProcHeader], body: ByteBuffer) -> [ExtProcReply] {
+    private mutating func route(headers: [ExtProcHeader], body: ByteBuffer, reading: InferenceBody.Reading?) -> [ExtProcReply] {
         // Envoy sends HTTP/2's lowercase names; GIE looks them up as sent.
         let header = { (name: String) in headers.first { $0.name == name }?.value }
-        guard let shape = InferenceBody.Shape(path: Substring(header(":path") ?? "")) else {
+        guard var reading else {
             // Not an inference API: any endpoint, the body unread (as the built-in proxy).
             guard let endpoint = picker.pickAny() else {
                 return refuse(status: 503, code: "ServiceUnavailable", message: "no healthy endpoints in pool \(picker.pool.name)", model: nil)
@@ -140,7 +144,7 @@ public struct ExtProcExchange {
             return headersAndBody([endpoint], body: body, headers: headers)
         }
         let inference: InferenceRequest
-        switch InferenceBody.read(body, shape: shape, prefixLimit: picker.prefixTextLimit, header: header) {
+        switch reading.finish(body, header: header) {
         case .success(let read): inference = read
         case .failure(let unreadable): return refuse(status: 400, code: "BadRequest", message: unreadable.message, model: nil)
         }
