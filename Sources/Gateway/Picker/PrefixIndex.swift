@@ -129,8 +129,9 @@ public struct PrefixIndex: Sendable {
         }
     }
 
-    /// Releases the entry's block from the endpoint if the entry is its latest use of it (one
-    /// probe of the table, two when the block's last holder goes); false for a stale entry.
+    /// Releases the entry's block from the endpoint if the entry is its latest use of it (a
+    /// lookup, and the removal of a block whose one holder goes, which finds its slot in
+    /// cache); false for a stale entry.
     @discardableResult
     private mutating func release(_ entry: (hash: UInt64, use: Use), from endpoint: Int32) -> Bool {
         guard let holding = holders[entry.hash] else { return false }
