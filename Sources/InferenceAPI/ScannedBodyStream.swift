@@ -59,6 +59,7 @@ public struct ScannedBodyStream {
     // The number or literal being read (kept whole: the parser reads it as one value).
     private var token: [UInt8] = []
     private static let modelKey = Array("model".utf8)
+    private static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
 
     public init(required: String, textMember: String, form: ScannedBody.TextForm, limit: Int) {
         self.required = Array(required.utf8)
@@ -102,7 +103,7 @@ public struct ScannedBodyStream {
                     expect = .document
                     continue
                 }
-                guard byte == [0xEF, 0xBB, 0xBF][matched] else { return fail() }
+                guard byte == Self.byteOrderMark[matched] else { return fail() }
                 expect = matched == 2 ? .document : .byteOrderMark(matched: matched + 1)
                 index += 1
                 continue
