@@ -143,7 +143,7 @@ import Testing
     /// A stream through Envoy keeps arriving as events, and names the model the client asked
     /// for although the pods were sent its rewrite target.
     @Test func aStreamThroughEnvoyHasItsModelNameWrittenBack() async throws {
-        let stack = try await EnvoyStack.start(manifests: EnvoyStack.poolYAML + EnvoyStack.alias("assistant"))
+        let stack = try await EnvoyStack.start(manifests: EnvoyStack.poolYAML + TestManifests.alias("assistant", to: EnvoyStack.model))
         defer { Task { await stack.stop() } }
         let stream = try await stack.post("/v1/completions", Self.completion("assistant", maxTokens: 20, stream: true))
         #expect(stream.status == 200)

@@ -41,22 +41,6 @@ struct EnvoyStack {
 
     static let poolYAML = pool(failureMode: "FailClose")
 
-    /// An InferenceModelRewrite sending every request for `name` to the pods' model.
-    static func alias(_ name: String) -> String {
-        """
-
-        ---
-        apiVersion: inference.networking.x-k8s.io/v1alpha2
-        kind: InferenceModelRewrite
-        metadata: {name: alias}
-        spec:
-          poolRef: {name: pool}
-          rules:
-          - matches: [{model: {value: \(name)}}]
-            targets: [{modelRewrite: \(model), weight: 1}]
-        """
-    }
-
     static func pool(failureMode: String) -> String {
         """
         apiVersion: inference.networking.k8s.io/v1

@@ -173,7 +173,7 @@ import Testing
     }
 
     @Test func aStreamsModelNameIsWrittenBackEvenSplitAcrossChunks() async throws {
-        try await Self.withPicker(pods: 1, manifests: EnvoyStack.poolYAML + EnvoyStack.alias("assistant")) { picker, _ in
+        try await Self.withPicker(pods: 1, manifests: EnvoyStack.poolYAML + TestManifests.alias("assistant", to: EnvoyStack.model)) { picker, _ in
             let event = #"data: {"model":"\#(EnvoyStack.model)","choices":[]}"# + "\n\n"
             let split = event.index(event.startIndex, offsetBy: 16)
             let responses = try await Self.exchange(picker, [

@@ -172,7 +172,7 @@ extension EndToEnd {
     /// Upstreams that answer and then break, and clients the gateway must frame for.
     @Suite struct GatewayUpstreamMisbehaviourTests {
         static let body = #"{"model": "friendly", "prompt": "Hello", "max_tokens": 2}"#
-        static let rewrite = GatewayStack.poolYAML + GatewayStack.alias("friendly", to: "m")
+        static let rewrite = GatewayStack.poolYAML + TestManifests.alias("friendly", to: "m")
 
         @Test func anUpstreamThatAnswersAndThenBreaksIsNotRetried() async throws {
             // A rewritten, non-streamed response is collected before it is sent: the head and part

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TestSupport
 import Testing
 
 /// The data plane against real FakeVLLM pods: what a client of the gateway sees.
@@ -72,7 +73,7 @@ extension EndToEnd {
     }
 
     @Test func aTargetModelSplitRewritesTheBodyAndTheResponseBack() async throws {
-        let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + GatewayStack.alias("friendly-name", to: "meta-llama/Meta-Llama-3-8B"))
+        let stack = try await GatewayStack.start(manifests: GatewayStack.poolYAML + TestManifests.alias("friendly-name", to: "meta-llama/Meta-Llama-3-8B"))
         defer { Task { await stack.stop() } }
         let plain = try await stack.post("/v1/completions", #"{"model": "friendly-name", "prompt": "Hi", "max_tokens": 3}"#)
         #expect(plain.status == 200)

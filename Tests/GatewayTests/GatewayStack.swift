@@ -52,22 +52,6 @@ struct GatewayStack {
         return request
     }
 
-    /// An InferenceModelRewrite sending every request for `name` to `target`.
-    static func alias(_ name: String, to target: String) -> String {
-        """
-
-        ---
-        apiVersion: inference.networking.x-k8s.io/v1alpha2
-        kind: InferenceModelRewrite
-        metadata: {name: alias}
-        spec:
-          poolRef: {name: pool}
-          rules:
-          - matches: [{model: {value: \(name)}}]
-            targets: [{modelRewrite: \(target), weight: 1}]
-        """
-    }
-
     static func start(
         pods count: Int = 3, manifests: String = poolYAML, dataPlane: DataPlaneConfiguration = DataPlaneConfiguration(),
         extraEndpoints: [String] = [], metricsPort: Int? = nil, pod configure: (Int, inout ServerConfiguration) -> Void = { _, _ in }
